@@ -1,0 +1,1 @@
+"""The synthetic dataset generator and data helpers. Never imports `workflow`."""

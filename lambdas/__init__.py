@@ -1,0 +1,1 @@
+"""Lambda handlers, each deployable as a zip. Never imports `workflow`."""

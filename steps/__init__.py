@@ -1,0 +1,1 @@
+"""Code that runs inside jobs (processing, training, serving). Never imports `workflow`."""

@@ -1,0 +1,82 @@
+"""The `ddcicd` command line.
+
+Start-up stays light: this module imports click and nothing heavy. Each command lives in
+its own module under `workflow/commands/` and is imported only when it is invoked, so
+`ddcicd --help` does not pay for torch, sagemaker or the Step Functions SDK.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import traceback
+
+import click
+
+from workflow.errors import CliError
+
+# command name -> "module:attribute"; the module is imported only when the command runs.
+COMMANDS: dict[str, str] = {
+    "data": "workflow.commands.data:data",
+    "process": "workflow.commands.process:process",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def __init__(self, *args, lazy_commands: dict[str, str], **kwargs) -> None:  # noqa: ANN002, ANN003
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = lazy_commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy_commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy_commands:
+            module_name, attribute = self.lazy_commands[cmd_name].split(":")
+            return getattr(importlib.import_module(module_name), attribute)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--verbose", is_flag=True, help="Print tracebacks for errors.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
+    """Retrain, check and ship a distracted-driver classifier with Step Functions."""
+    ctx.ensure_object(dict)
+    ctx.obj["verbose"] = verbose
+    if verbose:
+        os.environ["DDCICD_VERBOSE"] = "1"
+
+
+def main() -> None:
+    """Entry point: explainable errors are one line; anything else is a crash with exit 1."""
+    verbose = "--verbose" in sys.argv[1:] or os.environ.get("DDCICD_VERBOSE") == "1"
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except CliError as error:
+        if verbose:
+            traceback.print_exc()
+        error.show()
+        sys.exit(error.exit_code)
+    except click.ClickException as error:  # usage errors: click's own exit code 2
+        error.show()
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as error:  # noqa: BLE001 - the last line of defence
+        if verbose:
+            traceback.print_exc()
+        click.echo(f"error: unexpected {type(error).__name__}: {error} (rerun with --verbose for a traceback)", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
