@@ -1,0 +1,236 @@
+"""The model side of the inference server: load a model archive, turn image bytes into
+input tensors, run ONNX Runtime on a batch.
+
+Kept apart from the HTTP code (steps/serve.py) so the benchmark and batch scoring can use
+the same preprocessing and session settings without a server, and so the preprocessing
+that must match training lives in one place:
+
+    bytes (JPEG/PNG, any size, 1-4 channels) -> decode (reduced-scale for big JPEGs)
+      -> RGB uint8 HxWx3 -> resize to image_shape (cv2.INTER_AREA when shrinking)
+      -> float32 NCHW RGB in 0..255
+
+The network normalizes by itself (steps/model.py keeps mean/std as buffers inside the
+graph) and the exported graph ends in a softmax, so the server neither normalizes nor
+post-processes: model.json's mean/std are informational here.
+
+The archive is `model.tar.gz` with `model.onnx` (dynamic batch axis) and `model.json`
+(classes, image_shape "C,H,W" or [C, H, W], mean, std, ...), or a directory holding the
+two, which is what SageMaker unpacks into /opt/ml/model.
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+import simplejpeg
+
+# A decoded image larger than this (after reduced-scale decoding) is refused: a 100-byte
+# PNG can claim 60000x60000 pixels and would otherwise take 10 GB to decode.
+DEFAULT_MAX_PIXELS = 40_000_000
+
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+class InvalidImage(ValueError):
+    """The bytes are not an image this model can take; the message says why."""
+
+
+class ModelArchiveError(ValueError):
+    """The model archive is missing, unreadable or lacks model.onnx / model.json."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What preprocessing and the response need to know, read from model.json."""
+
+    classes: list[str]
+    channels: int
+    height: int
+    width: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    metadata: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> ModelSpec:
+        shape = document.get("image_shape")
+        if isinstance(shape, str):
+            shape = [part.strip() for part in shape.split(",")]
+        try:
+            channels, height, width = (int(value) for value in shape)  # type: ignore[union-attr]
+        except (TypeError, ValueError) as error:
+            raise ModelArchiveError(f"model.json image_shape {shape!r} is not 'C,H,W'") from error
+        if channels != 3:
+            raise ModelArchiveError(f"model.json image_shape {shape!r}: only 3-channel models are served")
+        classes = document.get("classes")
+        if not isinstance(classes, list) or not classes:
+            raise ModelArchiveError(f"model.json classes {classes!r} is not a non-empty list")
+        mean = tuple(float(value) for value in document.get("mean", (0.0, 0.0, 0.0)))
+        std = tuple(float(value) for value in document.get("std", (1.0, 1.0, 1.0)))
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise ModelArchiveError(f"model.json mean {mean!r} / std {std!r} must be 3 values, std > 0")
+        return cls([str(name) for name in classes], channels, height, width, mean, std, document)  # type: ignore[arg-type]
+
+
+def read_model_archive(path: str | os.PathLike[str]) -> tuple[bytes, dict[str, Any]]:
+    """Return (model.onnx bytes, model.json document) from a model.tar.gz or a directory."""
+    path = Path(path)
+    if path.is_dir():
+        onnx_path, json_path = path / "model.onnx", path / "model.json"
+        for needed in (onnx_path, json_path):
+            if not needed.is_file():
+                raise ModelArchiveError(f"{needed} is missing")
+        return onnx_path.read_bytes(), json.loads(json_path.read_text())
+    if not path.is_file():
+        raise ModelArchiveError(f"model archive {path} does not exist")
+    try:
+        with tarfile.open(path, "r:*") as archive:
+            members = {Path(member.name).name: member for member in archive.getmembers() if member.isfile()}
+            found: dict[str, bytes] = {}
+            for name in ("model.onnx", "model.json"):
+                if name not in members:
+                    raise ModelArchiveError(f"{path} has no {name} (members: {sorted(members)})")
+                handle = archive.extractfile(members[name])
+                assert handle is not None  # isfile() members always have a file object
+                found[name] = handle.read()
+    except (tarfile.TarError, OSError, EOFError) as error:
+        raise ModelArchiveError(f"{path} is not a readable tar archive: {error}") from error
+    try:
+        document = json.loads(found["model.json"])
+    except json.JSONDecodeError as error:
+        raise ModelArchiveError(f"{path}: model.json is not JSON: {error}") from error
+    return found["model.onnx"], document
+
+
+def default_threads() -> int:
+    """The cores this process may run on (not the machine's), so a pinned container is honoured."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+# ---------------------------------------------------------------------------- decoding
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    """(height, width) from the IHDR chunk, read before decoding to refuse pixel bombs."""
+    if len(data) < 24 or data[12:16] != b"IHDR":
+        raise InvalidImage("PNG has no IHDR header (truncated or corrupt)")
+    width, height = struct.unpack(">II", data[16:24])
+    return height, width
+
+
+def decode_image(data: bytes, min_height: int, min_width: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """JPEG or PNG bytes -> RGB uint8 array (H, W, 3), at least min_height x min_width when
+    the source is that big.
+
+    JPEGs are decoded by libjpeg-turbo at the smallest DCT scale (1/2, 1/4, 1/8) that still
+    covers the model input: a 640x480 photo for a 64x48 model decodes at 80x60, about 30x
+    less work than a full decode. Grey, RGBA and 16-bit inputs come out as 8-bit RGB.
+    """
+    if not data:
+        raise InvalidImage("empty body")
+    if data.startswith(_JPEG_MAGIC):
+        return _decode_jpeg(data, min_height, min_width, max_pixels)
+    if data.startswith(_PNG_MAGIC):
+        height, width = _png_size(data)
+        if height * width > max_pixels:
+            raise InvalidImage(f"PNG is {width}x{height} pixels, over the limit of {max_pixels}")
+        return _decode_with_cv2(data, "PNG")
+    raise InvalidImage(f"body is not a JPEG or PNG image (starts with {data[:8]!r})")
+
+
+def _decode_jpeg(data: bytes, min_height: int, min_width: int, max_pixels: int) -> np.ndarray:
+    try:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError as error:
+        raise InvalidImage(f"JPEG header is unreadable: {error}") from error
+    if height == 0 or width == 0:
+        raise InvalidImage(f"JPEG claims a size of {width}x{height}")
+    scale = 1
+    while scale < 8 and height // (scale * 2) >= min_height and width // (scale * 2) >= min_width:
+        scale *= 2
+    if (height // scale) * (width // scale) > max_pixels:
+        raise InvalidImage(f"JPEG is {width}x{height} pixels, over the limit of {max_pixels}")
+    if colorspace in ("CMYK", "YCCK"):  # libjpeg-turbo's RGB output does not convert these
+        return _decode_with_cv2(data, "JPEG")
+    try:
+        return simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=min_height, min_width=min_width)
+    except ValueError as error:
+        raise InvalidImage(f"JPEG is corrupt or truncated: {error}") from error
+
+
+def _decode_with_cv2(data: bytes, kind: str) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise InvalidImage(f"{kind} is corrupt or truncated")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+# ---------------------------------------------------------------------------- the predictor
+
+
+class Predictor:
+    """An ONNX Runtime session plus the preprocessing its model was trained with.
+
+    `preprocess` is thread-safe and releases the GIL in decode and resize, so a server can
+    run it on a thread pool beside `predict`. `predict` takes a batch of any size up to
+    what memory allows (the model's batch axis is dynamic).
+    """
+
+    def __init__(self, model: str | os.PathLike[str], threads: int | None = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        onnx_bytes, document = read_model_archive(model)
+        self.spec = ModelSpec.from_json(document)
+        self.max_pixels = max_pixels
+        self.threads = threads or default_threads()
+        options = ort.SessionOptions()
+        # One pool sized to the cores, no inter-op pool and no spinning: on a shared 2-core
+        # machine spinning threads steal the core that decoding or another process needs.
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self.session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # noqa: BLE001 - onnxruntime raises its own untyped errors
+            raise ModelArchiveError(f"{model}: model.onnx does not load in ONNX Runtime: {error}") from error
+        self.input_name = self.session.get_inputs()[0].name
+
+    @property
+    def classes(self) -> list[str]:
+        return self.spec.classes
+
+    def preprocess(self, data: bytes) -> np.ndarray:
+        """Image bytes -> float32 (3, H, W) ready for the model. Raises InvalidImage."""
+        spec = self.spec
+        image = decode_image(data, spec.height, spec.width, self.max_pixels)
+        return self.normalize(image)
+
+    def normalize(self, image: np.ndarray) -> np.ndarray:
+        """RGB uint8 (h, w, 3) of any size -> float32 (3, H, W) in 0..255, as training feeds it."""
+        spec = self.spec
+        if image.shape[0] != spec.height or image.shape[1] != spec.width:
+            interpolation = cv2.INTER_AREA if image.shape[0] > spec.height else cv2.INTER_LINEAR
+            image = cv2.resize(image, (spec.width, spec.height), interpolation=interpolation)
+        return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """float32 (N, 3, H, W) -> probabilities (N, num_classes), from the graph's softmax."""
+        return self.session.run(None, {self.input_name: batch})[0]
+
+    def predict_images(self, images: list[bytes]) -> np.ndarray:
+        """Convenience for scripts and tests: bytes in, probabilities out, one batch."""
+        return self.predict(np.stack([self.preprocess(data) for data in images]))
+

@@ -1,0 +1,333 @@
+"""The inference server: the SageMaker container contract in front of a Predictor.
+
+    python -m steps.serve --model model.tar.gz --port 8080          # one endpoint instance
+    curl -s --data-binary @img.jpg -H 'Content-Type: application/x-image' \\
+         http://127.0.0.1:8080/invocations                           # -> [0.01, 0.93, ...]
+
+Routes (as SageMaker calls a container):
+- GET /ping          200 once the model is loaded (it is loaded before the port opens).
+- POST /invocations  body application/x-image, image/jpeg or image/png -> a JSON list of
+                     num_classes probabilities in class order; application/json
+                     {"instances": ["<base64 image>", ...]} -> a list of such lists.
+
+Every bad request gets a 4xx with a JSON body {"error": ..., "message": ...}: empty or
+non-image bodies, corrupt or truncated images, unknown Content-Type (415), an Accept the
+server cannot produce (406), a body over the payload cap (413, 6 MB by default like
+SageMaker), a client too slow to send its body (408).
+
+aiohttp on uvloop was the fastest stack measured on this machine kind; decode and resize
+run on a thread pool and the model on its own thread (steps/batching.py), so the event
+loop only parses HTTP.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from aiohttp import web
+
+from steps.batching import MicroBatcher
+from steps.predictor import DEFAULT_MAX_PIXELS, InvalidImage, ModelArchiveError, Predictor, default_threads
+
+log = logging.getLogger("steps.serve")
+
+IMAGE_TYPES = frozenset({"application/x-image", "image/jpeg", "image/png"})
+JSON_TYPE = "application/json"
+ACCEPTABLE = frozenset({JSON_TYPE, "application/*", "*/*"})
+DEFAULT_MAX_PAYLOAD = 6 * 1024 * 1024  # bytes; SageMaker's real-time invocation limit
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Tuning knobs; the defaults suit a 2-core machine serving a small CNN."""
+
+    max_batch_size: int = 32  # images per forward pass; 1 turns batching off
+    max_wait_ms: float = 5.0  # longest a queued image waits for others on their way
+    max_payload: int = DEFAULT_MAX_PAYLOAD  # bytes per request body
+    max_pixels: int = DEFAULT_MAX_PIXELS  # per decoded image
+    body_timeout: float = 30.0  # seconds a client may take to send its body
+    threads: int = 0  # ONNX Runtime intra-op threads; 0 = the cores this process may use
+    decode_threads: int = 0  # 0 = same as threads
+
+
+class RequestError(Exception):
+    """A client error turned into a JSON 4xx response."""
+
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+
+
+def error_response(status: int, error: str, message: str) -> web.Response:
+    return web.json_response({"error": error, "message": message}, status=status)
+
+
+# ---------------------------------------------------------------------------- request parsing
+
+
+def _media_type(header: str | None) -> str:
+    """'image/jpeg; q=1' -> 'image/jpeg' (lower case, parameters dropped)."""
+    return (header or "").split(";", 1)[0].strip().lower()
+
+
+def check_accept(header: str | None) -> None:
+    """We only produce application/json; '*/*', 'application/*' or no header also accept it."""
+    if not header:
+        return
+    offered = {_media_type(part) for part in header.split(",")}
+    if offered & ACCEPTABLE:
+        return
+    raise RequestError(406, "NotAcceptable", f"Accept {header!r} does not allow {JSON_TYPE}, the only response type")
+
+
+async def read_body(request: web.Request, settings: ServerSettings) -> bytes:
+    """The whole body, refusing early when Content-Length is over the cap and counting bytes
+    when it is absent (chunked uploads); a client stalling longer than body_timeout gets 408."""
+    if request.content_length is not None and request.content_length > settings.max_payload:
+        raise RequestError(413, "PayloadTooLarge",
+                           f"body of {request.content_length} bytes is over the limit of {settings.max_payload}")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(settings.body_timeout):
+            async for chunk in request.content.iter_any():
+                size += len(chunk)
+                if size > settings.max_payload:
+                    raise RequestError(413, "PayloadTooLarge", f"body is over the limit of {settings.max_payload} bytes")
+                chunks.append(chunk)
+    except TimeoutError as error:
+        raise RequestError(408, "RequestTimeout", f"body not received within {settings.body_timeout:g} s") from error
+    if not size:
+        raise RequestError(400, "EmptyBody", "request body is empty; send an image")
+    return b"".join(chunks)
+
+
+def parse_instances(body: bytes) -> list[bytes]:
+    """{"instances": ["<base64>", ...]} -> image bytes, naming the first bad entry."""
+    try:
+        document = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RequestError(400, "InvalidJson", f"application/json body is not JSON: {error}") from error
+    instances = document.get("instances") if isinstance(document, dict) else None
+    if not isinstance(instances, list) or not instances:
+        raise RequestError(400, "InvalidJson", 'application/json body must be {"instances": ["<base64 image>", ...]} with at least one image')
+    images = []
+    for index, item in enumerate(instances):
+        if isinstance(item, dict):  # also {"b64": "..."}, the TF-Serving spelling
+            item = item.get("b64")
+        if not isinstance(item, str):
+            raise RequestError(400, "InvalidJson", f"instances[{index}] is {type(item).__name__}, not a base64 string")
+        try:
+            images.append(base64.b64decode(item, validate=True))
+        except (binascii.Error, ValueError) as error:
+            raise RequestError(400, "InvalidBase64", f"instances[{index}] is not valid base64: {error}") from error
+    return images
+
+
+# ---------------------------------------------------------------------------- the application
+
+
+class InferenceApp:
+    """Owns the predictor, the decode pool and the batcher for one server process."""
+
+    def __init__(self, predictor: Predictor, settings: ServerSettings) -> None:
+        self.predictor = predictor
+        self.settings = settings
+        decode_threads = settings.decode_threads or settings.threads or predictor.threads
+        self.decode_pool = ThreadPoolExecutor(max_workers=decode_threads, thread_name_prefix="decode")
+        self.batcher = MicroBatcher(predictor.predict, settings.max_batch_size, settings.max_wait_ms)
+        self.requests = 0
+        self.errors = 0
+
+    async def _decode(self, data: bytes) -> np.ndarray:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.decode_pool, self.predictor.preprocess, data)
+
+    async def ping(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "healthy", "classes": len(self.predictor.classes)})
+
+    async def invocations(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        settings = self.settings
+        check_accept(request.headers.get("Accept"))
+        content_type = _media_type(request.headers.get("Content-Type"))
+        if content_type not in IMAGE_TYPES and content_type != JSON_TYPE:
+            raise RequestError(415, "UnsupportedMediaType",
+                               f"Content-Type {content_type or '(none)'!r} is not one of "
+                               f"{', '.join(sorted(IMAGE_TYPES | {JSON_TYPE}))}")
+        body = await read_body(request, settings)
+        if content_type == JSON_TYPE:
+            images = parse_instances(body)
+            rows = await self._infer_many(images)
+            return web.json_response([row.tolist() for row in rows])
+        row = await self._infer_with_errors(body, None)
+        return web.json_response(row.tolist())
+
+    async def _infer_with_errors(self, data: bytes, index: int | None) -> np.ndarray:
+        try:
+            return await self.batcher.infer(self._decode(data))
+        except InvalidImage as error:
+            where = "" if index is None else f"instances[{index}]: "
+            raise RequestError(400, "InvalidImage", f"{where}{error}") from error
+
+    async def _infer_many(self, images: list[bytes]) -> list[np.ndarray]:
+        tasks = [asyncio.ensure_future(self._infer_with_errors(data, index)) for index, data in enumerate(images)]
+        try:
+            return list(await asyncio.gather(*tasks))
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    @web.middleware
+    async def json_errors(self, request: web.Request,
+                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        """Every failure leaves as JSON: ours (RequestError), aiohttp's (404, 405) and crashes (500)."""
+        try:
+            return await handler(request)
+        except RequestError as error:
+            self.errors += 1
+            return error_response(error.status, error.error, error.message)
+        except web.HTTPException as error:
+            self.errors += 1
+            return error_response(error.status, error.reason.replace(" ", ""), f"{request.method} {request.path}: {error.reason}")
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception as error:  # noqa: BLE001 - one bad request must not stop the server
+            self.errors += 1
+            log.exception("invocation failed")
+            return error_response(500, "InternalError", f"{type(error).__name__}: {error}")
+
+    def build(self) -> web.Application:
+        # client_max_size is a backstop; read_body enforces the cap with a JSON 413 first.
+        app = web.Application(middlewares=[self.json_errors], client_max_size=self.settings.max_payload + 1)
+        app.router.add_get("/ping", self.ping)
+        app.router.add_post("/invocations", self.invocations)
+        app.on_startup.append(self._on_startup)
+        app.on_cleanup.append(self._on_cleanup)
+        return app
+
+    async def _on_startup(self, app: web.Application) -> None:
+        self.batcher.start()
+
+    async def _on_cleanup(self, app: web.Application) -> None:
+        await self.batcher.stop()
+        self.decode_pool.shutdown(wait=False, cancel_futures=True)
+
+
+def create_app(model: str | os.PathLike[str], settings: ServerSettings | None = None) -> web.Application:
+    """Load the model and return the aiohttp application (for tests and embedding)."""
+    settings = settings or ServerSettings()
+    predictor = Predictor(model, threads=settings.threads or None, max_pixels=settings.max_pixels)
+    return InferenceApp(predictor, settings).build()
+
+
+# ---------------------------------------------------------------------------- running it
+
+
+def _write_ready_file(path: Path, host: str, port: int) -> None:
+    """Tell a supervisor which port we bound (we may have been given port 0), atomically."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(handle, "w") as out:
+        json.dump({"pid": os.getpid(), "host": host, "port": port}, out)
+    os.replace(temporary, path)
+
+
+async def _watch_lifeline(path: Path, stop: asyncio.Event) -> None:
+    """Exit when the supervisor's file disappears, so a wiped state directory leaks no servers."""
+    while path.exists():
+        await asyncio.sleep(2.0)
+    log.warning("lifeline %s is gone; shutting down", path)
+    stop.set()
+
+
+async def serve(model: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8080,
+                settings: ServerSettings | None = None, ready_file: Path | None = None,
+                lifeline: Path | None = None, on_ready: Callable[[int], None] | None = None) -> None:
+    """Run until SIGTERM/SIGINT, then finish in-flight requests (graceful, for blue/green)."""
+    settings = settings or ServerSettings()
+    app = create_app(model, settings)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=10.0)
+    await runner.setup()
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    site = web.SockSite(runner, sock, backlog=1024)
+    await site.start()
+    bound_port = sock.getsockname()[1]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    watcher = asyncio.ensure_future(_watch_lifeline(lifeline, stop)) if lifeline else None
+    log.info("serving %s on http://%s:%d", model, host, bound_port)
+    if ready_file is not None:
+        _write_ready_file(ready_file, host, bound_port)
+    if on_ready is not None:
+        on_ready(bound_port)
+    try:
+        await stop.wait()
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+        await runner.cleanup()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m steps.serve", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=os.environ.get("SM_MODEL_DIR", "/opt/ml/model"),
+                        help="model.tar.gz or a directory with model.onnx + model.json (default: $SM_MODEL_DIR or /opt/ml/model)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind; 0.0.0.0 inside a container")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080")),
+                        help="port to bind, 0 for any free one (default: $SAGEMAKER_BIND_TO_PORT or 8080)")
+    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (default: the usable cores)")
+    parser.add_argument("--decode-threads", type=int, default=0, help="decode/resize threads (default: --threads)")
+    parser.add_argument("--max-batch-size", type=int, default=ServerSettings.max_batch_size, help="1 turns batching off")
+    parser.add_argument("--max-wait-ms", type=float, default=ServerSettings.max_wait_ms)
+    parser.add_argument("--max-payload", type=int, default=DEFAULT_MAX_PAYLOAD, help="bytes per request body")
+    parser.add_argument("--ready-file", type=Path, help="write {pid, host, port} here once serving")
+    parser.add_argument("--lifeline", type=Path, help="shut down when this path no longer exists")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = ServerSettings(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
+                              max_payload=args.max_payload, threads=args.threads or default_threads(),
+                              decode_threads=args.decode_threads)
+    running = serve(args.model, args.host, args.port, settings, args.ready_file, args.lifeline)
+    try:
+        try:
+            import uvloop
+        except ImportError:  # uvloop is Linux/macOS only; asyncio's own loop still works
+            asyncio.run(running)
+        else:
+            uvloop.run(running)
+    except ModelArchiveError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # the port is taken or the address is not ours
+        print(f"error: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""The predictor: model archives, decoding of every kind of image, and the batch forward pass."""
+from __future__ import annotations
+
+import io
+import json
+import struct
+import tarfile
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from steps.model import Probabilities, ResNet, ResNetConfig
+from steps.predictor import InvalidImage, ModelArchiveError, Predictor, decode_image
+
+CLASSES = [f"c{index}" for index in range(10)]
+
+
+def write_archive(path: Path, members: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w:gz") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+def export_onnx(network: torch.nn.Module, height: int, width: int) -> bytes:
+    buffer = io.BytesIO()
+    torch.onnx.export(network.eval(), (torch.zeros(1, 3, height, width),), buffer, input_names=["pixels"],
+                      output_names=["probabilities"], dynamic_axes={"pixels": {0: "batch"}, "probabilities": {0: "batch"}},
+                      dynamo=False)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def network() -> Probabilities:
+    torch.manual_seed(0)
+    return Probabilities(ResNet(ResNetConfig(num_layers=20, num_classes=len(CLASSES)))).eval()
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory, network: Probabilities) -> Path:
+    document = {"classes": CLASSES, "image_shape": "3,48,64", "num_layers": 20}
+    return write_archive(tmp_path_factory.mktemp("model") / "model.tar.gz",
+                         {"model.onnx": export_onnx(network, 48, 64), "model.json": json.dumps(document).encode()})
+
+
+def photo(height: int = 480, width: int = 640, seed: int = 0) -> np.ndarray:
+    """A smooth RGB image (JPEG-friendly), so decode at reduced scale stays close to full decode."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, size=(6, 8, 3), dtype=np.uint8)
+    return cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+def encode(image_rgb: np.ndarray, extension: str = ".jpg") -> bytes:
+    ok, data = cv2.imencode(extension, cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    return data.tobytes()
+
+
+def test_probabilities_match_the_torch_model_on_the_same_pixels(archive: Path, network: Probabilities) -> None:
+    predictor = Predictor(archive, threads=1)
+    image = photo()
+    tensor = predictor.normalize(image)
+    with torch.no_grad():
+        expected = network(torch.from_numpy(tensor[None])).numpy()
+    got = predictor.predict(tensor[None])
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert got.shape == (1, 10) and abs(float(got.sum()) - 1.0) < 1e-4
+
+
+def test_input_is_rgb_in_0_255_resized_to_the_model_shape(archive: Path) -> None:
+    predictor = Predictor(archive, threads=1)
+    red = np.zeros((96, 128, 3), dtype=np.uint8)
+    red[..., 0] = 200
+    tensor = predictor.normalize(red)
+    assert tensor.shape == (3, 48, 64) and tensor.dtype == np.float32
+    assert tensor[0].mean() == pytest.approx(200.0) and tensor[1:].max() == 0.0
+
+
+def test_a_large_jpeg_decodes_at_reduced_scale_but_still_covers_the_model_input() -> None:
+    data = encode(photo(480, 640))
+    image = decode_image(data, 48, 64)
+    assert image.shape == (60, 80, 3)  # 1/8 scale: the smallest that is still >= 48x64
+    full = decode_image(data, 480, 640)
+    assert full.shape == (480, 640, 3)
+    shrunk = cv2.resize(full, (80, 60), interpolation=cv2.INTER_AREA).astype(int)
+    assert np.abs(shrunk - image.astype(int)).mean() < 4
+
+
+@pytest.mark.parametrize(("channels", "extension"), [(1, ".png"), (3, ".png"), (4, ".png"), (1, ".jpg"), (3, ".jpg")])
+def test_any_channel_count_comes_out_rgb(archive: Path, channels: int, extension: str) -> None:
+    image = photo(30, 40)
+    pixels = {1: image[..., 0], 3: cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+              4: cv2.cvtColor(image, cv2.COLOR_RGB2BGRA)}[channels]
+    ok, data = cv2.imencode(extension, pixels)
+    assert ok
+    predictor = Predictor(archive, threads=1)
+    assert predictor.preprocess(data.tobytes()).shape == (3, 48, 64)
+
+
+def test_sixteen_bit_png_is_served() -> None:
+    ok, data = cv2.imencode(".png", (photo(20, 20).astype(np.uint16) * 257))
+    assert ok
+    assert decode_image(data.tobytes(), 48, 64).dtype == np.uint8
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + header
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (b"", "empty body"),
+    (b"GIF89a....", "not a JPEG or PNG"),
+    (b"\xff\xd8\xff\xe0 not really", "JPEG"),
+    (_png_claiming(60000, 60000), "over the limit"),
+    (b"\x89PNG\r\n\x1a\n", "IHDR"),
+])
+def test_bad_bytes_are_invalid_images_with_a_reason(data: bytes, message: str) -> None:
+    with pytest.raises(InvalidImage, match=message):
+        decode_image(data, 48, 64)
+
+
+def test_truncated_jpeg_and_png_are_invalid() -> None:
+    for extension in (".jpg", ".png"):
+        data = encode(photo(), extension)
+        with pytest.raises(InvalidImage):
+            decode_image(data[: len(data) // 3], 48, 64)
+
+
+def test_archives_without_the_model_files_are_refused_by_name(tmp_path: Path) -> None:
+    broken = write_archive(tmp_path / "broken.tar.gz", {"model.json": b"{}"})
+    with pytest.raises(ModelArchiveError, match="no model.onnx"):
+        Predictor(broken)
+    with pytest.raises(ModelArchiveError, match="does not exist"):
+        Predictor(tmp_path / "missing.tar.gz")
+    (tmp_path / "junk.tar.gz").write_bytes(b"junk")
+    with pytest.raises(ModelArchiveError, match="not a readable tar"):
+        Predictor(tmp_path / "junk.tar.gz")
+
+
+def test_a_directory_like_opt_ml_model_is_served(tmp_path: Path, archive: Path) -> None:
+    with tarfile.open(archive) as opened:
+        opened.extractall(tmp_path, filter="data")
+    predictor = Predictor(tmp_path, threads=1)
+    assert predictor.classes == CLASSES
