@@ -301,6 +301,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-batch-size", type=int, default=ServerSettings.max_batch_size, help="1 turns batching off")
     parser.add_argument("--max-wait-ms", type=float, default=ServerSettings.max_wait_ms)
     parser.add_argument("--max-payload", type=int, default=DEFAULT_MAX_PAYLOAD, help="bytes per request body")
+    parser.add_argument("--body-timeout", type=float, default=ServerSettings.body_timeout,
+                        help="seconds a client may take to send its body")
     parser.add_argument("--ready-file", type=Path, help="write {pid, host, port} here once serving")
     parser.add_argument("--lifeline", type=Path, help="shut down when this path no longer exists")
     return parser.parse_args(argv)
@@ -310,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = ServerSettings(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
-                              max_payload=args.max_payload, threads=args.threads or default_threads(),
+                              max_payload=args.max_payload, body_timeout=args.body_timeout, threads=args.threads or default_threads(),
                               decode_threads=args.decode_threads)
     running = serve(args.model, args.host, args.port, settings, args.ready_file, args.lifeline)
     try:
