@@ -6,26 +6,33 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-fast install bench clean
 
+NODE_TOOLS := node_modules/.installed
+
 $(STAMP): setup.py constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip wheel
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# asl-validator (npm) checks the exported state machine in the tests.
+$(NODE_TOOLS): package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+	touch $(NODE_TOOLS)
+
+install: $(STAMP) $(NODE_TOOLS)
 
 demo: $(STAMP)
 	$(BIN)/ddcicd run
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_TOOLS)
 	$(BIN)/python -m pytest
 
 # Skips the slow end-to-end tests: for the edit-test loop, not for CI.
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(NODE_TOOLS)
 	$(BIN)/python -m pytest -m "not slow"
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) build .pytest_cache .hypothesis
+	rm -rf $(VENV) node_modules build .pytest_cache .hypothesis

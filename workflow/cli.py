@@ -19,6 +19,7 @@ from workflow.errors import CliError
 COMMANDS: dict[str, str] = {
     "data": "workflow.commands.data:data",
     "process": "workflow.commands.process:process",
+    "definition": "workflow.commands.definition:definition",
 }
 
 

@@ -1,0 +1,146 @@
+"""The exported ASL: valid for AWS, wired as DESIGN.md says, identical for both engines."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from workflow.config import load_config
+from workflow.definition import EXECUTION_INPUT_SCHEMA, render_definition
+from workflow.naming import execution_input, new_execution_name
+
+ROOT = Path(__file__).resolve().parents[2]
+ASL_VALIDATOR = ROOT / "node_modules" / ".bin" / "asl-validator"
+
+
+@pytest.fixture(scope="module")
+def asl() -> dict[str, Any]:
+    return render_definition(load_config())
+
+
+def test_asl_validator_accepts_the_definition(asl: dict[str, Any], tmp_path: Path) -> None:
+    if not ASL_VALIDATOR.exists():
+        pytest.fail("node_modules/.bin/asl-validator is missing: run `make install` (npm ci)")
+    path = tmp_path / "definition.json"
+    path.write_text(json.dumps(asl))
+    result = subprocess.run([str(ASL_VALIDATOR), "--json-path", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_asl_validator_rejects_a_broken_definition(asl: dict[str, Any], tmp_path: Path) -> None:
+    """Guards the test above: the validator really looks at Next targets."""
+    broken = json.loads(json.dumps(asl))
+    broken["States"]["Train"]["Next"] = "NoSuchState"
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps(broken))
+    result = subprocess.run([str(ASL_VALIDATOR), "--json-path", str(path)], capture_output=True, text=True)
+    assert result.returncode != 0
+
+
+def _walk(asl: dict[str, Any], start: str) -> list[str]:
+    """State names in the order the happy path visits them (first Choice branch taken)."""
+    names, current = [], start
+    while current:
+        names.append(current)
+        state = asl["States"][current]
+        if state["Type"] == "Choice":
+            current = state["Choices"][0]["Next"]
+        elif state.get("End") or state["Type"] in {"Succeed", "Fail"}:
+            current = None
+        else:
+            current = state["Next"]
+            if current in names:  # a poll loop; leave through the Choice
+                break
+    return names
+
+
+def test_happy_path_follows_the_design(asl: dict[str, Any]) -> None:
+    assert asl["StartAt"] == "Process"
+    path = _walk(asl, "Process")
+    expected_order = [
+        "Process", "Train", "CreateModel", "CreateStagingEndpointConfig", "CreateStagingEndpoint",
+        "StartStagingPolls", "DescribeStagingEndpoint", "IsStagingEndpointInService", "Evaluate", "QualityGate",
+        "PrepareLoadTest", "LoadTest", "MergeLoadTest", "SloGate", "CreateProductionEndpointConfig",
+        "FindProductionEndpoint", "ProductionEndpointExists", "UpdateProductionEndpoint", "StartProductionPolls",
+        "DescribeProductionEndpoint", "IsProductionEndpointInService", "RecordProductionMetrics",
+        "DeleteStagingEndpoint", "PipelineSucceeded",
+    ]  # fmt: skip
+    assert path == expected_order
+
+
+def test_every_state_after_staging_exists_is_caught_into_clean_up(asl: dict[str, Any]) -> None:
+    uncaught = []
+    for name, state in asl["States"].items():
+        if state["Type"] not in {"Task", "Map"} or name in {"Process", "Train", "CreateModel",
+                                                            "CreateStagingEndpointConfig", "CreateStagingEndpoint",
+                                                            "CleanUpAfterFailure"}:
+            continue
+        targets = {catcher["Next"] for catcher in state.get("Catch", []) if "States.ALL" in catcher["ErrorEquals"]}
+        if targets != {"CleanUpAfterFailure"}:
+            uncaught.append(name)
+    assert uncaught == []
+    assert asl["States"]["CleanUpAfterFailure"]["Next"] == "PipelineFailed"
+    assert asl["States"]["PipelineFailed"] == {"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"}
+
+
+def test_early_stages_are_not_caught_so_redrive_resumes_there(asl: dict[str, Any]) -> None:
+    for name in ("Process", "Train"):
+        assert "Catch" not in asl["States"][name]
+        assert asl["States"][name]["Retry"][0]["ErrorEquals"]
+
+
+def test_gates_route_failures_through_clean_up(asl: dict[str, Any]) -> None:
+    assert asl["States"]["QualityGate"]["Default"] == "ModelRejected"
+    assert asl["States"]["ModelRejected"]["Next"] == "CleanUpAfterFailure"
+    assert asl["States"]["SloGate"]["Default"] == "SloNotMet"
+    assert asl["States"]["SloNotMet"]["Result"]["Error"] == "SloNotMet"
+
+
+def test_quality_gate_uses_the_configured_thresholds() -> None:
+    asl = render_definition(load_config(None, ["quality_gate.min_accuracy=0.97", "quality_gate.max_log_loss=0.1"]))
+    rule = json.dumps(asl["States"]["QualityGate"]["Choices"][0])
+    assert '"NumericGreaterThanEquals": 0.97' in rule
+    assert '"NumericLessThanEquals": 0.1' in rule
+
+
+def test_job_names_are_unique_per_redrive(asl: dict[str, Any]) -> None:
+    assert asl["States"]["Train"]["Parameters"]["TrainingJobName.$"].startswith("States.Format(")
+    assert "$$.Execution.RedriveCount" in asl["States"]["Train"]["Parameters"]["TrainingJobName.$"]
+
+
+def test_training_uses_the_built_in_contract(asl: dict[str, Any]) -> None:
+    parameters = asl["States"]["Train"]["Parameters"]
+    assert parameters["AlgorithmSpecification"]["TrainingImage"].endswith("/image-classification:1")
+    assert [channel["ChannelName"] for channel in parameters["InputDataConfig"]] == ["train", "validation"]
+    assert {channel["ContentType"] for channel in parameters["InputDataConfig"]} == {"application/x-recordio"}
+    assert all(isinstance(value, str) for value in parameters["HyperParameters"].values())
+
+
+def test_every_execution_input_the_definition_reads_is_generated(asl: dict[str, Any]) -> None:
+    text = json.dumps(asl)
+    config = load_config()
+    generated = execution_input(config, new_execution_name(config), "s3://bucket/raw")
+    assert set(generated) == set(EXECUTION_INPUT_SCHEMA)
+    for name in EXECUTION_INPUT_SCHEMA:
+        if f"Execution.Input['{name}']" in text or f"Execution.Input.{name}" in text:
+            assert generated[name]
+
+
+def test_batch_scoring_is_optional() -> None:
+    asl = render_definition(load_config(None, ["batch_score.enabled=true"]))
+    assert asl["States"]["RecordProductionMetrics"]["Next"] == "BatchScore"
+    assert asl["States"]["BatchScore"]["Resource"] == "arn:aws:states:::sagemaker:createTransformJob.sync"
+
+
+def test_rendering_is_deterministic() -> None:
+    assert json.dumps(render_definition(load_config())) == json.dumps(render_definition(load_config()))
+
+
+def test_arns_use_the_configured_regions_partition(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")  # the SDK alone would take this one
+    asl = render_definition(load_config(None, ["aws.region=cn-north-1"]))
+    assert asl["States"]["Train"]["Resource"] == "arn:aws-cn:states:::sagemaker:createTrainingJob.sync"

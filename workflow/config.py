@@ -1,0 +1,195 @@
+"""The pipeline's typed configuration: one YAML file for the local and the AWS run.
+
+Defaults serve the local run, so `ddcicd run` needs no file at all. A file overrides any
+subset; `--set section.key=value` on the command line overrides the file. Unknown keys are
+refused (a typo must not silently fall back to a default), and every error names the key:
+
+    quality_gate.min_accuracy: Input should be less than or equal to 1 (got 1.5)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class Section(BaseModel):
+    """Every section refuses unknown keys and is immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AwsSettings(Section):
+    region: str = "us-east-1"
+    bucket: str = "ddcicd-local"  # local run: a folder under the S3 root
+    prefix: str = "ddcicd"
+    # Placeholders are fine locally; `ddcicd aws deploy` needs real ones (infra/ creates them).
+    sagemaker_role_arn: str = "arn:aws:iam::000000000000:role/ddcicd-sagemaker"
+    stepfunctions_role_arn: str = "arn:aws:iam::000000000000:role/ddcicd-stepfunctions"
+    lambda_role_arn: str = "arn:aws:iam::000000000000:role/ddcicd-lambda"
+
+
+class DataSettings(Section):
+    """The synthetic dataset `ddcicd run` writes when no --data is given."""
+
+    images: int = Field(3000, ge=20)
+    drivers: int = Field(26, ge=4)
+    test_images: int = Field(100, ge=0)
+    seed: int = 0
+
+
+class ProcessingSettings(Section):
+    validation_drivers: int = Field(5, ge=1)
+    resize: int = Field(72, ge=8)  # shorter side in pixels, before training's random crop
+    quality: int = Field(95, ge=1, le=100)
+    seed: int = 0
+    instance_type: str = "ml.m5.xlarge"
+    # A SageMaker Processing container with Python, OpenCV and numpy (AWS only).
+    image_uri: str = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.3.0-cpu-py311-ubuntu20.04-sagemaker"
+
+
+class TrainingSettings(Section):
+    algorithm: Literal["builtin", "pytorch"] = "builtin"  # builtin: SageMaker Image Classification on AWS
+    instance_type: str = "ml.p3.2xlarge"
+    max_runtime_seconds: int = Field(4 * 3600, ge=60)
+    # The built-in algorithm's names; values as SageMaker passes them (strings are fine).
+    hyperparameters: dict[str, Any] = Field(
+        default_factory=lambda: {
+            "num_layers": 20,
+            "image_shape": "3,48,64",
+            "num_classes": 10,
+            "mini_batch_size": 64,
+            "epochs": 8,
+            "learning_rate": 0.05,
+            "optimizer": "sgd",
+            "momentum": 0.9,
+            "weight_decay": 0.0005,
+            "augmentation_type": "crop_color",
+            "checkpoint_frequency": 1,
+        }
+    )
+
+    @field_validator("hyperparameters")
+    @classmethod
+    def _names_are_strings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"hyperparameter names must be non-empty strings, got {name!r}")
+        return value
+
+
+class EndpointSettings(Section):
+    production_name: str = "ddcicd-production"
+    instance_type: str = "ml.m5.large"
+    staging_instances: int = Field(1, ge=1)
+    production_instances: int = Field(1, ge=1)
+    poll_seconds: int = Field(30, ge=1)  # between DescribeEndpoint calls while Creating/Updating
+    max_polls: int = Field(60, ge=1)
+    # AWS only: target tracking on invocations per instance for the production variant.
+    autoscaling_min: int = Field(1, ge=1)
+    autoscaling_max: int = Field(4, ge=1)
+    autoscaling_invocations_per_instance: int = Field(1000, ge=1)
+
+
+class QualityGate(Section):
+    min_accuracy: float = Field(0.90, ge=0, le=1)
+    max_log_loss: float = Field(0.35, gt=0)
+    # A challenger must beat production's log loss by at least this much.
+    min_log_loss_improvement: float = Field(0.0, ge=0)
+    max_failed_share: float = Field(0.01, ge=0, le=1)  # share of failed invocations tolerated
+
+
+class LoadTestSettings(Section):
+    shards: int = Field(2, ge=1, le=40)  # Map fan-out: one Lambda per shard
+    concurrency: int = Field(8, ge=1, le=256)  # per shard
+    duration_seconds: float = Field(5.0, gt=0, le=900)
+    max_requests: int = Field(2000, ge=1)  # per shard; whichever bound comes first
+    ramp_up_seconds: float = Field(0.5, ge=0)
+    sample_images: int = Field(32, ge=1)
+    p99_ms: float = Field(250.0, gt=0)  # the SLO gate
+    max_error_rate: float = Field(0.001, ge=0, le=1)
+
+
+class LambdaSettings(Section):
+    evaluate: str = "ddcicd-evaluate"
+    load_test: str = "ddcicd-load-test"
+    load_test_merge: str = "ddcicd-load-test-merge"
+    timeout_seconds: int = Field(900, ge=1, le=900)
+
+
+class RetrySettings(Section):
+    """Backoff for transient AWS errors (throttling, service exceptions)."""
+
+    interval_seconds: int = Field(5, ge=1)
+    max_attempts: int = Field(4, ge=0)
+    backoff_rate: float = Field(2.0, ge=1)
+
+
+class BatchScoreSettings(Section):
+    enabled: bool = False
+    instance_type: str = "ml.m5.xlarge"
+
+
+class PipelineConfig(Section):
+    name: str = Field("ddcicd", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    aws: AwsSettings = AwsSettings()
+    data: DataSettings = DataSettings()
+    processing: ProcessingSettings = ProcessingSettings()
+    training: TrainingSettings = TrainingSettings()
+    endpoint: EndpointSettings = EndpointSettings()
+    quality_gate: QualityGate = QualityGate()
+    load_test: LoadTestSettings = LoadTestSettings()
+    lambdas: LambdaSettings = LambdaSettings()
+    retry: RetrySettings = RetrySettings()
+    batch_score: BatchScoreSettings = BatchScoreSettings()
+
+
+class ConfigError(ValueError):
+    """The configuration file or an override is wrong; the message names the key."""
+
+
+def load_config(path: Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
+    """Read YAML (optional), apply `section.key=value` overrides, validate."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except OSError as error:
+            raise ConfigError(f"cannot read config {path}: {error.strerror}") from error
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML: {error}") from error
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping, got {type(loaded).__name__}")
+        raw = loaded or {}
+    for override in overrides:
+        _apply_override(raw, override)
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as error:
+        where = f"{path}: " if path else ""
+        raise ConfigError(where + "; ".join(_describe(problem) for problem in error.errors())) from error
+
+
+def _apply_override(raw: dict[str, Any], override: str) -> None:
+    """`training.hyperparameters.epochs=3` -> raw["training"]["hyperparameters"]["epochs"] = 3."""
+    key, separator, text = override.partition("=")
+    if not separator or not key:
+        raise ConfigError(f"override {override!r} must look like section.key=value")
+    value = yaml.safe_load(text) if text else ""
+    *parents, leaf = key.split(".")
+    node = raw
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {override!r}: {part} is not a section")
+        node = child
+    node[leaf] = value
+
+
+def _describe(problem: dict[str, Any]) -> str:
+    location = ".".join(str(part) for part in problem["loc"])
+    if problem["type"] == "extra_forbidden":
+        return f"{location}: unknown key"
+    return f"{location}: {problem['msg']} (got {problem.get('input')!r})"
