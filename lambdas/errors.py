@@ -33,3 +33,7 @@ class StorageError(LambdaError):
 
 class InvalidData(LambdaError):
     """Input data exists but cannot be used: a bad manifest, corrupt or empty RecordIO."""
+
+
+class TooManyFailedInvocations(LambdaError):
+    """More endpoint invocations failed than the event's max_failure_share allows."""

@@ -125,12 +125,16 @@ def write_bytes(uri: str, data: bytes, content_type: str = "application/octet-st
     """Store `data` at `uri`; locally the write is atomic (temp file, then rename)."""
     if local_root() is not None:
         path = local_path(uri)
+        temporary: str | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+                temporary = handle.name
                 handle.write(data)
-            os.replace(handle.name, path)
+            os.replace(temporary, path)
         except OSError as error:
+            if temporary is not None:
+                Path(temporary).unlink(missing_ok=True)
             raise StorageError(f"cannot write {uri} ({path}): {error}") from error
         return
     from botocore.exceptions import BotoCoreError, ClientError

@@ -1,0 +1,1 @@
+"""Evaluate Lambda: `app.handler` scores the staging endpoint on the validation set."""
