@@ -103,7 +103,8 @@ def read_model_archive(path: str | os.PathLike[str]) -> tuple[bytes, dict[str, A
                 assert handle is not None  # isfile() members always have a file object
                 found[name] = handle.read()
     except (tarfile.TarError, OSError, EOFError) as error:
-        raise ModelArchiveError(f"{path} is not a readable tar archive: {error}") from error
+        reason = "; ".join(line.strip("- ") for line in str(error).splitlines() if line.strip())
+        raise ModelArchiveError(f"{path} is not a readable tar archive ({reason})") from error
     try:
         document = json.loads(found["model.json"])
     except json.JSONDecodeError as error:

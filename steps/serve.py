@@ -75,8 +75,13 @@ class RequestError(Exception):
         self.message = message
 
 
+def json_response(document: Any, status: int = 200) -> web.Response:
+    """Content-Type exactly application/json (no charset parameter), as the built-in algorithm answers."""
+    return web.Response(body=json.dumps(document).encode(), status=status, content_type=JSON_TYPE)
+
+
 def error_response(status: int, error: str, message: str) -> web.Response:
-    return web.json_response({"error": error, "message": message}, status=status)
+    return json_response({"error": error, "message": message}, status=status)
 
 
 # ---------------------------------------------------------------------------- request parsing
@@ -161,7 +166,7 @@ class InferenceApp:
         return await loop.run_in_executor(self.decode_pool, self.predictor.preprocess, data)
 
     async def ping(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "healthy", "classes": len(self.predictor.classes)})
+        return json_response({"status": "healthy", "classes": len(self.predictor.classes)})
 
     async def invocations(self, request: web.Request) -> web.Response:
         self.requests += 1
@@ -176,9 +181,9 @@ class InferenceApp:
         if content_type == JSON_TYPE:
             images = parse_instances(body)
             rows = await self._infer_many(images)
-            return web.json_response([row.tolist() for row in rows])
+            return json_response([row.tolist() for row in rows])
         row = await self._infer_with_errors(body, None)
-        return web.json_response(row.tolist())
+        return json_response(row.tolist())
 
     async def _infer_with_errors(self, data: bytes, index: int | None) -> np.ndarray:
         try:
