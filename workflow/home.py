@@ -1,7 +1,6 @@
-"""Where local state lives: executions, endpoints, the local S3 root.
+"""Where local state lives: `.ddcicd/` under the current directory, or $DDCICD_HOME.
 
-One directory for everything a local run leaves behind, so `rm -rf .ddcicd` resets it and
-tests point DDCICD_HOME at a temporary directory to stay isolated.
+The engine's store, the console and the pipeline all use this one convention.
 """
 from __future__ import annotations
 
@@ -10,5 +9,10 @@ from pathlib import Path
 
 
 def ddcicd_home() -> Path:
-    """$DDCICD_HOME, else ./.ddcicd (relative to the working directory), as an absolute path."""
-    return Path(os.environ.get("DDCICD_HOME", ".ddcicd")).expanduser().resolve()
+    """The local state folder (not created here)."""
+    return Path(os.environ.get("DDCICD_HOME", ".ddcicd")).resolve()
+
+
+def engine_store_path() -> Path:
+    """The local Step Functions engine's SQLite database."""
+    return ddcicd_home() / "engine.sqlite3"

@@ -1,0 +1,21 @@
+"""A local Step Functions engine: ASL (JSONPath) with persisted history, redrive and pluggable Task integrations.
+
+The public names are few: `Engine` (the API), the clocks, the errors a caller catches,
+and the integration building blocks for plugging in more Task resources.
+"""
+from workflow.engine.clock import SystemClock, VirtualClock
+from workflow.engine.errors import DefinitionError, EngineError, StatesError
+from workflow.engine.integrations import FunctionRegistry, JobIntegration, TaskContext
+from workflow.engine.service import Engine
+
+__all__ = [
+    "DefinitionError",
+    "Engine",
+    "EngineError",
+    "FunctionRegistry",
+    "JobIntegration",
+    "StatesError",
+    "SystemClock",
+    "TaskContext",
+    "VirtualClock",
+]

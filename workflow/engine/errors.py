@@ -1,0 +1,80 @@
+"""The engine's exceptions, split by when they happen.
+
+`DefinitionError` is raised while a state machine is registered (nothing has run yet);
+`StatesError` is raised while an execution runs and carries the ASL error name and cause
+that Retry and Catch match on; `EngineError` is the root for API misuse (unknown
+execution, wrong status for a redrive, ...).
+"""
+from __future__ import annotations
+
+from enum import Enum
+
+
+class ErrorName(str, Enum):
+    """AWS's predefined error names (States.*), as they appear on the wire."""
+
+    ALL = "States.ALL"
+    HEARTBEAT_TIMEOUT = "States.HeartbeatTimeout"
+    TIMEOUT = "States.Timeout"
+    TASK_FAILED = "States.TaskFailed"
+    PERMISSIONS = "States.Permissions"
+    RESULT_PATH_MATCH_FAILURE = "States.ResultPathMatchFailure"
+    PARAMETER_PATH_FAILURE = "States.ParameterPathFailure"
+    BRANCH_FAILED = "States.BranchFailed"
+    NO_CHOICE_MATCHED = "States.NoChoiceMatched"
+    INTRINSIC_FAILURE = "States.IntrinsicFailure"
+    EXCEED_TOLERATED_FAILURE_THRESHOLD = "States.ExceedToleratedFailureThreshold"
+    ITEM_READER_FAILED = "States.ItemReaderFailed"
+    RESULT_WRITER_FAILED = "States.ResultWriterFailed"
+    RUNTIME = "States.Runtime"
+    DATA_LIMIT_EXCEEDED = "States.DataLimitExceeded"
+    QUERY_EVALUATION_ERROR = "States.QueryEvaluationError"
+
+
+class EngineError(Exception):
+    """Root of everything the engine raises on purpose."""
+
+
+class DefinitionError(EngineError):
+    """A state machine definition is invalid; `location` names the field, e.g. States.Train.Retry[0].BackoffRate."""
+
+    def __init__(self, location: str, message: str) -> None:
+        super().__init__(f"{location}: {message}")
+        self.location = location
+        self.message = message
+
+
+class ExecutionDoesNotExist(EngineError):
+    """No execution with that ARN (or name) in the store."""
+
+
+class StateMachineDoesNotExist(EngineError):
+    """No state machine with that ARN (or name) in the store."""
+
+
+class ExecutionNotRedrivable(EngineError):
+    """Redrive asked for an execution that is not FAILED, ABORTED or TIMED_OUT."""
+
+
+class StatesError(EngineError):
+    """A run-time failure with its ASL error name (matched by Retry/Catch) and cause text."""
+
+    def __init__(self, error: str, cause: str | None = None) -> None:
+        super().__init__(f"{error}: {cause}" if cause else error)
+        self.error = error
+        self.cause = cause
+
+    def to_output(self) -> dict[str, str]:
+        """The error object a Catch passes on: {"Error", "Cause"} (Cause only when known)."""
+        output = {"Error": self.error}
+        if self.cause is not None:
+            output["Cause"] = self.cause
+        return output
+
+
+class ExecutionStopped(EngineError):
+    """Raised inside a running execution when StopExecution was called (ends as ABORTED)."""
+
+
+class ExecutionTimedOut(ExecutionStopped):
+    """The state machine's TimeoutSeconds elapsed (ends as TIMED_OUT)."""

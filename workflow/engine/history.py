@@ -1,0 +1,328 @@
+"""The only sqlite3 user: state machines (with versions), executions and their events.
+
+Events are appended (and committed) one by one as they happen, so another process (the
+CLI, the console) can follow a running execution by polling `events(arn, after_id=...)`,
+and a crash loses nothing already recorded. The database runs in WAL mode, so readers
+never block the writer; each thread gets its own connection.
+
+Event rows keep AWS's shape: `id`, `previousEventId`, `type`, `timestamp` and one
+`<name>EventDetails` object whose `input`/`output` are JSON text, as GetExecutionHistory
+returns them. Two internal columns ride along: `scope` (where in the machine the event
+happened: "" at the top level, "Map/0" inside iteration 0 of state Map) and `redrive`
+(the redrive generation), which redrive uses to find the states to resume.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from workflow.engine.errors import ExecutionDoesNotExist, StateMachineDoesNotExist
+
+Json = Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS state_machines (
+    arn TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    definition TEXT NOT NULL,
+    role_arn TEXT NOT NULL,
+    type TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS state_machine_versions (
+    arn TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    definition TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (arn, version)
+);
+CREATE TABLE IF NOT EXISTS executions (
+    arn TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    state_machine_arn TEXT NOT NULL,
+    state_machine_version INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    input TEXT NOT NULL,
+    output TEXT,
+    error TEXT,
+    cause TEXT,
+    start_date REAL NOT NULL,
+    stop_date REAL,
+    redrive_count INTEGER NOT NULL DEFAULT 0,
+    redrive_date REAL,
+    owner_pid INTEGER,
+    owner_host TEXT,
+    stop_requested TEXT
+);
+CREATE INDEX IF NOT EXISTS executions_by_machine ON executions (state_machine_arn, start_date);
+CREATE TABLE IF NOT EXISTS events (
+    execution_arn TEXT NOT NULL,
+    id INTEGER NOT NULL,
+    previous_event_id INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    timestamp REAL NOT NULL,
+    details TEXT,
+    scope TEXT NOT NULL DEFAULT '',
+    redrive INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (execution_arn, id)
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    execution_arn TEXT NOT NULL,
+    key TEXT NOT NULL,
+    output TEXT NOT NULL,
+    PRIMARY KEY (execution_arn, key)
+);
+"""
+
+
+@dataclass(frozen=True)
+class ExecutionRecord:
+    """One row of `executions`, decoded."""
+
+    arn: str
+    name: str
+    state_machine_arn: str
+    state_machine_version: int
+    status: str
+    input: Json
+    output: Json
+    error: str | None
+    cause: str | None
+    start_date: float
+    stop_date: float | None
+    redrive_count: int
+    redrive_date: float | None
+    owner_pid: int | None
+    owner_host: str | None
+    stop_requested: str | None
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One history event; `details` is the `<name>EventDetails` value (or None)."""
+
+    id: int
+    previous_event_id: int
+    type: str
+    timestamp: float
+    details_key: str | None
+    details: dict[str, Json] | None
+    scope: str
+    redrive: int
+
+    def to_aws(self) -> dict[str, Json]:
+        """The event as GetExecutionHistory returns it (timestamp as epoch seconds)."""
+        event: dict[str, Json] = {"id": self.id, "previousEventId": self.previous_event_id,
+                                  "type": self.type, "timestamp": self.timestamp}
+        if self.details_key:
+            event[self.details_key] = self.details
+        return event
+
+
+class HistoryStore:
+    """SQLite persistence for the engine; safe to share between threads of one process."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        with self._write_lock:
+            self._connection().executescript(_SCHEMA)
+
+    def _connection(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute("PRAGMA busy_timeout=30000")
+            self._local.connection = connection
+        return connection
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
+        with self._write_lock:
+            return self._connection().execute(sql, params)
+
+    # ---------------------------------------------------------------- state machines
+    def put_state_machine(self, arn: str, name: str, definition: str, role_arn: str, kind: str, now: float) -> int:
+        """Inserts or updates; every distinct definition becomes a new version. Returns the version."""
+        with self._write_lock:
+            connection = self._connection()
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                row = connection.execute("SELECT version, definition FROM state_machines WHERE arn = ?", (arn,)).fetchone()
+                if row is None:
+                    version = 1
+                    connection.execute(
+                        "INSERT INTO state_machines VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (arn, name, definition, role_arn, kind, version, now, now),
+                    )
+                elif row[1] == definition:
+                    version = row[0]
+                    connection.execute("UPDATE state_machines SET role_arn = ?, updated = ? WHERE arn = ?", (role_arn, now, arn))
+                else:
+                    version = row[0] + 1
+                    connection.execute(
+                        "UPDATE state_machines SET definition = ?, role_arn = ?, version = ?, updated = ? WHERE arn = ?",
+                        (definition, role_arn, version, now, arn),
+                    )
+                connection.execute("INSERT OR IGNORE INTO state_machine_versions VALUES (?, ?, ?, ?)", (arn, version, definition, now))
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+        return version
+
+    def state_machine(self, arn_or_name: str) -> dict[str, Json]:
+        row = self._connection().execute(
+            "SELECT arn, name, definition, role_arn, type, version, created, updated FROM state_machines WHERE arn = ? OR name = ?",
+            (arn_or_name, arn_or_name),
+        ).fetchone()
+        if row is None:
+            raise StateMachineDoesNotExist(f"state machine {arn_or_name!r} does not exist in {self.path}")
+        keys = ("arn", "name", "definition", "role_arn", "type", "version", "created", "updated")
+        return dict(zip(keys, row))
+
+    def state_machine_definition(self, arn: str, version: int) -> str:
+        row = self._connection().execute(
+            "SELECT definition FROM state_machine_versions WHERE arn = ? AND version = ?", (arn, version)
+        ).fetchone()
+        if row is None:
+            raise StateMachineDoesNotExist(f"state machine {arn!r} has no version {version}")
+        return row[0]
+
+    def list_state_machines(self) -> list[dict[str, Json]]:
+        rows = self._connection().execute("SELECT arn, name, type, version, created, updated FROM state_machines ORDER BY created").fetchall()
+        return [dict(zip(("arn", "name", "type", "version", "created", "updated"), row)) for row in rows]
+
+    # ---------------------------------------------------------------- executions
+    def create_execution(self, arn: str, name: str, state_machine_arn: str, version: int, input_text: str, now: float) -> None:
+        self._write(
+            "INSERT INTO executions (arn, name, state_machine_arn, state_machine_version, status, input, start_date,"
+            " owner_pid, owner_host) VALUES (?, ?, ?, ?, 'RUNNING', ?, ?, ?, ?)",
+            (arn, name, state_machine_arn, version, input_text, now, os.getpid(), os.uname().nodename),
+        )
+
+    def finish_execution(self, arn: str, status: str, now: float, output: str | None = None,
+                         error: str | None = None, cause: str | None = None) -> None:
+        self._write(
+            "UPDATE executions SET status = ?, stop_date = ?, output = ?, error = ?, cause = ?, owner_pid = NULL"
+            " WHERE arn = ?",
+            (status, now, output, error, cause, arn),
+        )
+
+    def mark_redriven(self, arn: str, now: float) -> int:
+        with self._write_lock:
+            connection = self._connection()
+            connection.execute(
+                "UPDATE executions SET status = 'RUNNING', stop_date = NULL, output = NULL, error = NULL, cause = NULL,"
+                " redrive_count = redrive_count + 1, redrive_date = ?, owner_pid = ?, owner_host = ?, stop_requested = NULL"
+                " WHERE arn = ?",
+                (now, os.getpid(), os.uname().nodename, arn),
+            )
+            return connection.execute("SELECT redrive_count FROM executions WHERE arn = ?", (arn,)).fetchone()[0]
+
+    def claim_execution(self, arn: str) -> None:
+        """Records this process as the one running the execution (for orphan detection)."""
+        self._write("UPDATE executions SET owner_pid = ?, owner_host = ? WHERE arn = ?", (os.getpid(), os.uname().nodename, arn))
+
+    def request_stop(self, arn: str, error: str | None, cause: str | None) -> None:
+        self._write("UPDATE executions SET stop_requested = ? WHERE arn = ?", (json.dumps({"error": error, "cause": cause}), arn))
+
+    def stop_requested(self, arn: str) -> dict[str, Json] | None:
+        row = self._connection().execute("SELECT stop_requested FROM executions WHERE arn = ?", (arn,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
+
+    _EXECUTION_COLUMNS = ("arn, name, state_machine_arn, state_machine_version, status, input, output, error, cause,"
+                          " start_date, stop_date, redrive_count, redrive_date, owner_pid, owner_host, stop_requested")
+
+    def _decode(self, row: tuple[Any, ...]) -> ExecutionRecord:
+        values = list(row)
+        values[5] = json.loads(values[5])
+        values[6] = json.loads(values[6]) if values[6] is not None else None
+        return ExecutionRecord(*values)
+
+    def execution(self, arn_or_name: str) -> ExecutionRecord:
+        connection = self._connection()
+        row = connection.execute(f"SELECT {self._EXECUTION_COLUMNS} FROM executions WHERE arn = ?", (arn_or_name,)).fetchone()
+        if row is None:
+            rows = connection.execute(
+                f"SELECT {self._EXECUTION_COLUMNS} FROM executions WHERE name = ? ORDER BY start_date DESC", (arn_or_name,)
+            ).fetchall()
+            if len(rows) > 1:
+                raise ExecutionDoesNotExist(f"execution name {arn_or_name!r} is ambiguous ({len(rows)} executions); use the ARN")
+            row = rows[0] if rows else None
+        if row is None:
+            raise ExecutionDoesNotExist(f"execution {arn_or_name!r} does not exist in {self.path}")
+        return self._decode(row)
+
+    def list_executions(self, state_machine_arn: str | None = None, status: str | None = None, limit: int | None = None) -> list[ExecutionRecord]:
+        sql = f"SELECT {self._EXECUTION_COLUMNS} FROM executions"
+        clauses, params = [], []
+        if state_machine_arn:
+            clauses.append("state_machine_arn = ?")
+            params.append(state_machine_arn)
+        if status:
+            clauses.append("status = ?")
+            params.append(status)
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY start_date DESC, rowid DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [self._decode(row) for row in self._connection().execute(sql, params).fetchall()]
+
+    # ---------------------------------------------------------------- events
+    def append_event(self, execution_arn: str, event_id: int, previous_event_id: int, event_type: str, timestamp: float,
+                     details_key: str | None, details: dict[str, Json] | None, scope: str = "", redrive: int = 0) -> None:
+        payload = json.dumps({details_key: details}) if details_key else None
+        self._write(
+            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (execution_arn, event_id, previous_event_id, event_type, timestamp, payload, scope, redrive),
+        )
+
+    def events(self, execution_arn: str, after_id: int = 0, reverse: bool = False) -> list[EventRecord]:
+        rows = self._connection().execute(
+            "SELECT id, previous_event_id, type, timestamp, details, scope, redrive FROM events"
+            f" WHERE execution_arn = ? AND id > ? ORDER BY id {'DESC' if reverse else 'ASC'}",
+            (execution_arn, after_id),
+        ).fetchall()
+        return [_event(row) for row in rows]
+
+    def last_event_id(self, execution_arn: str) -> int:
+        row = self._connection().execute("SELECT MAX(id) FROM events WHERE execution_arn = ?", (execution_arn,)).fetchone()
+        return row[0] or 0
+
+    # ---------------------------------------------------------------- checkpoints (Map/Parallel results, for redrive)
+    def put_checkpoint(self, execution_arn: str, key: str, output: Json) -> None:
+        self._write("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)", (execution_arn, key, json.dumps(output)))
+
+    def checkpoints(self, execution_arn: str, prefix: str) -> dict[str, Json]:
+        rows = self._connection().execute(
+            "SELECT key, output FROM checkpoints WHERE execution_arn = ? AND substr(key, 1, ?) = ?",
+            (execution_arn, len(prefix), prefix),
+        ).fetchall()
+        return {key: json.loads(output) for key, output in rows}
+
+    def clear_checkpoints(self, execution_arn: str, prefix: str) -> None:
+        self._write("DELETE FROM checkpoints WHERE execution_arn = ? AND substr(key, 1, ?) = ?", (execution_arn, len(prefix), prefix))
+
+    def iter_running(self) -> Iterator[ExecutionRecord]:
+        yield from self.list_executions(status="RUNNING")
+
+
+def _event(row: tuple[Any, ...]) -> EventRecord:
+    event_id, previous, event_type, timestamp, payload, scope, redrive = row
+    details_key, details = None, None
+    if payload:
+        details_key, details = next(iter(json.loads(payload).items()))
+    return EventRecord(event_id, previous, event_type, timestamp, details_key, details, scope, redrive)

@@ -1,0 +1,410 @@
+"""Task resources: Resource ARN pattern -> local runner.
+
+An integration receives the resolved Parameters and a `TaskContext` (the execution, a
+stop signal, the clock and the task deadline) and returns what the AWS API would return,
+or raises `StatesError` with the AWS error name. Three kinds ship here:
+
+* `LambdaInvoke` for `arn:aws:states:::lambda:invoke`, wrapping the function's result in
+  Lambda's response (Payload, StatusCode, ExecutedVersion, SdkHttpMetadata, ...);
+* `LambdaFunction` for plain function ARNs (`arn:aws:lambda:...:function:NAME`), whose
+  result is the function's return value;
+* `JobIntegration`, the `.sync` mechanism: start a job, then poll its description with
+  the clock until it ends, like Step Functions does for `createTrainingJob.sync`; a
+  `JobAdapter` (start/describe/stop) is all a new service needs.
+
+Functions live in a `FunctionRegistry` (name -> callable or "module:function" path, e.g.
+"lambdas.evaluate.app:handler"). An exception raised by a handler becomes Lambda's error:
+error = exception class name, cause = {"errorMessage", "errorType", "requestId",
+"stackTrace"} as the Python runtime reports it.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import threading
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from workflow.engine.clock import Clock
+from workflow.engine.errors import ExecutionStopped, StatesError
+
+Json = Any
+Handler = Callable[[Json, Any], Json]
+DATA_LIMIT_BYTES = 256 * 1024
+
+
+@dataclass
+class TaskContext:
+    """What an integration may use besides its Parameters."""
+
+    execution_arn: str
+    state_name: str
+    resource: str
+    clock: Clock
+    cancel: threading.Event
+    deadline: float | None = None
+    region: str = "us-east-1"
+    account: str = "000000000000"
+    on_submitted: Callable[[Json], None] | None = None
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else self.deadline - self.clock.now()
+
+    def check(self) -> None:
+        """Raises if the execution was stopped or the task's time is up."""
+        if self.cancel.is_set():
+            raise ExecutionStopped(f"execution {self.execution_arn} was stopped")
+        if self.deadline is not None and self.clock.now() >= self.deadline:
+            raise StatesError("States.Timeout")
+
+    def sleep(self, seconds: float) -> None:
+        """Sleeps at most until the deadline; raises on timeout or stop."""
+        remaining = self.remaining()
+        if remaining is not None and remaining < seconds:
+            self.clock.sleep(max(0.0, remaining), self.cancel)
+            self.check()
+            raise StatesError("States.Timeout")
+        if not self.clock.sleep(seconds, self.cancel):
+            raise ExecutionStopped(f"execution {self.execution_arn} was stopped")
+
+    def submitted(self, response: Json) -> None:
+        if self.on_submitted is not None:
+            self.on_submitted(response)
+
+
+class Integration(Protocol):
+    """A Task resource implementation."""
+
+    def invoke(self, resource: str, parameters: Json, context: TaskContext) -> Json:
+        """Runs the task and returns the AWS-shaped result, or raises StatesError."""
+
+
+@dataclass(frozen=True)
+class Binding:
+    """A resolved resource: who runs it and how its history events are named."""
+
+    integration: Integration
+    resource_type: str
+    resource_name: str
+    lambda_events: bool
+
+
+class IntegrationRegistry:
+    """Resource ARN patterns (regular expressions over the whole ARN) -> integrations."""
+
+    def __init__(self) -> None:
+        self._entries: list[tuple[re.Pattern[str], str, Integration, bool]] = []
+
+    def register(self, pattern: str, integration: Integration, *, lambda_events: bool = False, label: str | None = None) -> None:
+        """Registers an integration for ARNs matching `pattern`; later registrations win."""
+        self._entries.insert(0, (re.compile(pattern), label or pattern, integration, lambda_events))
+
+    def supported(self) -> list[str]:
+        return [label for _, label, _, _ in self._entries]
+
+    def resolve(self, resource: str) -> Binding | None:
+        for pattern, _, integration, lambda_events in self._entries:
+            if pattern.fullmatch(resource):
+                resource_type, resource_name = _split_resource(resource)
+                return Binding(integration, resource_type, resource_name, lambda_events)
+        return None
+
+    def check(self, resource: str) -> str | None:
+        """None when supported, else a message listing the supported resources."""
+        if self.resolve(resource) is not None:
+            return None
+        return f"unsupported Task resource {resource!r}; supported: {', '.join(self.supported()) or 'none'}"
+
+
+def _split_resource(resource: str) -> tuple[str, str]:
+    """arn:aws:states:::lambda:invoke -> ("lambda", "invoke"); aws-sdk:s3:getObject -> ("aws-sdk:s3", "getObject")."""
+    match = re.match(r"arn:[^:]+:states:[^:]*:[^:]*:(.+)$", resource)
+    if not match:
+        return "lambda", resource
+    service, _, action = match.group(1).rpartition(":")
+    return service, action
+
+
+# ------------------------------------------------------------------------ Lambda functions
+
+
+class LambdaFunctionError(Exception):
+    """Raised by a function (or an emulation) to fail with an exact Lambda error and cause text."""
+
+    def __init__(self, error: str, cause: str) -> None:
+        super().__init__(cause)
+        self.error = error
+        self.cause = cause
+
+
+@dataclass
+class LambdaContext:
+    """The `context` argument of a Lambda handler (the attributes handlers use)."""
+
+    function_name: str
+    aws_request_id: str
+    invoked_function_arn: str
+    deadline: float | None
+    clock: Clock
+    memory_limit_in_mb: int = 1024
+    function_version: str = "$LATEST"
+    log_group_name: str = field(default="")
+    log_stream_name: str = field(default="local")
+
+    def get_remaining_time_in_millis(self) -> int:
+        if self.deadline is None:
+            return 900_000
+        return max(0, int((self.deadline - self.clock.now()) * 1000))
+
+
+def function_name_of(reference: str) -> str:
+    """FunctionName as Lambda accepts it (name, ARN, partial ARN, with qualifier) -> name."""
+    match = re.match(r"(?:arn:[^:]+:lambda:[^:]*:[^:]*:function:)?([^:]+)(?::[^:]+)?$", reference)
+    return match.group(1) if match else reference
+
+
+class FunctionRegistry:
+    """Local Lambda functions: name -> callable or "package.module:function" handler path."""
+
+    def __init__(self, functions: dict[str, Handler | str] | None = None, region: str = "us-east-1",
+                 account: str = "000000000000") -> None:
+        self._functions: dict[str, Handler | str] = dict(functions or {})
+        self.region = region
+        self.account = account
+
+    def register(self, name: str, handler: Handler | str) -> None:
+        self._functions[name] = handler
+
+    def names(self) -> list[str]:
+        return sorted(self._functions)
+
+    def arn(self, name: str) -> str:
+        return f"arn:aws:lambda:{self.region}:{self.account}:function:{name}"
+
+    def lookup(self, reference: str) -> tuple[str, Handler] | None:
+        """Finds a function by exact key (ARN or name) or by its name."""
+        for key in (reference, function_name_of(reference)):
+            if key in self._functions:
+                handler = self._functions[key]
+                if isinstance(handler, str):
+                    handler = _import_handler(handler)
+                    self._functions[key] = handler
+                return function_name_of(reference), handler
+        return None
+
+    def invoke(self, reference: str, event: Json, context: TaskContext) -> tuple[Json, str]:
+        """Calls the function; returns (result, request id). Raises StatesError with Lambda's semantics."""
+        found = self.lookup(reference)
+        request_id = str(uuid.uuid4())
+        if found is None:
+            arn = reference if reference.startswith("arn:") else self.arn(reference)
+            if arn.count(":") == 6:
+                arn += ":$LATEST"
+            raise StatesError(
+                "Lambda.ResourceNotFoundException",
+                f"Function not found: {arn} (Service: AWSLambda; Status Code: 404; Error Code: ResourceNotFoundException;"
+                f" Request ID: {request_id}; Proxy: null)",
+            )
+        name, handler = found
+        lambda_context = LambdaContext(name, request_id, self.arn(name), context.deadline, context.clock)
+        result = _call_with_deadline(handler, event, lambda_context, context)
+        try:
+            text = json.dumps(result)
+        except (TypeError, ValueError) as error:
+            raise StatesError("Lambda.Unknown", json.dumps({
+                "errorMessage": f"Unable to marshal response: {error}", "errorType": "Runtime.MarshalError",
+                "requestId": request_id, "stackTrace": []})) from error
+        return json.loads(text), request_id
+
+
+def _import_handler(path: str) -> Handler:
+    module_name, _, attribute = path.partition(":")
+    if not attribute:
+        raise StatesError("Lambda.ServiceException", f"handler path {path!r} must look like 'package.module:function'")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise StatesError("Lambda.ServiceException", f"cannot load handler {path!r}: {error}") from error
+
+
+def _lambda_error(error: BaseException, request_id: str) -> StatesError:
+    """A handler's exception as Lambda's Python runtime reports it."""
+    if isinstance(error, LambdaFunctionError):
+        return StatesError(error.error, error.cause)
+    frames = traceback.extract_tb(error.__traceback__)[1:]  # drop our own calling frame
+    payload = {
+        "errorMessage": str(error),
+        "errorType": type(error).__name__,
+        "requestId": request_id,
+        "stackTrace": traceback.format_list(frames),
+    }
+    return StatesError(type(error).__name__, json.dumps(payload))
+
+
+def _call_with_deadline(handler: Handler, event: Json, lambda_context: LambdaContext, context: TaskContext) -> Json:
+    """Runs the handler; past the task deadline the result is dropped and States.Timeout raised.
+
+    With a wall clock the handler runs in a worker thread so the task can time out while it
+    is still running (as on AWS, the function itself is not killed). With a virtual clock it
+    runs inline and the deadline is checked when it returns.
+    """
+    remaining = context.remaining()
+    if context.clock.virtual or remaining is None:
+        try:
+            result = handler(event, lambda_context)
+        except ExecutionStopped:
+            raise
+        except Exception as error:  # noqa: BLE001 - any handler failure is the function's error
+            if context.deadline is not None and context.clock.now() >= context.deadline:
+                raise StatesError("States.Timeout") from error
+            raise _lambda_error(error, lambda_context.aws_request_id) from error
+        if context.deadline is not None and context.clock.now() >= context.deadline:
+            raise StatesError("States.Timeout")
+        return result
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["result"] = handler(event, lambda_context)
+        except BaseException as error:  # noqa: BLE001 - handed back to the calling thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=target, name=f"lambda-{lambda_context.function_name}", daemon=True)
+    worker.start()
+    worker.join(max(0.0, remaining))
+    if worker.is_alive():
+        raise StatesError("States.Timeout")
+    if "error" in outcome:
+        raise _lambda_error(outcome["error"], lambda_context.aws_request_id) from outcome["error"]
+    return outcome.get("result")
+
+
+def _check_size(result: Json, context: TaskContext) -> None:
+    if len(json.dumps(result).encode()) > DATA_LIMIT_BYTES:
+        raise StatesError(
+            "States.DataLimitExceeded",
+            f"The state/task '{context.state_name}' returned a result with a size exceeding the maximum number of bytes service limit.",
+        )
+
+
+class LambdaFunction:
+    """A plain function ARN as Resource: the event is the effective input, the result the return value."""
+
+    def __init__(self, functions: FunctionRegistry) -> None:
+        self.functions = functions
+
+    def invoke(self, resource: str, parameters: Json, context: TaskContext) -> Json:
+        result, _ = self.functions.invoke(resource, parameters, context)
+        _check_size(result, context)
+        return result
+
+
+class LambdaInvoke:
+    """`arn:aws:states:::lambda:invoke`: Parameters FunctionName, Payload (Qualifier, InvocationType)."""
+
+    def __init__(self, functions: FunctionRegistry) -> None:
+        self.functions = functions
+
+    def invoke(self, resource: str, parameters: Json, context: TaskContext) -> Json:
+        if not isinstance(parameters, dict) or not isinstance(parameters.get("FunctionName"), str):
+            raise StatesError("States.Runtime", "lambda:invoke needs a FunctionName string in Parameters")
+        payload = parameters.get("Payload")
+        if isinstance(payload, str):
+            try:
+                payload = json.loads(payload)
+            except ValueError:
+                pass
+        result, request_id = self.functions.invoke(parameters["FunctionName"], payload, context)
+        body = json.dumps(result, separators=(",", ":"))
+        headers = {
+            "Connection": "keep-alive",
+            "Content-Length": str(len(body.encode())),
+            "Content-Type": "application/json",
+            "Date": context.clock.now() and _http_date(context.clock.now()),
+            "X-Amz-Executed-Version": "$LATEST",
+            "x-amzn-Remapped-Content-Length": "0",
+            "x-amzn-RequestId": request_id,
+            "X-Amzn-Trace-Id": f"Root=1-{uuid.uuid4().hex[:8]}-{uuid.uuid4().hex[:24]};Sampled=0",
+        }
+        response = {
+            "ExecutedVersion": "$LATEST",
+            "Payload": result,
+            "SdkHttpMetadata": {
+                "AllHttpHeaders": {key: [value] for key, value in headers.items()},
+                "HttpHeaders": headers,
+                "HttpStatusCode": 200,
+            },
+            "SdkResponseMetadata": {"RequestId": request_id},
+            "StatusCode": 200,
+        }
+        _check_size(response, context)
+        return response
+
+
+def _http_date(epoch: float) -> str:
+    from email.utils import formatdate
+
+    return formatdate(epoch, usegmt=True)
+
+
+# ------------------------------------------------------------------------ .sync jobs
+
+
+class JobAdapter(Protocol):
+    """A service whose jobs Step Functions can start and, with `.sync`, wait for."""
+
+    poll_seconds: float
+
+    def start(self, action: str, parameters: Json, context: TaskContext) -> Json:
+        """Starts the job; returns the API's start response (e.g. {"TrainingJobArn": ...})."""
+
+    def describe(self, action: str, parameters: Json, started: Json, context: TaskContext) -> tuple[str, Json]:
+        """Returns (SUCCEEDED | FAILED | STOPPED | RUNNING, the Describe* response)."""
+
+    def stop(self, action: str, parameters: Json, started: Json, context: TaskContext) -> None:
+        """Stops a running job (called on task timeout or StopExecution)."""
+
+
+class JobIntegration:
+    """`<service>:<action>` returns the start response; `<service>:<action>.sync` polls until the job ends.
+
+    A job that ends FAILED or STOPPED raises States.TaskFailed with the description as the
+    cause, which is what Step Functions reports for SageMaker's .sync integrations.
+    """
+
+    def __init__(self, adapter: JobAdapter) -> None:
+        self.adapter = adapter
+
+    def invoke(self, resource: str, parameters: Json, context: TaskContext) -> Json:
+        action = resource.rsplit(":", 1)[-1]
+        sync = action.endswith(".sync")
+        action = action.removesuffix(".sync")
+        started = self.adapter.start(action, parameters, context)
+        if not sync:
+            return started
+        context.submitted(started)
+        try:
+            while True:
+                status, description = self.adapter.describe(action, parameters, started, context)
+                if status == "SUCCEEDED":
+                    return description
+                if status in ("FAILED", "STOPPED"):
+                    raise StatesError("States.TaskFailed", json.dumps(description, default=str))
+                context.sleep(self.adapter.poll_seconds)
+        except (ExecutionStopped, StatesError) as error:
+            if isinstance(error, ExecutionStopped) or error.error == "States.Timeout":
+                self.adapter.stop(action, parameters, started, context)
+            raise
+
+
+def default_registry(functions: FunctionRegistry | None = None) -> IntegrationRegistry:
+    """Lambda (invoke and function ARNs) over a function registry; more can be registered on top."""
+    functions = functions or FunctionRegistry()
+    registry = IntegrationRegistry()
+    registry.register(r"arn:[^:]+:lambda:[^:]*:[^:]*:function:[^:]+(:[^:]+)?", LambdaFunction(functions),
+                      lambda_events=True, label="arn:aws:lambda:<region>:<account>:function:<name>")
+    registry.register(r"arn:[^:]+:states:::lambda:invoke", LambdaInvoke(functions), label="arn:aws:states:::lambda:invoke")
+    return registry

@@ -1,0 +1,335 @@
+"""`Engine`: the Step Functions-like API over the interpreter and the history store.
+
+    engine = Engine(".ddcicd/engine.sqlite3", functions={"evaluate": "lambdas.evaluate.app:handler"})
+    arn = engine.create_state_machine("pipeline", definition_json)
+    result = engine.run_execution(arn, {"key": "value"})          # to completion, this thread
+    execution_arn = engine.start_execution(arn, {"key": "value"})  # in a background thread
+    engine.describe_execution(execution_arn)["status"]
+
+Names follow the AWS API (create_state_machine, start_execution, describe_execution,
+get_execution_history, stop_execution, redrive_execution); results are dicts with AWS's
+keys and `datetime` values, like boto3's.
+
+An execution whose engine process died (SIGKILL, power cut) stays RUNNING in the store;
+the next Engine that looks at it sees its owner process is gone, records
+ExecutionAborted and makes it redrivable.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from workflow.engine.clock import Clock, SystemClock
+from workflow.engine.definition import StateMachineDefinition, parse_definition
+from workflow.engine.errors import EngineError, ExecutionNotRedrivable, ExecutionStopped, ExecutionTimedOut, StatesError
+from workflow.engine.history import ExecutionRecord, HistoryStore
+from workflow.engine.integrations import FunctionRegistry, Handler, IntegrationRegistry, default_registry
+from workflow.engine.interpreter import ExecutionInfo, Flow, Interpreter, Recorder, error_details
+from workflow.engine.paths import dumps
+
+Json = Any
+REDRIVABLE = ("FAILED", "ABORTED", "TIMED_OUT")
+_NAME = re.compile(r"^[A-Za-z0-9_<>\-]{1,80}$")
+
+
+def _datetime(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, tz=timezone.utc)
+
+
+class Engine:
+    """Runs ASL state machines locally with persisted history; thread-safe."""
+
+    def __init__(self, store_path: str | os.PathLike[str] = ".ddcicd/engine.sqlite3", *, clock: Clock | None = None,
+                 integrations: IntegrationRegistry | None = None, functions: dict[str, Handler | str] | FunctionRegistry | None = None,
+                 region: str = "us-east-1", account: str = "000000000000", partition: str = "aws",
+                 role_arn: str | None = None) -> None:
+        self.store = HistoryStore(store_path)
+        self.clock = clock or SystemClock()
+        self.region, self.account, self.partition = region, account, partition
+        self.functions = functions if isinstance(functions, FunctionRegistry) else FunctionRegistry(functions, region, account)
+        self.integrations = integrations or default_registry(self.functions)
+        self.role_arn = role_arn or f"arn:{partition}:iam::{account}:role/ddcicd-local"
+        self._running: dict[str, threading.Event] = {}
+        self._threads: dict[str, threading.Thread] = {}
+        self._lock = threading.Lock()
+        self._definitions: dict[tuple[str, int], StateMachineDefinition] = {}
+
+    # ------------------------------------------------------------------ state machines
+    def validate(self, definition: str | dict[str, Json]) -> StateMachineDefinition:
+        """Parses and checks a definition against this engine's integrations; raises DefinitionError."""
+        return parse_definition(definition, self.integrations.check)
+
+    def state_machine_arn(self, name: str) -> str:
+        return f"arn:{self.partition}:states:{self.region}:{self.account}:stateMachine:{name}"
+
+    def create_state_machine(self, name: str, definition: str | dict[str, Json], role_arn: str | None = None,
+                             type: str = "STANDARD") -> str:  # noqa: A002 - the AWS parameter name
+        """Registers (or, if the name exists, updates) a state machine; returns its ARN."""
+        if not _NAME.match(name):
+            raise EngineError(f"invalid state machine name {name!r}: use 1-80 letters, digits, '-' or '_'")
+        text = definition if isinstance(definition, str) else json.dumps(definition)
+        self.validate(text)
+        arn = self.state_machine_arn(name)
+        self.store.put_state_machine(arn, name, text, role_arn or self.role_arn, type, self.clock.now())
+        return arn
+
+    def update_state_machine(self, arn: str, definition: str | dict[str, Json], role_arn: str | None = None) -> int:
+        """Stores a new version of the definition; running executions keep theirs. Returns the version."""
+        machine = self.store.state_machine(arn)
+        text = definition if isinstance(definition, str) else json.dumps(definition)
+        self.validate(text)
+        return self.store.put_state_machine(machine["arn"], machine["name"], text, role_arn or machine["role_arn"],
+                                            machine["type"], self.clock.now())
+
+    def describe_state_machine(self, arn: str) -> dict[str, Json]:
+        machine = self.store.state_machine(arn)
+        return {"stateMachineArn": machine["arn"], "name": machine["name"], "definition": machine["definition"],
+                "roleArn": machine["role_arn"], "type": machine["type"], "revision": machine["version"],
+                "creationDate": _datetime(machine["created"]), "updateDate": _datetime(machine["updated"])}
+
+    def list_state_machines(self) -> list[dict[str, Json]]:
+        return [{"stateMachineArn": row["arn"], "name": row["name"], "type": row["type"],
+                 "creationDate": _datetime(row["created"])} for row in self.store.list_state_machines()]
+
+    def _definition(self, arn: str, version: int) -> StateMachineDefinition:
+        key = (arn, version)
+        if key not in self._definitions:
+            self._definitions[key] = self.validate(self.store.state_machine_definition(arn, version))
+        return self._definitions[key]
+
+    # ------------------------------------------------------------------ executions
+    def _new_execution(self, state_machine: str, execution_input: Json, name: str | None) -> tuple[ExecutionRecord, dict[str, Json]]:
+        machine = self.store.state_machine(state_machine)
+        name = name or str(uuid.uuid4())
+        if not _NAME.match(name):
+            raise EngineError(f"invalid execution name {name!r}: use 1-80 letters, digits, '-' or '_'")
+        arn = f"arn:{self.partition}:states:{self.region}:{self.account}:execution:{machine['name']}:{name}"
+        input_text = json.dumps(execution_input if execution_input is not None else {})
+        now = self.clock.now()
+        self.store.create_execution(arn, name, machine["arn"], machine["version"], input_text, now)
+        self.store.append_event(arn, 1, 0, "ExecutionStarted", now, "executionStartedEventDetails",
+                                {"input": dumps(json.loads(input_text)), "inputDetails": {"truncated": False},
+                                 "roleArn": machine["role_arn"]})
+        return self.store.execution(arn), machine
+
+    def run_execution(self, state_machine: str, execution_input: Json = None, name: str | None = None) -> dict[str, Json]:
+        """Starts an execution and runs it to the end in this thread; returns describe_execution."""
+        record, machine = self._new_execution(state_machine, execution_input, name)
+        self._execute(record, machine["role_arn"])
+        return self.describe_execution(record.arn)
+
+    start_sync_execution = run_execution
+
+    def start_execution(self, state_machine: str, execution_input: Json = None, name: str | None = None) -> str:
+        """Starts an execution in a background thread; returns its ARN at once."""
+        record, machine = self._new_execution(state_machine, execution_input, name)
+        self._spawn(record, machine["role_arn"])
+        return record.arn
+
+    def _spawn(self, record: ExecutionRecord, role_arn: str, resume: tuple[str, Json, dict[str, Json]] | None = None) -> None:
+        with self._lock:
+            self._running[record.arn] = threading.Event()
+        thread = threading.Thread(target=self._execute, args=(record, role_arn, resume), name=f"execution-{record.name}")
+        self._threads[record.arn] = thread
+        thread.start()
+
+    def wait(self, execution_arn: str, timeout: float | None = None) -> dict[str, Json]:
+        """Waits for a background execution of this engine to end; returns describe_execution."""
+        thread = self._threads.get(execution_arn)
+        if thread is not None:
+            thread.join(timeout)
+        return self.describe_execution(execution_arn)
+
+    def _execute(self, record: ExecutionRecord, role_arn: str, resume: tuple[str, Json, dict[str, Json]] | None = None) -> None:
+        with self._lock:
+            cancel = self._running.setdefault(record.arn, threading.Event())
+        definition = self._definition(record.state_machine_arn, record.state_machine_version)
+        machine_name = record.state_machine_arn.rsplit(":", 1)[-1]
+        info = ExecutionInfo(record.arn, record.name, record.state_machine_arn, machine_name, role_arn, record.start_date,
+                             record.input, record.redrive_count, self.region, self.account)
+        recorder = Recorder(self.store, record.arn, self.clock, self.store.last_event_id(record.arn), record.redrive_count)
+        deadline = None if definition.timeout_seconds is None else record.start_date + definition.timeout_seconds
+        if resume is not None and deadline is not None:
+            deadline = self.clock.now() + definition.timeout_seconds
+        interpreter = Interpreter(info, self.integrations, self.clock, recorder, self.store, cancel,
+                                  lambda: self.store.stop_requested(record.arn), deadline)
+        flow = Flow("", 0 if resume is None else recorder.next_id)
+        try:
+            if resume is None:
+                output = interpreter.run_machine(definition, record.input, flow)
+            else:
+                start_at, state_input, variables = resume
+                flow.variables.update(variables)
+                interpreter.resume_keys.add(f"/{start_at}")
+                output = interpreter.run_machine(definition, state_input, flow, start_at)
+            recorder.emit("ExecutionSucceeded", flow.last_event, "executionSucceededEventDetails",
+                          {"output": dumps(output), "outputDetails": {"truncated": False}})
+            self.store.finish_execution(record.arn, "SUCCEEDED", self.clock.now(), output=json.dumps(output))
+        except ExecutionTimedOut:
+            details = {"error": "States.Timeout", "cause": f"The execution timed out after {definition.timeout_seconds} seconds"}
+            recorder.emit("ExecutionTimedOut", flow.last_event, "executionTimedOutEventDetails", details)
+            self.store.finish_execution(record.arn, "TIMED_OUT", self.clock.now(), error=details["error"], cause=details["cause"])
+        except ExecutionStopped:
+            reason = interpreter.stop_reason or getattr(cancel, "reason", None) or {}
+            details = {key: value for key, value in (("error", reason.get("error")), ("cause", reason.get("cause"))) if value is not None}
+            recorder.emit("ExecutionAborted", flow.last_event, "executionAbortedEventDetails", details)
+            self.store.finish_execution(record.arn, "ABORTED", self.clock.now(), error=details.get("error"), cause=details.get("cause"))
+        except StatesError as error:
+            recorder.emit("ExecutionFailed", flow.last_event, "executionFailedEventDetails", error_details(error))
+            self.store.finish_execution(record.arn, "FAILED", self.clock.now(), error=error.error, cause=error.cause)
+        except Exception as error:  # noqa: BLE001 - an engine bug must still end the execution in the store
+            details = {"error": "States.Runtime", "cause": f"internal engine error: {type(error).__name__}: {error}"}
+            recorder.emit("ExecutionFailed", flow.last_event, "executionFailedEventDetails", details)
+            self.store.finish_execution(record.arn, "FAILED", self.clock.now(), error=details["error"], cause=details["cause"])
+            raise
+        finally:
+            with self._lock:
+                self._running.pop(record.arn, None)
+
+    # ------------------------------------------------------------------ reading
+    def describe_execution(self, execution_arn: str) -> dict[str, Json]:
+        self.reap_orphans()
+        record = self.store.execution(execution_arn)
+        description: dict[str, Json] = {
+            "executionArn": record.arn, "stateMachineArn": record.state_machine_arn, "name": record.name,
+            "status": record.status, "startDate": _datetime(record.start_date), "input": json.dumps(record.input),
+            "inputDetails": {"included": True}, "redriveCount": record.redrive_count,
+            "redriveStatus": "REDRIVABLE" if record.status in REDRIVABLE else "NOT_REDRIVABLE",
+            "stateMachineVersion": record.state_machine_version,
+        }
+        if record.stop_date is not None:
+            description["stopDate"] = _datetime(record.stop_date)
+        if record.status == "SUCCEEDED":
+            description["output"] = json.dumps(record.output)
+            description["outputDetails"] = {"included": True}
+        if record.error is not None:
+            description["error"] = record.error
+        if record.cause is not None:
+            description["cause"] = record.cause
+        if record.redrive_date is not None:
+            description["redriveDate"] = _datetime(record.redrive_date)
+        return description
+
+    def list_executions(self, state_machine_arn: str | None = None, status_filter: str | None = None,
+                        max_results: int | None = None) -> list[dict[str, Json]]:
+        self.reap_orphans()
+        machine_arn = self.store.state_machine(state_machine_arn)["arn"] if state_machine_arn else None
+        return [{"executionArn": record.arn, "stateMachineArn": record.state_machine_arn, "name": record.name,
+                 "status": record.status, "startDate": _datetime(record.start_date), "stopDate": _datetime(record.stop_date),
+                 "redriveCount": record.redrive_count}
+                for record in self.store.list_executions(machine_arn, status_filter, max_results)]
+
+    def get_execution_history(self, execution_arn: str, reverse_order: bool = False, after_id: int = 0) -> dict[str, Json]:
+        record = self.store.execution(execution_arn)
+        events = []
+        for event in self.store.events(record.arn, after_id, reverse_order):
+            shaped = event.to_aws()
+            shaped["timestamp"] = _datetime(event.timestamp)
+            events.append(shaped)
+        return {"events": events}
+
+    # ------------------------------------------------------------------ control
+    def stop_execution(self, execution_arn: str, error: str | None = None, cause: str | None = None) -> dict[str, Json]:
+        """Stops a RUNNING execution (here, in another live process, or orphaned)."""
+        self.reap_orphans()
+        record = self.store.execution(execution_arn)
+        if record.status != "RUNNING":
+            raise EngineError(f"execution {record.arn} is {record.status}, not RUNNING")
+        with self._lock:
+            cancel = self._running.get(record.arn)
+        if cancel is not None:
+            cancel.reason = {"error": error, "cause": cause}  # type: ignore[attr-defined]
+            cancel.set()
+        else:
+            self.store.request_stop(record.arn, error, cause)
+        return {"stopDate": _datetime(self.clock.now())}
+
+    def redrive_execution(self, execution_arn: str, wait: bool = False) -> dict[str, Json]:
+        """Resumes a FAILED/ABORTED/TIMED_OUT execution from the state(s) that did not finish.
+
+        Top-level states that succeeded are not re-run; a Map or Parallel state keeps the
+        results of the iterations/branches that succeeded. With wait=True it runs in this
+        thread; otherwise in a background thread (use `wait()`).
+        """
+        self.reap_orphans()
+        record = self.store.execution(execution_arn)
+        if record.status not in REDRIVABLE:
+            raise ExecutionNotRedrivable(f"execution {record.arn} is {record.status}; only FAILED, ABORTED or TIMED_OUT can be redriven")
+        definition = self._definition(record.state_machine_arn, record.state_machine_version)
+        resume = _resume_point(self.store, record, definition)
+        machine = self.store.state_machine(record.state_machine_arn)
+        count = self.store.mark_redriven(record.arn, self.clock.now())
+        self.store.append_event(record.arn, self.store.last_event_id(record.arn) + 1, 0, "ExecutionRedriven", self.clock.now(),
+                                "executionRedrivenEventDetails", {"redriveCount": count}, "", count)
+        record = self.store.execution(record.arn)
+        if wait:
+            self._execute(record, machine["role_arn"], resume)
+        else:
+            self._spawn(record, machine["role_arn"], resume)
+        return {"redriveDate": _datetime(record.redrive_date)}
+
+    def reap_orphans(self) -> list[str]:
+        """Marks RUNNING executions whose engine process on this host is gone as ABORTED."""
+        reaped = []
+        host = os.uname().nodename
+        for record in self.store.list_executions(status="RUNNING"):
+            if record.owner_host != host or record.owner_pid is None:
+                continue
+            if record.owner_pid == os.getpid():
+                with self._lock:
+                    if record.arn in self._running:
+                        continue
+            elif _alive(record.owner_pid):
+                continue
+            cause = f"the engine process (pid {record.owner_pid}) ended while the execution was running"
+            self.store.append_event(record.arn, self.store.last_event_id(record.arn) + 1, 0, "ExecutionAborted", self.clock.now(),
+                                    "executionAbortedEventDetails", {"error": "States.Runtime", "cause": cause})
+            self.store.finish_execution(record.arn, "ABORTED", self.clock.now(), error="States.Runtime", cause=cause)
+            reaped.append(record.arn)
+        return reaped
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child (killed but not yet reaped by its parent) is not running anything
+        status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return status != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _resume_point(store: HistoryStore, record: ExecutionRecord, definition: StateMachineDefinition) -> tuple[str, Json, dict[str, Json]]:
+    """(state to restart, its input, the variables at that point) from the top-level history."""
+    entered: tuple[str, Json] | None = None
+    exited_output: Json = None
+    exited = False
+    variables: dict[str, Json] = {}
+    for event in store.events(record.arn):
+        if event.scope != "" or event.details is None:
+            continue
+        if event.type.endswith("StateEntered"):
+            entered = (event.details["name"], json.loads(event.details["input"]))
+            exited = False
+        elif event.type.endswith("StateExited"):
+            exited = True
+            exited_output = json.loads(event.details["output"])
+            for name, text in (event.details.get("assignedVariables") or {}).items():
+                variables[name] = json.loads(text)
+    if entered is None:
+        return definition.start_at, record.input, variables
+    name, state_input = entered
+    state = definition.states[name]
+    if exited and state.next is not None and state.type != "Choice":
+        return state.next, exited_output, variables
+    return name, state_input, variables
