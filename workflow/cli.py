@@ -20,6 +20,8 @@ COMMANDS: dict[str, str] = {
     "data": "workflow.commands.data:data",
     "process": "workflow.commands.process:process",
     "definition": "workflow.commands.definition:definition",
+    "serve": "workflow.commands.serve:serve",
+    "endpoints": "workflow.commands.endpoints:endpoints",
 }
 
 

@@ -16,7 +16,8 @@ the state, so a switch fails no request. Every half second the router also calls
 LocalEndpoints.refresh_all, which moves endpoints from Creating/Updating to InService.
 
 The router's own address lives in <home>/runtime.json; it exits when that file no
-longer names it (stop_runtime) or the home directory disappears.
+longer names it (stop_runtime, or the home directory was removed) or after two minutes
+without any endpoint.
 """
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ log = logging.getLogger("workflow.local.runtime")
 MAX_PAYLOAD = 6 * 1024 * 1024  # InvokeEndpoint's request limit
 RETRY_FOR = 10.0  # seconds to keep retrying an unreachable endpoint
 REFRESH_EVERY = 0.5  # seconds between life-cycle refreshes
+IDLE_EXIT = 120.0  # seconds without any endpoint before the router exits (restarted on demand)
 
 
 def runtime_file(home: Path) -> Path:
@@ -302,7 +304,15 @@ async def run_router(home: Path, host: str, port: int) -> None:
     refresher = asyncio.ensure_future(router.refresh_forever())
 
     async def still_wanted() -> None:
+        """Stop when replaced or stopped (runtime.json no longer names us), or idle with no endpoints."""
+        idle_since = time.monotonic()
         while (_read_record(runtime_file(home)) or {}).get("pid") == os.getpid():
+            if any((home / "endpoints" / "endpoints").glob("*.json")):
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > IDLE_EXIT:
+                log.info("no endpoints for %g s; exiting", IDLE_EXIT)
+                runtime_file(home).unlink(missing_ok=True)
+                break
             await asyncio.sleep(2.0)
         stop.set()
 
