@@ -6,8 +6,8 @@ the same preprocessing and session settings without a server, and so the preproc
 that must match training lives in one place:
 
     bytes (JPEG/PNG, any size, 1-4 channels) -> decode (reduced-scale for big JPEGs)
-      -> RGB uint8 HxWx3 -> resize to image_shape (cv2.INTER_AREA when shrinking)
-      -> float32 NCHW RGB in 0..255
+      -> RGB uint8 HxWx3 (grey for 1-channel models) -> [shorter side to `resize`]
+      -> whole image to image_shape (cv2.INTER_AREA when shrinking) -> float32 NCHW 0..255
 
 The network normalizes by itself (steps/model.py keeps mean/std as buffers inside the
 graph) and the exported graph ends in a softmax, so the server neither normalizes nor
@@ -56,8 +56,9 @@ class ModelSpec:
     channels: int
     height: int
     width: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    mean: tuple[float, ...]  # informational: the graph normalizes by itself
+    std: tuple[float, ...]
+    shorter_side: int | None  # the training `resize` hyperparameter, applied first as in validation
     metadata: dict[str, Any]
 
     @classmethod
@@ -69,16 +70,21 @@ class ModelSpec:
             channels, height, width = (int(value) for value in shape)  # type: ignore[union-attr]
         except (TypeError, ValueError) as error:
             raise ModelArchiveError(f"model.json image_shape {shape!r} is not 'C,H,W'") from error
-        if channels != 3:
-            raise ModelArchiveError(f"model.json image_shape {shape!r}: only 3-channel models are served")
+        if channels not in (1, 3):
+            raise ModelArchiveError(f"model.json image_shape {shape!r}: only 1- (grey) or 3-channel (RGB) models are served")
         classes = document.get("classes")
         if not isinstance(classes, list) or not classes:
             raise ModelArchiveError(f"model.json classes {classes!r} is not a non-empty list")
-        mean = tuple(float(value) for value in document.get("mean", (0.0, 0.0, 0.0)))
-        std = tuple(float(value) for value in document.get("std", (1.0, 1.0, 1.0)))
-        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-            raise ModelArchiveError(f"model.json mean {mean!r} / std {std!r} must be 3 values, std > 0")
-        return cls([str(name) for name in classes], channels, height, width, mean, std, document)  # type: ignore[arg-type]
+        mean = tuple(float(value) for value in document.get("mean", ()))
+        std = tuple(float(value) for value in document.get("std", ()))
+        if len(mean) != len(std):
+            raise ModelArchiveError(f"model.json mean {mean!r} and std {std!r} differ in length")
+        resize = (document.get("hyperparameters") or {}).get("resize")
+        try:
+            shorter_side = int(resize) if resize not in (None, "") else None
+        except (TypeError, ValueError) as error:
+            raise ModelArchiveError(f"model.json hyperparameters.resize {resize!r} is not an integer") from error
+        return cls([str(name) for name in classes], channels, height, width, mean, std, shorter_side, document)  # type: ignore[arg-type]
 
 
 def read_model_archive(path: str | os.PathLike[str]) -> tuple[bytes, dict[str, Any]]:
@@ -178,6 +184,12 @@ def _decode_with_cv2(data: bytes, kind: str) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    shrinking = width * height < image.shape[0] * image.shape[1]
+    resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    return resized.reshape(height, width, image.shape[2])
+
+
 # ---------------------------------------------------------------------------- the predictor
 
 
@@ -216,15 +228,23 @@ class Predictor:
     def preprocess(self, data: bytes) -> np.ndarray:
         """Image bytes -> float32 (3, H, W) ready for the model. Raises InvalidImage."""
         spec = self.spec
-        image = decode_image(data, spec.height, spec.width, self.max_pixels)
+        smallest = (spec.shorter_side,) * 2 if spec.shorter_side else (spec.height, spec.width)
+        image = decode_image(data, *smallest, max_pixels=self.max_pixels)
         return self.normalize(image)
 
     def normalize(self, image: np.ndarray) -> np.ndarray:
-        """RGB uint8 (h, w, 3) of any size -> float32 (3, H, W) in 0..255, as training feeds it."""
+        """RGB uint8 (h, w, 3) of any size -> float32 (C, H, W) in 0..255, as validation feeds it
+        in training (steps/dataset.py: optional shorter-side resize, then the whole image to
+        W x H, INTER_AREA when the area shrinks, else INTER_LINEAR; no crop)."""
         spec = self.spec
-        if image.shape[0] != spec.height or image.shape[1] != spec.width:
-            interpolation = cv2.INTER_AREA if image.shape[0] > spec.height else cv2.INTER_LINEAR
-            image = cv2.resize(image, (spec.width, spec.height), interpolation=interpolation)
+        if spec.channels == 1:
+            image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None]
+        if spec.shorter_side:
+            height, width = image.shape[:2]
+            scale = spec.shorter_side / min(height, width)
+            image = _resize(image, max(1, round(width * scale)), max(1, round(height * scale)))
+        if image.shape[:2] != (spec.height, spec.width):
+            image = _resize(image, spec.width, spec.height)
         return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:

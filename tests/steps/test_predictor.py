@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import json
 import struct
 import tarfile
 import zlib
@@ -13,6 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from steps.dataset import decode_image as training_decode
+from steps.dataset import fit
+from steps.export import export_model_archive
 from steps.model import Probabilities, ResNet, ResNetConfig
 from steps.predictor import InvalidImage, ModelArchiveError, Predictor, decode_image
 
@@ -28,25 +30,15 @@ def write_archive(path: Path, members: dict[str, bytes]) -> Path:
     return path
 
 
-def export_onnx(network: torch.nn.Module, height: int, width: int) -> bytes:
-    buffer = io.BytesIO()
-    torch.onnx.export(network.eval(), (torch.zeros(1, 3, height, width),), buffer, input_names=["pixels"],
-                      output_names=["probabilities"], dynamic_axes={"pixels": {0: "batch"}, "probabilities": {0: "batch"}},
-                      dynamo=False)
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="module")
-def network() -> Probabilities:
+def network() -> ResNet:
     torch.manual_seed(0)
-    return Probabilities(ResNet(ResNetConfig(num_layers=20, num_classes=len(CLASSES)))).eval()
+    return ResNet(ResNetConfig(num_layers=20, num_classes=len(CLASSES))).eval()
 
 
 @pytest.fixture(scope="module")
-def archive(tmp_path_factory: pytest.TempPathFactory, network: Probabilities) -> Path:
-    document = {"classes": CLASSES, "image_shape": "3,48,64", "num_layers": 20}
-    return write_archive(tmp_path_factory.mktemp("model") / "model.tar.gz",
-                         {"model.onnx": export_onnx(network, 48, 64), "model.json": json.dumps(document).encode()})
+def archive(tmp_path_factory: pytest.TempPathFactory, network: ResNet) -> Path:
+    return export_model_archive(network, tmp_path_factory.mktemp("model"), (3, 48, 64), CLASSES)
 
 
 def photo(height: int = 480, width: int = 640, seed: int = 0) -> np.ndarray:
@@ -62,15 +54,22 @@ def encode(image_rgb: np.ndarray, extension: str = ".jpg") -> bytes:
     return data.tobytes()
 
 
-def test_probabilities_match_the_torch_model_on_the_same_pixels(archive: Path, network: Probabilities) -> None:
+def test_probabilities_match_the_torch_model_on_the_same_pixels(archive: Path, network: ResNet) -> None:
     predictor = Predictor(archive, threads=1)
     image = photo()
     tensor = predictor.normalize(image)
     with torch.no_grad():
-        expected = network(torch.from_numpy(tensor[None])).numpy()
+        expected = Probabilities(network)(torch.from_numpy(tensor[None])).numpy()
     got = predictor.predict(tensor[None])
     np.testing.assert_allclose(got, expected, atol=1e-4)
     assert got.shape == (1, 10) and abs(float(got.sum()) - 1.0) < 1e-4
+
+
+@pytest.mark.parametrize(("height", "width"), [(480, 640), (30, 40), (48, 64), (100, 60)])
+def test_preprocessing_is_the_validation_preprocessing_of_training(archive: Path, height: int, width: int) -> None:
+    data = encode(photo(height, width, seed=height))
+    expected = fit(training_decode(data, 3, (48, 64)), 48, 64).transpose(2, 0, 1).astype(np.float32)
+    np.testing.assert_array_equal(Predictor(archive, threads=1).preprocess(data), expected)
 
 
 def test_input_is_rgb_in_0_255_resized_to_the_model_shape(archive: Path) -> None:

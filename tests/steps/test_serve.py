@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import base64
 import http.client
-import io
 import json
 import socket
 import subprocess
 import sys
-import tarfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,28 +18,12 @@ import numpy as np
 import pytest
 import torch
 
-from steps.model import Probabilities, ResNet, ResNetConfig
+from steps.export import export_model_archive
+from steps.model import ResNet, ResNetConfig
 from steps.predictor import Predictor
 
 CLASSES = [f"c{index}" for index in range(10)]
 REPO = Path(__file__).resolve().parents[2]
-
-
-def build_archive(path: Path) -> Path:
-    torch.manual_seed(1)
-    network = Probabilities(ResNet(ResNetConfig(num_layers=20, num_classes=len(CLASSES)))).eval()
-    buffer = io.BytesIO()
-    torch.onnx.export(network, (torch.zeros(1, 3, 48, 64),), buffer, input_names=["pixels"],
-                      output_names=["probabilities"], dynamic_axes={"pixels": {0: "batch"}, "probabilities": {0: "batch"}},
-                      dynamo=False)
-    members = {"model.onnx": buffer.getvalue(),
-               "model.json": json.dumps({"classes": CLASSES, "image_shape": "3,48,64", "num_layers": 20}).encode()}
-    with tarfile.open(path, "w:gz") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return path
 
 
 class Server:
@@ -91,7 +73,9 @@ def start_server(archive: Path, tmp: Path, *args: str) -> Server:
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_archive(tmp_path_factory.mktemp("model") / "model.tar.gz")
+    torch.manual_seed(1)
+    network = ResNet(ResNetConfig(num_layers=20, num_classes=len(CLASSES)))
+    return export_model_archive(network, tmp_path_factory.mktemp("model"), (3, 48, 64), CLASSES)
 
 
 @pytest.fixture(scope="module")

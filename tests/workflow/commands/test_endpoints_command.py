@@ -1,41 +1,28 @@
 """`ddcicd endpoints ...` and `ddcicd serve`, run as the user runs them (a real `ddcicd` process)."""
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
 import subprocess
 import sys
-import tarfile
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
-import torch
 
-from steps.model import Probabilities, ResNet, ResNetConfig
+from steps.export import export_model_archive
+from steps.model import ResNet, ResNetConfig
 
 REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    network = Probabilities(ResNet(ResNetConfig(num_layers=20, num_classes=10))).eval()
-    buffer = io.BytesIO()
-    torch.onnx.export(network, (torch.zeros(1, 3, 48, 64),), buffer, input_names=["pixels"],
-                      output_names=["probabilities"], dynamic_axes={"pixels": {0: "batch"}, "probabilities": {0: "batch"}},
-                      dynamo=False)
-    document = {"classes": [f"c{index}" for index in range(10)], "image_shape": "3,48,64"}
-    path = tmp_path_factory.mktemp("model") / "model.tar.gz"
-    with tarfile.open(path, "w:gz") as archive:
-        for name, data in {"model.onnx": buffer.getvalue(), "model.json": json.dumps(document).encode()}.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return path
+    network = ResNet(ResNetConfig(num_layers=20, num_classes=10))
+    return export_model_archive(network, tmp_path_factory.mktemp("model"), (3, 48, 64))
 
 
 @pytest.fixture()

@@ -1,11 +1,9 @@
 """Local endpoints: real server processes behind DescribeEndpoint's life cycle, reached with boto3."""
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
-import tarfile
 import threading
 import time
 from collections.abc import Iterator
@@ -16,35 +14,19 @@ import botocore.exceptions
 import cv2
 import numpy as np
 import pytest
-import torch
 
-from steps.model import Probabilities, ResNet, ResNetConfig
+from steps.export import export_model_archive
+from steps.model import ResNet, ResNetConfig
 from workflow.local.endpoints import LocalEndpoints, ValidationError
 from workflow.local.instances import Instance, is_running
 from workflow.local.runtime import ensure_runtime, runtime_url, stop_runtime
 
 
-def build_archive(path: Path, num_classes: int) -> Path:
-    """A small ResNet exported as the model.tar.gz layout of DESIGN.md (untrained weights)."""
-    torch.manual_seed(num_classes)
-    network = Probabilities(ResNet(ResNetConfig(num_layers=20, num_classes=num_classes))).eval()
-    buffer = io.BytesIO()
-    torch.onnx.export(network, (torch.zeros(1, 3, 48, 64),), buffer, input_names=["pixels"],
-                      output_names=["probabilities"], dynamic_axes={"pixels": {0: "batch"}, "probabilities": {0: "batch"}},
-                      dynamo=False)
-    document = {"classes": [f"c{index}" for index in range(num_classes)], "image_shape": "3,48,64", "num_layers": 20}
-    with tarfile.open(path, "w:gz") as archive:
-        for name, data in {"model.onnx": buffer.getvalue(), "model.json": json.dumps(document).encode()}.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return path
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    directory = tmp_path_factory.mktemp("models")
-    return {"ten": build_archive(directory / "ten.tar.gz", 10), "four": build_archive(directory / "four.tar.gz", 4)}
+    return {name: export_model_archive(ResNet(ResNetConfig(num_layers=20, num_classes=count)),
+                                       tmp_path_factory.mktemp(name), (3, 48, 64))
+            for name, count in (("ten", 10), ("four", 4))}
 
 
 @pytest.fixture()
