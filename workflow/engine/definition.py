@@ -444,8 +444,6 @@ class _Parser:
 
     def template(self, value: Json, where: str) -> Json:
         """Checks a payload template (Parameters, ResultSelector, ItemSelector, Assign)."""
-        if isinstance(value, str) and "{%" in value and "%}" in value:
-            raise DefinitionError(where, "JSONata expressions ({% ... %}) are not supported by the local engine yet")
         if isinstance(value, dict):
             for key, item in value.items():
                 location = f"{where}.{key}"

@@ -19,6 +19,7 @@ error = exception class name, cause = {"errorMessage", "errorType", "requestId",
 """
 from __future__ import annotations
 
+import base64
 import importlib
 import json
 import re
@@ -33,7 +34,6 @@ from workflow.engine.errors import ExecutionStopped, StatesError
 
 Json = Any
 Handler = Callable[[Json, Any], Json]
-DATA_LIMIT_BYTES = 256 * 1024
 
 
 @dataclass
@@ -58,7 +58,7 @@ class TaskContext:
         if self.cancel.is_set():
             raise ExecutionStopped(f"execution {self.execution_arn} was stopped")
         if self.deadline is not None and self.clock.now() >= self.deadline:
-            raise StatesError("States.Timeout")
+            raise StatesError("States.Timeout", "")
 
     def sleep(self, seconds: float) -> None:
         """Sleeps at most until the deadline; raises on timeout or stop."""
@@ -66,7 +66,7 @@ class TaskContext:
         if remaining is not None and remaining < seconds:
             self.clock.sleep(max(0.0, remaining), self.cancel)
             self.check()
-            raise StatesError("States.Timeout")
+            raise StatesError("States.Timeout", "")
         if not self.clock.sleep(seconds, self.cancel):
             raise ExecutionStopped(f"execution {self.execution_arn} was stopped")
 
@@ -170,10 +170,11 @@ class FunctionRegistry:
     """Local Lambda functions: name -> callable or "package.module:function" handler path."""
 
     def __init__(self, functions: dict[str, Handler | str] | None = None, region: str = "us-east-1",
-                 account: str = "000000000000") -> None:
+                 account: str = "000000000000", partition: str = "aws") -> None:
         self._functions: dict[str, Handler | str] = dict(functions or {})
         self.region = region
         self.account = account
+        self.partition = partition
 
     def register(self, name: str, handler: Handler | str) -> None:
         self._functions[name] = handler
@@ -182,7 +183,7 @@ class FunctionRegistry:
         return sorted(self._functions)
 
     def arn(self, name: str) -> str:
-        return f"arn:aws:lambda:{self.region}:{self.account}:function:{name}"
+        return f"arn:{self.partition}:lambda:{self.region}:{self.account}:function:{name}"
 
     def lookup(self, reference: str) -> tuple[str, Handler] | None:
         """Finds a function by exact key (ARN or name) or by its name."""
@@ -259,10 +260,10 @@ def _call_with_deadline(handler: Handler, event: Json, lambda_context: LambdaCon
             raise
         except Exception as error:  # noqa: BLE001 - any handler failure is the function's error
             if context.deadline is not None and context.clock.now() >= context.deadline:
-                raise StatesError("States.Timeout") from error
+                raise StatesError("States.Timeout", "") from error
             raise _lambda_error(error, lambda_context.aws_request_id) from error
         if context.deadline is not None and context.clock.now() >= context.deadline:
-            raise StatesError("States.Timeout")
+            raise StatesError("States.Timeout", "")
         return result
     outcome: dict[str, Any] = {}
 
@@ -276,18 +277,10 @@ def _call_with_deadline(handler: Handler, event: Json, lambda_context: LambdaCon
     worker.start()
     worker.join(max(0.0, remaining))
     if worker.is_alive():
-        raise StatesError("States.Timeout")
+        raise StatesError("States.Timeout", "")
     if "error" in outcome:
         raise _lambda_error(outcome["error"], lambda_context.aws_request_id) from outcome["error"]
     return outcome.get("result")
-
-
-def _check_size(result: Json, context: TaskContext) -> None:
-    if len(json.dumps(result).encode()) > DATA_LIMIT_BYTES:
-        raise StatesError(
-            "States.DataLimitExceeded",
-            f"The state/task '{context.state_name}' returned a result with a size exceeding the maximum number of bytes service limit.",
-        )
 
 
 class LambdaFunction:
@@ -298,7 +291,6 @@ class LambdaFunction:
 
     def invoke(self, resource: str, parameters: Json, context: TaskContext) -> Json:
         result, _ = self.functions.invoke(resource, parameters, context)
-        _check_size(result, context)
         return result
 
 
@@ -340,7 +332,9 @@ class LambdaInvoke:
             "SdkResponseMetadata": {"RequestId": request_id},
             "StatusCode": 200,
         }
-        _check_size(response, context)
+        if parameters.get("LogType") == "Tail":
+            log = f"START RequestId: {request_id} Version: $LATEST\nEND RequestId: {request_id}\n"
+            response["LogResult"] = base64.b64encode(log.encode()).decode()
         return response
 
 

@@ -36,6 +36,7 @@ from workflow.engine.intrinsics import evaluate_intrinsic, is_intrinsic, parse_i
 from workflow.engine.paths import PathError, compile_path, dumps, set_at_path
 
 Json = Any
+DATA_LIMIT_BYTES = 256 * 1024  # the largest input/output/result Step Functions carries
 MAX_WAIT_SECONDS = 2**31 - 1  # AWS refuses longer waits ("Wait state delay is too long.")
 STOP_POLL_SECONDS = 0.25
 
@@ -110,6 +111,7 @@ class ExecutionInfo:
     start_time: float
     input: Json
     redrive_count: int = 0
+    express: bool = False
     region: str = "us-east-1"
     account: str = "000000000000"
 
@@ -141,6 +143,8 @@ class Interpreter:
             },
             "StateMachine": {"Id": info.state_machine_arn, "Name": info.state_machine_name},
         }
+        if info.express:  # EXPRESS executions cannot be redriven: no RedriveCount
+            del self.context_base["Execution"]["RedriveCount"]
 
     # ------------------------------------------------------------------ events
     def emit(self, flow: Flow, event_type: str, details_key: str | None = None, details: dict[str, Json] | None = None,
@@ -192,7 +196,11 @@ class Interpreter:
             raise StatesError("States.Runtime", f"An error occurred while executing the state '{state.name}'"
                                                 f" (entered at the event id #{entered}). {failure}") from failure
         if state.type != "Fail":
-            details: dict[str, Json] = {"name": state.name, "output": dumps(output), "outputDetails": {"truncated": False}}
+            output_text = dumps(output)
+            if len(output_text) > DATA_LIMIT_BYTES and len(output_text.encode()) > DATA_LIMIT_BYTES:
+                raise StatesError("States.DataLimitExceeded", f"The state/task '{state.name}' returned a result with a size"
+                                                              " exceeding the maximum number of bytes service limit.")
+            details: dict[str, Json] = {"name": state.name, "output": output_text, "outputDetails": {"truncated": False}}
             if assigned is not None:
                 details["assignedVariables"] = {key: dumps(value) for key, value in assigned.items()}
                 details["assignedVariablesDetails"] = {"truncated": False}
@@ -399,7 +407,8 @@ class Interpreter:
 
     # ------------------------------------------------------------------ Retry / Catch around Task, Parallel, Map
     def with_retry_and_catch(self, state: State, raw_input: Json, flow: Flow, state_context: dict[str, Json],
-                             attempt: Callable[[], Json]) -> tuple[Json, str | None, Any]:
+                             attempt: Callable[[], Json], on_failure: Callable[[], None] | None = None) -> tuple[Json, str | None, Any]:
+        """Runs `attempt` with the state's Retry policy, then its Catch; `on_failure` marks the final failure."""
         counts = [0] * len(state.retry)
         while True:
             try:
@@ -419,6 +428,8 @@ class Interpreter:
                         if "RetryCount" in state_context:
                             state_context["RetryCount"] = sum(counts)
                         continue
+                if on_failure is not None:
+                    on_failure()
                 catcher_index = _matching(state.catch, error.error)
                 if catcher_index is None:
                     raise
@@ -477,12 +488,14 @@ class Interpreter:
                               submitted)
         try:
             result = binding.integration.invoke(state.resource, parameters, context)
+            if len(dumps(result).encode()) > DATA_LIMIT_BYTES:
+                label = state.resource if binding.lambda_events else binding.resource_type
+                raise StatesError("States.DataLimitExceeded", f"The state/task '{label}' returned a result with a size"
+                                                              " exceeding the maximum number of bytes service limit.")
         except StatesError as error:
             if error.error == "States.Runtime":
                 raise RuntimeFailure(error.cause or error.error) from error
-            failure = {"error": error.error}
-            if error.cause is not None:
-                failure["cause"] = error.cause
+            failure = error_details(error)
             timed_out = error.error == "States.Timeout"
             if binding.lambda_events:
                 self.emit(flow, "LambdaFunctionTimedOut" if timed_out else "LambdaFunctionFailed",
@@ -522,15 +535,12 @@ class Interpreter:
                 self._checkpoint(branch_key, output, flow)
                 return output
 
-            try:
-                results = self._fan_out(run_branch, len(state.branches), None, _needs_threads(state.branches))
-            except StatesError:
-                self.emit(flow, "ParallelStateFailed")
-                raise
+            results = self._fan_out(run_branch, len(state.branches), None, _needs_threads(state.branches))
             self.emit(flow, "ParallelStateSucceeded")
             return results
 
-        return self.with_retry_and_catch(state, raw_input, flow, state_context, attempt)
+        return self.with_retry_and_catch(state, raw_input, flow, state_context, attempt,
+                                         lambda: self.emit(flow, "ParallelStateFailed"))
 
     # ------------------------------------------------------------------ Map: ItemsPath, ItemSelector, ItemProcessor, MaxConcurrency, ToleratedFailure*
     def _state_map(self, state: State, raw_input: Json, flow: Flow, state_context: dict[str, Json]) -> tuple[Json, str | None, Any]:
@@ -538,18 +548,6 @@ class Interpreter:
         max_concurrency = state.max_concurrency
         if state.max_concurrency_path is not None:
             max_concurrency = self._number_from_path("MaxConcurrencyPath", state.max_concurrency_path, effective, state_context, flow, int)
-        tolerated_count = state.tolerated_failure_count
-        if state.tolerated_failure_count_path is not None:
-            tolerated_count = self._number_from_path("ToleratedFailureCountPath", state.tolerated_failure_count_path,
-                                                     effective, state_context, flow, int)
-        if tolerated_count is not None and tolerated_count < 0:
-            raise RuntimeFailure("ToleratedFailureCount cannot be negative.")
-        tolerated_percentage = state.tolerated_failure_percentage
-        if state.tolerated_failure_percentage_path is not None:
-            tolerated_percentage = self._number_from_path("ToleratedFailurePercentagePath", state.tolerated_failure_percentage_path,
-                                                          effective, state_context, flow, float)
-        if tolerated_percentage is not None and not 0 <= tolerated_percentage <= 100:
-            raise RuntimeFailure("ToleratedFailurePercentage must be between 0 and 100.")
         items = self.select(state.items_path, effective, state_context, flow)
         if not isinstance(items, list):
             raise RuntimeFailure(f"Map state input must be an array, got {dumps(items)} at ItemsPath '{state.items_path}'")
@@ -562,6 +560,18 @@ class Interpreter:
 
         def attempt() -> Json:
             self.emit(flow, "MapStateStarted", "mapStateStartedEventDetails", {"length": len(items)})
+            tolerated_count = state.tolerated_failure_count
+            if state.tolerated_failure_count_path is not None:
+                tolerated_count = self._number_from_path("ToleratedFailureCountPath", state.tolerated_failure_count_path,
+                                                         effective, state_context, flow, int)
+            if tolerated_count is not None and tolerated_count < 0:
+                raise RuntimeFailure("ToleratedFailureCount cannot be negative.")
+            tolerated_percentage = state.tolerated_failure_percentage
+            if state.tolerated_failure_percentage_path is not None:
+                tolerated_percentage = self._number_from_path("ToleratedFailurePercentagePath", state.tolerated_failure_percentage_path,
+                                                              effective, state_context, flow, float)
+            if tolerated_percentage is not None and not 0 <= tolerated_percentage <= 100:
+                raise RuntimeFailure("ToleratedFailurePercentage must be between 0 and 100.")
             if distributed:
                 run_arn = (f"arn:aws:states:{self.info.region}:{self.info.account}:mapRun:{self.info.state_machine_name}/"
                            f"{state.name}:{uuid.uuid4()}")
@@ -602,10 +612,8 @@ class Interpreter:
             try:
                 results = self._fan_out(run_item, len(items), concurrency, _needs_threads([state.processor]))
             except StatesError as error:
-                last = flow.last_event
                 if distributed:
-                    self.emit(flow, "MapRunFailed", "mapRunFailedEventDetails", {"error": error.error, "cause": error.cause} if error.cause else {"error": error.error})
-                self.emit(flow, "MapStateFailed", previous=last)
+                    self.emit(flow, "MapRunFailed", "mapRunFailedEventDetails", error_details(error))
                 if tolerated_count is not None or tolerated_percentage is not None:
                     raise StatesError("States.ExceedToleratedFailureThreshold",
                                       "The specified tolerance threshold was exceeded") from error
@@ -618,7 +626,8 @@ class Interpreter:
             flow.last_event = last
             return results
 
-        return self.with_retry_and_catch(state, raw_input, flow, state_context, attempt)
+        return self.with_retry_and_catch(state, raw_input, flow, state_context, attempt,
+                                         lambda: self.emit(flow, "MapStateFailed"))
 
     def _number_from_path(self, field_name: str, path_text: str, data: Json, state_context: dict[str, Json], flow: Flow,
                           kind: type) -> Any:
@@ -737,7 +746,7 @@ def error_details(error: StatesError) -> dict[str, str]:
     details = {}
     if error.error is not None:
         details["error"] = error.error
-    if error.cause is not None:
+    if error.cause:
         details["cause"] = error.cause
     return details
 

@@ -52,7 +52,7 @@ class Engine:
         self.store = HistoryStore(store_path)
         self.clock = clock or SystemClock()
         self.region, self.account, self.partition = region, account, partition
-        self.functions = functions if isinstance(functions, FunctionRegistry) else FunctionRegistry(functions, region, account)
+        self.functions = functions if isinstance(functions, FunctionRegistry) else FunctionRegistry(functions, region, account, partition)
         self.integrations = integrations or default_registry(self.functions)
         self.role_arn = role_arn or f"arn:{partition}:iam::{account}:role/ddcicd-local"
         self._running: dict[str, threading.Event] = {}
@@ -109,7 +109,10 @@ class Engine:
         name = name or str(uuid.uuid4())
         if not _NAME.match(name):
             raise EngineError(f"invalid execution name {name!r}: use 1-80 letters, digits, '-' or '_'")
-        arn = f"arn:{self.partition}:states:{self.region}:{self.account}:execution:{machine['name']}:{name}"
+        if machine["type"] == "EXPRESS":
+            arn = f"arn:{self.partition}:states:{self.region}:{self.account}:express:{machine['name']}:{name}:{uuid.uuid4()}"
+        else:
+            arn = f"arn:{self.partition}:states:{self.region}:{self.account}:execution:{machine['name']}:{name}"
         input_text = json.dumps(execution_input if execution_input is not None else {})
         now = self.clock.now()
         self.store.create_execution(arn, name, machine["arn"], machine["version"], input_text, now)
@@ -152,7 +155,7 @@ class Engine:
         definition = self._definition(record.state_machine_arn, record.state_machine_version)
         machine_name = record.state_machine_arn.rsplit(":", 1)[-1]
         info = ExecutionInfo(record.arn, record.name, record.state_machine_arn, machine_name, role_arn, record.start_date,
-                             record.input, record.redrive_count, self.region, self.account)
+                             record.input, record.redrive_count, ":express:" in record.arn, self.region, self.account)
         recorder = Recorder(self.store, record.arn, self.clock, self.store.last_event_id(record.arn), record.redrive_count)
         deadline = None if definition.timeout_seconds is None else record.start_date + definition.timeout_seconds
         if resume is not None and deadline is not None:
@@ -182,7 +185,7 @@ class Engine:
             self.store.finish_execution(record.arn, "ABORTED", self.clock.now(), error=details.get("error"), cause=details.get("cause"))
         except StatesError as error:
             recorder.emit("ExecutionFailed", flow.last_event, "executionFailedEventDetails", error_details(error))
-            self.store.finish_execution(record.arn, "FAILED", self.clock.now(), error=error.error, cause=error.cause)
+            self.store.finish_execution(record.arn, "FAILED", self.clock.now(), error=error.error, cause=error.cause or None)
         except Exception as error:  # noqa: BLE001 - an engine bug must still end the execution in the store
             details = {"error": "States.Runtime", "cause": f"internal engine error: {type(error).__name__}: {error}"}
             recorder.emit("ExecutionFailed", flow.last_event, "executionFailedEventDetails", details)
