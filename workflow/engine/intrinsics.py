@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import random
+import re
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
@@ -36,6 +37,17 @@ class PathArg:
     """A path argument ($.x, $$.Execution.Id, $variable)."""
 
     path: str
+
+
+class Literal(str):
+    """A string literal; `raw` keeps its escapes so States.Format can tell `\\{}` from `{}`."""
+
+    raw: str
+
+    def __new__(cls, value: str, raw: str) -> "Literal":
+        literal = super().__new__(cls, value)
+        literal.raw = raw
+        return literal
 
 
 @dataclass(frozen=True)
@@ -120,6 +132,7 @@ class _Parser:
 
     def parse_string(self) -> str:
         self.position += 1
+        start = self.position
         out: list[str] = []
         while self.position < len(self.text):
             char = self.text[self.position]
@@ -131,7 +144,7 @@ class _Parser:
                 continue
             if char == "'":
                 self.position += 1
-                return "".join(out)
+                return Literal("".join(out), self.text[start:self.position - 1])
             out.append(char)
             self.position += 1
         raise self.fail("unterminated string literal")
@@ -217,7 +230,10 @@ def _java_string(value: Json) -> str:
 def _format(name: str, template: Any = None, *args: Json) -> str:
     if not isinstance(template, str):
         raise _fail(name, f"expects a string template as its first argument, got {dumps(template)}")
-    pieces = template.split("{}")
+    if isinstance(template, Literal):  # escaped braces (\{ \}) are text, not placeholders
+        pieces = [_unescape(piece) for piece in re.split(r"(?<!\\)\{\}", template.raw)]
+    else:
+        pieces = template.split("{}")
     if len(pieces) - 1 != len(args):
         raise _fail(name, f"template has {len(pieces) - 1} placeholder(s) but {len(args)} argument(s) were given")
     out = [pieces[0]]
@@ -225,6 +241,10 @@ def _format(name: str, template: Any = None, *args: Json) -> str:
         out.append(_java_string(arg))
         out.append(piece)
     return "".join(out)
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\(.)", lambda match: match.group(1) if match.group(1) in "'{}\\" else match.group(0), text)
 
 
 def _string_to_json(name: str, *args: Json) -> Json:

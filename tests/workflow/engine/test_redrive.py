@@ -1,0 +1,111 @@
+"""Redrive: resume FAILED/ABORTED executions from the failed state, also after the engine was SIGKILLed."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from workflow.engine import Engine, EngineError, VirtualClock
+from workflow.engine.errors import ExecutionNotRedrivable
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).resolve().parents[3]
+
+
+def events_after_redrive(engine: Engine, arn: str) -> list[dict[str, Any]]:
+    events = engine.get_execution_history(arn)["events"]
+    start = next(index for index, event in enumerate(events) if event["type"] == "ExecutionRedriven")
+    return events[start:]
+
+
+def test_redrive_after_the_engine_process_was_killed(tmp_path: Path) -> None:
+    store, marker = tmp_path / "engine.sqlite3", tmp_path / "started"
+    process = subprocess.Popen([sys.executable, str(FIXTURES / "killable_run.py"), str(store), str(marker)],
+                               cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert process.poll() is None, "the engine process ended before its Task started"
+            assert time.monotonic() < deadline, "the Task never started"
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait(timeout=30)
+
+    received: list[Any] = []
+
+    def fast(event: dict, context: Any) -> dict:
+        received.append(event)
+        return {"finished": "after redrive"}
+
+    engine = Engine(store, functions={"slow": fast})
+    killed = engine.describe_execution("victim")
+    assert killed["status"] == "ABORTED"  # the dead owner was noticed
+    assert "ended while the execution was running" in killed["cause"]
+
+    engine.redrive_execution("victim", wait=True)
+    result = engine.describe_execution("victim")
+    assert result["status"] == "SUCCEEDED", result
+    assert result["redriveCount"] == 1
+    output = json.loads(result["output"])
+    assert output == {"run": 1, "prepare": {"prepared": True}, "work": {"finished": "after redrive"}}
+    assert received == [{"token": "kept-across-redrive", "input": {"run": 1, "prepare": {"prepared": True}}}]
+    resumed = events_after_redrive(engine, result["executionArn"])
+    assert resumed[0]["executionRedrivenEventDetails"] == {"redriveCount": 1}
+    assert resumed[1]["type"] == "TaskStateEntered" and resumed[1]["stateEnteredEventDetails"]["name"] == "Work"
+    assert "PassStateEntered" not in [event["type"] for event in resumed[1:3]]
+
+
+def test_redrive_of_a_map_reruns_only_the_failed_iterations(tmp_path: Path) -> None:
+    calls: list[int] = []
+    broken = {"item": 2}
+
+    def maybe(event: int, context: Any) -> int:
+        calls.append(event)
+        if event == broken["item"]:
+            raise RuntimeError(f"item {event} is broken")
+        return event * 100
+
+    engine = Engine(tmp_path / "engine.sqlite3", clock=VirtualClock(), functions={"maybe": maybe})
+    definition = {"StartAt": "M", "States": {"M": {"Type": "Map", "MaxConcurrency": 1, "End": True, "ItemProcessor": {
+        "StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:000000000000:function:maybe",
+                                         "End": True}}}}}}
+    first = engine.run_execution(engine.create_state_machine("items", definition), [1, 2, 3, 4])
+    assert (first["status"], first["error"]) == ("FAILED", "RuntimeError")
+    assert calls == [1, 2]  # the Map stops at the first failure
+
+    broken["item"] = None
+    calls.clear()
+    engine.redrive_execution(first["executionArn"], wait=True)
+    result = engine.describe_execution(first["executionArn"])
+    assert result["status"] == "SUCCEEDED"
+    assert json.loads(result["output"]) == [100, 200, 300, 400]
+    assert calls == [2, 3, 4]  # item 1's result was kept
+
+
+def test_only_failed_aborted_or_timed_out_executions_can_be_redriven(tmp_path: Path) -> None:
+    engine = Engine(tmp_path / "engine.sqlite3", clock=VirtualClock())
+    arn = engine.create_state_machine("ok", {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})
+    done = engine.run_execution(arn)
+    with pytest.raises(ExecutionNotRedrivable, match="SUCCEEDED"):
+        engine.redrive_execution(done["executionArn"])
+    with pytest.raises(EngineError, match="does not exist"):
+        engine.redrive_execution("no-such-execution")
+
+
+def test_redriving_a_fail_state_fails_again_and_counts(tmp_path: Path) -> None:
+    engine = Engine(tmp_path / "engine.sqlite3", clock=VirtualClock())
+    definition = {"StartAt": "P", "States": {"P": {"Type": "Pass", "Next": "F"}, "F": {"Type": "Fail", "Error": "Always"}}}
+    first = engine.run_execution(engine.create_state_machine("fails", definition))
+    engine.redrive_execution(first["executionArn"], wait=True)
+    again = engine.describe_execution(first["executionArn"])
+    assert (again["status"], again["error"], again["redriveCount"]) == ("FAILED", "Always", 1)
+    types = [event["type"] for event in events_after_redrive(engine, first["executionArn"])]
+    assert types == ["ExecutionRedriven", "FailStateEntered", "ExecutionFailed"]
