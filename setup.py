@@ -25,6 +25,7 @@ setup(
         "onnxscript>=0.2",
         "onnxruntime>=1.18",
         "aiohttp>=3.9",
+        "httptools>=0.6",  # the load-test Lambda's HTTP/1.1 response parser (lambdas/load_test/connection.py)
         "uvloop>=0.19",
         "boto3>=1.34",
         "jsonpath-ng>=1.6",

@@ -9,6 +9,8 @@ serving engineer's local runtime router in fast tests. Its endpoints:
   rest shared; pixel value 255 makes it fail with a 424 ModelError, like a crashing model;
 - `fixed`: answers a fixed reply to anything (the load-test target);
 - `slow`: sleeps `slow_seconds` before answering;
+- `chunked`: the fixed reply with chunked transfer encoding;
+- `closing`: the fixed reply, then closes the connection (`Connection: close`);
 - any other name: 400 ValidationError "Endpoint ... not found", as SageMaker replies.
 """
 from __future__ import annotations
@@ -72,6 +74,18 @@ async def _invocations(request: web.Request) -> web.Response:
         runtime.authorizations.append(request.headers.get("Authorization", ""))
     if name == "fixed":
         return web.Response(body=b"[0.5, 0.5]", content_type="application/json")
+    if name == "chunked":
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for piece in (b"[0.5,", b" 0.5]"):
+            await response.write(piece)
+        await response.write_eof()
+        return response
+    if name == "closing":
+        response = web.Response(body=b"[0.5, 0.5]", content_type="application/json")
+        response.force_close()
+        return response
     if name == "slow":
         await asyncio.sleep(runtime.slow_seconds)
         return web.Response(body=b"[0.5, 0.5]", content_type="application/json")
