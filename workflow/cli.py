@@ -17,9 +17,13 @@ from workflow.errors import CliError
 
 # command name -> "module:attribute"; the module is imported only when the command runs.
 COMMANDS: dict[str, str] = {
+    "executions": "workflow.commands.executions:executions",
+    "redrive": "workflow.commands.redrive:redrive",
+    "stop": "workflow.commands.stop:stop",
     "data": "workflow.commands.data:data",
     "process": "workflow.commands.process:process",
     "definition": "workflow.commands.definition:definition",
+    "run": "workflow.commands.run:run",
     "serve": "workflow.commands.serve:serve",
     "endpoints": "workflow.commands.endpoints:endpoints",
 }

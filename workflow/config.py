@@ -34,9 +34,9 @@ class AwsSettings(Section):
 class DataSettings(Section):
     """The synthetic dataset `ddcicd run` writes when no --data is given."""
 
-    images: int = Field(3000, ge=20)
+    images: int = Field(2600, ge=20)
     drivers: int = Field(26, ge=4)
-    test_images: int = Field(100, ge=0)
+    test_images: int = Field(200, ge=0)
     seed: int = 0
 
 

@@ -437,7 +437,7 @@ def create_evaluate_step(config: PipelineConfig, inputs: ExecutionInput, resourc
             "output_uri": inputs["EvaluationUri"],
             "production_metrics_uri": resources.production_metrics_uri,
             "min_log_loss_improvement": config.quality_gate.min_log_loss_improvement,
-            "max_failed_share": config.quality_gate.max_failed_share,
+            "max_failure_share": config.quality_gate.max_failed_share,
         },
         "$.evaluation",
     )
@@ -470,7 +470,7 @@ def create_load_test_steps(config: PipelineConfig, inputs: ExecutionInput, resou
     load = config.load_test
     prepare = Pass(
         "PrepareLoadTest",
-        result=[{"shard": index, "shards": load.shards} for index in range(load.shards)],
+        result=[{"shard": index} for index in range(load.shards)],
         result_path="$.load_test_shards",
     )
     shard = _lambda_step(
@@ -481,12 +481,11 @@ def create_load_test_steps(config: PipelineConfig, inputs: ExecutionInput, resou
             "endpoint_name.$": "$.endpoint_name",
             "data_uri.$": "$.data_uri",
             "shard.$": "$.shard",
-            "shards.$": "$.shards",
             "concurrency": load.concurrency,
             "duration_seconds": load.duration_seconds,
             "max_requests": load.max_requests,
             "ramp_up_seconds": load.ramp_up_seconds,
-            "sample_images": load.sample_images,
+            "sample_size": load.sample_images,
             "slo": {"p99_ms": load.p99_ms, "max_error_rate": load.max_error_rate},
         },
         "$",
@@ -498,7 +497,6 @@ def create_load_test_steps(config: PipelineConfig, inputs: ExecutionInput, resou
         max_concurrency=load.shards,
         parameters={
             "shard.$": "$$.Map.Item.Value.shard",
-            "shards.$": "$$.Map.Item.Value.shards",
             "endpoint_name": inputs["StagingEndpointName"],
             "data_uri": inputs["ProcessedDataUri"],
         },

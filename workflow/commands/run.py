@@ -1,0 +1,53 @@
+"""`ddcicd run`: the main job, the whole state machine on the local engine, with a live view."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from workflow.errors import CliError, RunFailed
+
+
+@click.command("run")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), help="Pipeline config (YAML).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. training.hyperparameters.epochs=3")
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path),
+              help="A dataset in the Kaggle layout; default: the synthetic one for this config (made once).")  # fmt: skip
+@click.option("--quiet", is_flag=True, help="No live view; print the summary only.")
+def run(config_path: Path | None, overrides: tuple[str, ...], data: Path | None, quiet: bool) -> None:
+    """Run the pipeline end to end on the local engine (no AWS account needed)."""
+    from workflow.config import ConfigError, load_config
+    from workflow.local.pipeline import DatasetError, start_pipeline
+    from workflow.local.services import local_engine
+    from workflow.run_view import follow_execution, print_summary, progress_bar
+
+    try:
+        config = load_config(config_path, overrides)
+    except ConfigError as error:
+        raise CliError(str(error)) from error
+    if data is not None and not data.is_dir():
+        raise CliError(f"--data {data}: no such directory")
+    engine = local_engine(config)
+    with progress_bar("synthesising the default dataset", enabled=not quiet and data is None) as progress:
+        try:
+            started = start_pipeline(engine, config, data, progress)
+        except DatasetError as error:
+            raise CliError(str(error)) from error
+    click.echo(f"execution {started.execution_name} started (dataset {started.dataset})", err=True)
+    try:
+        follow_execution(engine, started.execution_arn, live=not quiet)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: stopping the execution ...", err=True)
+        engine.stop_execution(started.execution_arn, error="KeyboardInterrupt", cause="stopped with Ctrl-C")
+        engine.wait(started.execution_arn, timeout=60)
+        description = engine.describe_execution(started.execution_arn)
+        click.echo(f"execution {started.execution_name} is {description['status']}; resume it with:", err=True)
+        click.echo(f"  ddcicd redrive {started.execution_name}", err=True)
+        raise SystemExit(130) from None
+    description = engine.wait(started.execution_arn)
+    print_summary(engine, description, started.input, config)
+    if description["status"] != "SUCCEEDED":
+        raise RunFailed(
+            f"execution {started.execution_name} {description['status']}: {description.get('error', '')}"
+            f" (inspect: ddcicd executions history {started.execution_name}; resume: ddcicd redrive {started.execution_name})"
+        )

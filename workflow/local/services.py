@@ -1,0 +1,74 @@
+"""The local engine with every AWS stand-in plugged in: what `ddcicd run`, `redrive` and the console use.
+
+    engine = local_engine(config)      # $DDCICD_HOME/engine.sqlite3, SageMaker + S3 + Lambdas local
+
+One factory, so an execution started by `ddcicd run` can be redriven by `ddcicd redrive`
+or the console with exactly the same integrations behind its Task states.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from workflow.config import PipelineConfig, load_config
+from workflow.engine import Engine, FunctionRegistry
+from workflow.home import ddcicd_home
+from workflow.local.runtime import ensure_runtime
+from workflow.local.s3 import S3_ROOT_VARIABLE, S3Root
+from workflow.local.sagemaker import ACCOUNT, register_local_aws
+
+RUNTIME_URL_VARIABLE = "DDCICD_SAGEMAKER_RUNTIME_URL"  # read by lambdas/runtime.py
+
+# Lambda function (by its configured name) -> handler, as the zip's handler setting says.
+HANDLERS = {
+    "evaluate": "lambdas.evaluate.app:handler",
+    "load_test": "lambdas.load_test.app:handler",
+    "load_test_merge": "lambdas.load_test.app:merge_handler",
+}
+
+
+def _with_local_environment(handler_path: str, s3: S3Root) -> Callable[[Any, Any], Any]:
+    """Run a handler as the local 'Lambda runtime' would: S3 root and runtime URL in its environment.
+
+    The runtime router stops when idle, so its URL is looked up (and the router started)
+    on every invocation rather than once.
+    """
+    module_name, _, attribute = handler_path.partition(":")
+
+    def invoke(event: Any, context: Any) -> Any:
+        import importlib
+
+        os.environ[S3_ROOT_VARIABLE] = str(s3.directory)
+        os.environ[RUNTIME_URL_VARIABLE] = ensure_runtime()
+        handler = getattr(importlib.import_module(module_name), attribute)
+        return handler(event, context)
+
+    invoke.__name__ = attribute
+    return invoke
+
+
+def local_functions(config: PipelineConfig, s3: S3Root) -> FunctionRegistry:
+    names = {"evaluate": config.lambdas.evaluate, "load_test": config.lambdas.load_test,
+             "load_test_merge": config.lambdas.load_test_merge}  # fmt: skip
+    return FunctionRegistry(
+        {names[key]: _with_local_environment(path, s3) for key, path in HANDLERS.items()},
+        region=config.aws.region,
+        account=ACCOUNT,
+    )
+
+
+def local_engine(config: PipelineConfig | None = None, **engine_options: Any) -> Engine:
+    """The engine over $DDCICD_HOME/engine.sqlite3 with local SageMaker, S3 and Lambda."""
+    config = config or load_config()
+    home = ddcicd_home()
+    home.mkdir(parents=True, exist_ok=True)
+    s3 = S3Root.default()
+    engine = Engine(
+        home / "engine.sqlite3",
+        functions=local_functions(config, s3),
+        region=config.aws.region,
+        account=ACCOUNT,
+        **engine_options,
+    )
+    register_local_aws(engine.integrations, s3, home)
+    return engine
