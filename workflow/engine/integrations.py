@@ -49,26 +49,36 @@ class TaskContext:
     region: str = "us-east-1"
     account: str = "000000000000"
     on_submitted: Callable[[Json], None] | None = None
+    on_poll: Callable[[], None] | None = None  # raises ExecutionStopped when a stop was requested elsewhere
 
     def remaining(self) -> float | None:
         return None if self.deadline is None else self.deadline - self.clock.now()
 
     def check(self) -> None:
         """Raises if the execution was stopped or the task's time is up."""
+        if self.on_poll is not None:
+            self.on_poll()
         if self.cancel.is_set():
             raise ExecutionStopped(f"execution {self.execution_arn} was stopped")
         if self.deadline is not None and self.clock.now() >= self.deadline:
             raise StatesError("States.Timeout", "")
 
     def sleep(self, seconds: float) -> None:
-        """Sleeps at most until the deadline; raises on timeout or stop."""
+        """Sleeps at most until the deadline, in slices so a stop is noticed; raises on timeout or stop."""
         remaining = self.remaining()
-        if remaining is not None and remaining < seconds:
-            self.clock.sleep(max(0.0, remaining), self.cancel)
+        timed_out = remaining is not None and remaining < seconds
+        left = max(0.0, remaining) if timed_out else seconds
+        while True:
+            step = left if self.clock.virtual else min(left, 1.0)
+            if not self.clock.sleep(step, self.cancel):
+                raise ExecutionStopped(f"execution {self.execution_arn} was stopped")
+            left -= step
+            if left <= 0:
+                break
+            self.check()
+        if timed_out:
             self.check()
             raise StatesError("States.Timeout", "")
-        if not self.clock.sleep(seconds, self.cancel):
-            raise ExecutionStopped(f"execution {self.execution_arn} was stopped")
 
     def submitted(self, response: Json) -> None:
         if self.on_submitted is not None:
@@ -252,8 +262,7 @@ def _call_with_deadline(handler: Handler, event: Json, lambda_context: LambdaCon
     is still running (as on AWS, the function itself is not killed). With a virtual clock it
     runs inline and the deadline is checked when it returns.
     """
-    remaining = context.remaining()
-    if context.clock.virtual or remaining is None:
+    if context.clock.virtual:
         try:
             result = handler(event, lambda_context)
         except ExecutionStopped:
@@ -275,9 +284,13 @@ def _call_with_deadline(handler: Handler, event: Json, lambda_context: LambdaCon
 
     worker = threading.Thread(target=target, name=f"lambda-{lambda_context.function_name}", daemon=True)
     worker.start()
-    worker.join(max(0.0, remaining))
-    if worker.is_alive():
-        raise StatesError("States.Timeout", "")
+    while worker.is_alive():
+        left = context.remaining()
+        if left is not None and left <= 0:
+            raise StatesError("States.Timeout", "")
+        worker.join(0.5 if left is None else min(0.5, left))
+        if worker.is_alive():
+            context.check()
     if "error" in outcome:
         raise _lambda_error(outcome["error"], lambda_context.aws_request_id) from outcome["error"]
     return outcome.get("result")

@@ -485,7 +485,7 @@ class Interpreter:
 
         context = TaskContext(self.info.execution_arn, state.name, state.resource, self.clock, self.cancel,
                               None if timeout is None else self.clock.now() + timeout, self.info.region, self.info.account,
-                              submitted)
+                              submitted, self.check_stop)
         try:
             result = binding.integration.invoke(state.resource, parameters, context)
             if len(dumps(result).encode()) > DATA_LIMIT_BYTES:

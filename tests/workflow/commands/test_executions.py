@@ -1,0 +1,95 @@
+"""`ddcicd executions list|describe|history`, `ddcicd stop` and `ddcicd redrive` over a real store."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from workflow.cli import cli
+from workflow.engine import Engine, VirtualClock
+from workflow.home import engine_store_path
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("DDCICD_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def seed(home: Path) -> Engine:
+    engine = Engine(engine_store_path(), clock=VirtualClock())
+    ok = engine.create_state_machine("demo", {"StartAt": "P", "States": {"P": {"Type": "Pass", "Result": {"n": 1}, "End": True}}})
+    bad = engine.create_state_machine("broken", {"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "Gate.Failed",
+                                                                                   "Cause": "accuracy 0.41 < 0.80"}}})
+    engine.run_execution(ok, {}, name="good-run")
+    engine.run_execution(bad, {}, name="bad-run")
+    return engine
+
+
+def test_list_shows_executions_and_json_is_parseable(home: Path) -> None:
+    seed(home)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["executions", "list"])
+    assert result.exit_code == 0, result.output
+    assert "good-run" in result.output and "SUCCEEDED" in result.output and "bad-run" in result.output
+    listed = json.loads(runner.invoke(cli, ["executions", "list", "--json"]).output)
+    assert {item["name"]: item["status"] for item in listed} == {"good-run": "SUCCEEDED", "bad-run": "FAILED"}
+
+
+def test_describe_and_history_show_what_happened(home: Path) -> None:
+    seed(home)
+    runner = CliRunner()
+    described = runner.invoke(cli, ["executions", "describe", "bad-run"])
+    assert described.exit_code == 0, described.output
+    assert "Gate.Failed" in described.output and "accuracy 0.41 < 0.80" in described.output
+    history = runner.invoke(cli, ["executions", "history", "bad-run"])
+    lines = history.output.splitlines()
+    assert [line.split()[3] for line in lines] == ["ExecutionStarted", "FailStateEntered", "ExecutionFailed"]
+    events = json.loads(runner.invoke(cli, ["executions", "history", "good-run", "--json"]).output)
+    assert events[-1]["executionSucceededEventDetails"]["output"] == '{"n":1}'
+
+
+def test_unknown_execution_and_missing_store_are_one_line_errors(home: Path) -> None:
+    env = {**os.environ, "DDCICD_HOME": str(home), "PYTHONPATH": str(REPO)}
+    missing = subprocess.run([sys.executable, "-m", "workflow.cli", "executions", "list"], cwd=REPO, env=env,
+                             capture_output=True, text=True)
+    assert missing.returncode == 2
+    assert missing.stderr.startswith("error: no local executions:") and missing.stderr.count("\n") == 1
+    seed(home)
+    unknown = subprocess.run([sys.executable, "-m", "workflow.cli", "executions", "describe", "nope"], cwd=REPO, env=env,
+                             capture_output=True, text=True)
+    assert unknown.returncode == 2
+    assert "'nope' does not exist" in unknown.stderr
+
+
+def test_stop_refuses_a_finished_execution(home: Path) -> None:
+    seed(home)
+    result = CliRunner().invoke(cli, ["stop", "good-run"], standalone_mode=True)
+    assert result.exit_code == 2
+    assert "is SUCCEEDED, not RUNNING" in result.output
+
+
+def test_cli_start_up_does_not_import_the_heavy_sdks() -> None:
+    code = "import sys, workflow.cli, workflow.commands.executions; print('sagemaker' in sys.modules, 'stepfunctions' in sys.modules)"
+    output = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert output.split() == ["False", "False"]
+
+
+def test_redrive_resumes_the_failed_state_and_exits_1_when_it_fails_again(home: Path) -> None:
+    seed(home)
+    env = {**os.environ, "DDCICD_HOME": str(home), "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-m", "workflow.cli", "redrive", "bad-run"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert "ExecutionRedriven" in result.stdout and "bad-run: FAILED (redrive #1)" in result.stdout
+    assert result.stderr.strip() == "error: execution bad-run ended FAILED: Gate.Failed: accuracy 0.41 < 0.80"
+    again = subprocess.run([sys.executable, "-m", "workflow.cli", "redrive", "good-run"], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "only FAILED, ABORTED or TIMED_OUT can be redriven" in again.stderr

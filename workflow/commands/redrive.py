@@ -1,0 +1,38 @@
+"""`ddcicd redrive ID`: resume a FAILED, ABORTED or TIMED_OUT local execution from where it failed.
+
+The engine is built by the same factory as `ddcicd run` (workflow.local.services), so the
+resumed Task states reach the same local SageMaker, S3 and Lambda stand-ins. An execution
+whose engine process was killed shows as ABORTED and can be redriven too.
+"""
+from __future__ import annotations
+
+import click
+
+from workflow.errors import CliError, RunFailed
+
+
+@click.command()
+@click.argument("execution")
+@click.option("--no-follow", is_flag=True, help="Do not print events while the execution runs.")
+def redrive(execution: str, no_follow: bool) -> None:
+    """Redrive a local execution (by name or ARN) and wait for it to end."""
+    from workflow.commands.executions import follow_execution, open_engine
+    from workflow.engine import EngineError
+    from workflow.local.services import local_engine
+
+    open_engine()  # a clear error when there is no store yet
+    engine = local_engine()
+    try:
+        before = engine.describe_execution(execution)
+        last_id = engine.get_execution_history(before["executionArn"], reverse_order=True)["events"][0]["id"]
+        engine.redrive_execution(before["executionArn"])
+    except EngineError as error:
+        raise CliError(str(error)) from error
+    if no_follow:
+        result = engine.wait(before["executionArn"])
+    else:
+        result = follow_execution(engine, before["executionArn"], after_id=last_id)
+        engine.wait(before["executionArn"])
+    click.echo(f"{result['name']}: {result['status']} (redrive #{result['redriveCount']})")
+    if result["status"] != "SUCCEEDED":
+        raise RunFailed(f"execution {result['name']} ended {result['status']}: {result.get('error')}: {result.get('cause')}")
