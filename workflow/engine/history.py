@@ -290,6 +290,22 @@ class HistoryStore:
             (execution_arn, event_id, previous_event_id, event_type, timestamp, payload, scope, redrive),
         )
 
+    def append_batch(self, events: list[tuple[Any, ...]], checkpoints: list[tuple[str, str, Json]]) -> None:
+        """Appends events (rows as for append_event, details pre-encoded) and checkpoints in one transaction."""
+        with self._write_lock:
+            connection = self._connection()
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                if events:
+                    connection.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)", events)
+                if checkpoints:
+                    connection.executemany("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)",
+                                           [(arn, key, json.dumps(output)) for arn, key, output in checkpoints])
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+
     def events(self, execution_arn: str, after_id: int = 0, reverse: bool = False) -> list[EventRecord]:
         rows = self._connection().execute(
             "SELECT id, previous_event_id, type, timestamp, details, scope, redrive FROM events"

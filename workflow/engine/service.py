@@ -173,22 +173,27 @@ class Engine:
                 output = interpreter.run_machine(definition, state_input, flow, start_at)
             recorder.emit("ExecutionSucceeded", flow.last_event, "executionSucceededEventDetails",
                           {"output": dumps(output), "outputDetails": {"truncated": False}})
+            recorder.flush()
             self.store.finish_execution(record.arn, "SUCCEEDED", self.clock.now(), output=json.dumps(output))
         except ExecutionTimedOut:
             details = {"error": "States.Timeout", "cause": f"The execution timed out after {definition.timeout_seconds} seconds"}
             recorder.emit("ExecutionTimedOut", flow.last_event, "executionTimedOutEventDetails", details)
+            recorder.flush()
             self.store.finish_execution(record.arn, "TIMED_OUT", self.clock.now(), error=details["error"], cause=details["cause"])
         except ExecutionStopped:
             reason = interpreter.stop_reason or getattr(cancel, "reason", None) or {}
             details = {key: value for key, value in (("error", reason.get("error")), ("cause", reason.get("cause"))) if value is not None}
             recorder.emit("ExecutionAborted", flow.last_event, "executionAbortedEventDetails", details)
+            recorder.flush()
             self.store.finish_execution(record.arn, "ABORTED", self.clock.now(), error=details.get("error"), cause=details.get("cause"))
         except StatesError as error:
             recorder.emit("ExecutionFailed", flow.last_event, "executionFailedEventDetails", error_details(error))
+            recorder.flush()
             self.store.finish_execution(record.arn, "FAILED", self.clock.now(), error=error.error, cause=error.cause or None)
         except Exception as error:  # noqa: BLE001 - an engine bug must still end the execution in the store
             details = {"error": "States.Runtime", "cause": f"internal engine error: {type(error).__name__}: {error}"}
             recorder.emit("ExecutionFailed", flow.last_event, "executionFailedEventDetails", details)
+            recorder.flush()
             self.store.finish_execution(record.arn, "FAILED", self.clock.now(), error=details["error"], cause=details["cause"])
             raise
         finally:
