@@ -181,11 +181,14 @@ class Interpreter:
 
     # ------------------------------------------------------------------ events
     def emit(self, flow: Flow, event_type: str, details_key: str | None = None, details: dict[str, Json] | None = None,
-             previous: int | None = None) -> int:
+             previous: int | None = None, advance: bool = True) -> int:
+        """Records an event after the flow's last one; `advance=False` for AWS's side events
+        (MapIterationSucceeded/Failed) that the next event does not point back to."""
         if flow.silent:
             return flow.last_event
         event_id = self.recorder.emit(event_type, flow.last_event if previous is None else previous, details_key, details, flow.scope)
-        flow.last_event = event_id
+        if advance:
+            flow.last_event = event_id
         return event_id
 
     def check_stop(self) -> None:
@@ -234,7 +237,7 @@ class Interpreter:
                 raise StatesError("States.DataLimitExceeded", f"The state/task '{state.name}' returned a result with a size"
                                                               " exceeding the maximum number of bytes service limit.")
             details: dict[str, Json] = {"name": state.name, "output": output_text, "outputDetails": {"truncated": False}}
-            if assigned is not None:
+            if assigned:
                 details["assignedVariables"] = {key: dumps(value) for key, value in assigned.items()}
                 details["assignedVariablesDetails"] = {"truncated": False}
             self.emit(flow, f"{state.type}StateExited", "stateExitedEventDetails", details)
@@ -567,7 +570,10 @@ class Interpreter:
                 if branch_key in done:
                     return done[branch_key]
                 branch_flow = flow.child(branch_key)
-                output = self.run_machine(state.branches[index], branch_input, branch_flow)
+                try:
+                    output = self.run_machine(state.branches[index], branch_input, branch_flow)
+                finally:
+                    flow.last_event = max(flow.last_event, branch_flow.last_event)
                 self._checkpoint(branch_key, output, flow)
                 return output
 
@@ -610,12 +616,14 @@ class Interpreter:
             if tolerated_percentage is not None and not 0 <= tolerated_percentage <= 100:
                 raise RuntimeFailure("ToleratedFailurePercentage must be between 0 and 100.")
             if distributed:
-                run_arn = (f"arn:aws:states:{self.info.region}:{self.info.account}:mapRun:{self.info.state_machine_name}/"
-                           f"{state.name}:{uuid.uuid4()}")
+                partition = self.info.execution_arn.split(":")[1]
+                run_arn = (f"arn:{partition}:states:{self.info.region}:{self.info.account}:mapRun:"
+                           f"{self.info.state_machine_name}/{state.raw.get('Label', state.name)}:{uuid.uuid4()}")
                 self.emit(flow, "MapRunStarted", "mapRunStartedEventDetails", {"mapRunArn": run_arn})
             done = self._checkpoints(key)
             failures: list[StatesError] = []
             failure_lock = threading.Lock()
+            latest = [flow.last_event]
 
             def run_item(index: int) -> Json:
                 item_key = f"{key}#{index}"
@@ -628,20 +636,25 @@ class Interpreter:
                 if item_key in done:
                     return done[item_key]
                 iteration = {"index": index, "name": state.name}
+                iteration_flow.last_event = flow.last_event  # AWS chains iterations one after the other
                 self.emit(iteration_flow, "MapIterationStarted", "mapIterationStartedEventDetails", iteration)
                 try:
                     output = self.run_machine(state.processor, item_input, iteration_flow)
                 except StatesError as error:
-                    self.emit(iteration_flow, "MapIterationFailed", "mapIterationFailedEventDetails", iteration)
+                    self.emit(iteration_flow, "MapIterationFailed", "mapIterationFailedEventDetails", iteration, advance=False)
+                    flow.last_event = max(flow.last_event, iteration_flow.last_event)
                     with failure_lock:
                         failures.append(error)
                         if not _tolerated(len(failures), len(items), tolerated_count, tolerated_percentage):
                             raise
                     return error.to_output()
                 except ExecutionStopped:
-                    self.emit(iteration_flow, "MapIterationAborted", "mapIterationAbortedEventDetails", iteration)
+                    self.emit(iteration_flow, "MapIterationAborted", "mapIterationAbortedEventDetails", iteration, advance=False)
                     raise
-                self.emit(iteration_flow, "MapIterationSucceeded", "mapIterationSucceededEventDetails", iteration)
+                succeeded = self.emit(iteration_flow, "MapIterationSucceeded", "mapIterationSucceededEventDetails", iteration,
+                                      advance=False)
+                flow.last_event = max(flow.last_event, iteration_flow.last_event)
+                latest[0] = max(latest[0], succeeded)
                 self._checkpoint(item_key, output, flow)
                 return output
 
@@ -655,12 +668,11 @@ class Interpreter:
                     raise StatesError("States.ExceedToleratedFailureThreshold",
                                       "The specified tolerance threshold was exceeded") from error
                 raise
-            last = flow.last_event
             if distributed:
-                self.emit(flow, "MapRunSucceeded")
-                last = flow.last_event
+                latest[0] = self.emit(flow, "MapRunSucceeded")
+            last = max(latest[0], flow.last_event)
             self.emit(flow, "MapStateSucceeded", previous=last)
-            flow.last_event = last
+            flow.last_event = last  # MapStateExited points at the same event as MapStateSucceeded
             return results
 
         return self.with_retry_and_catch(state, raw_input, flow, state_context, attempt,
