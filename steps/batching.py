@@ -1,74 +1,97 @@
 """Dynamic micro-batching: requests that arrive together run through the model as one batch.
 
-A forward pass of N images costs far less than N passes of one image, so under load the
-server should run big batches; alone, a request must not wait for company that will
-never come. The rule here:
+Under load the server should run big batches; alone, a request must not wait for company
+that will never come. The rule here:
 
-- one batch runs at a time (on its own thread, so the event loop keeps accepting);
-  requests arriving meanwhile queue up and form the next batch;
-- when the model is idle and a request is queued, wait for more only while other
-  requests are already on their way (received, still decoding), and never longer than
-  `max_wait_ms` past the first; a lone request runs at once;
-- never more than `max_batch_size` images in one batch.
+- at most `workers` batches run at a time, each on its own thread (so the event loop
+  keeps accepting); requests arriving meanwhile queue up and form the next batch;
+- when a worker is free and a request is queued, wait for more only while other
+  requests are already on their way (their bodies still being read), and never longer
+  than `max_wait_ms` past the first; a lone request runs at once;
+- never more than `max_batch_size` items in one batch.
 
-`max_batch_size=1` turns batching off, which the benchmark uses as its baseline.
+Items are whatever `run_batch` takes (the server passes raw image bytes, so decoding
+happens on the worker thread too: with one single-threaded worker per core the cores
+never have more runnable threads than they can run). `run_batch` returns one result per
+item, or an exception instance for an item that failed alone (a corrupt image), which
+is raised to that item's caller only. `max_batch_size=1` turns batching off.
 """
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Generic, TypeVar
 
-import numpy as np
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 
-class MicroBatcher:
-    """Collects (3, H, W) tensors from many coroutines and answers each with its row."""
+class MicroBatcher(Generic[Item, Result]):
+    """Collects items from many coroutines, runs them in batches, answers each with its result."""
 
-    def __init__(self, run_batch: Callable[[np.ndarray], np.ndarray], max_batch_size: int = 32,
-                 max_wait_ms: float = 5.0) -> None:
+    def __init__(self, run_batch: Callable[[list[Item]], Sequence[Result | BaseException]],
+                 max_batch_size: int = 32, max_wait_ms: float = 5.0, workers: int = 1) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size {max_batch_size} must be at least 1")
         if max_wait_ms < 0:
             raise ValueError(f"max_wait_ms {max_wait_ms} must not be negative")
+        if workers < 1:
+            raise ValueError(f"workers {workers} must be at least 1")
         self.run_batch = run_batch
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000.0
-        self.arriving = 0  # requests received and still being decoded
+        self.workers = workers
+        self.arriving = 0  # requests announced (expecting) and not yet submitted
         self.batches = 0
         self.items = 0
-        self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = asyncio.Queue()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self._queue: asyncio.Queue[tuple[Item, asyncio.Future[Result]]] = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inference")
+        self._free = asyncio.Semaphore(workers)
         self._task: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        for task in [self._task, *self._running]:
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
         self._executor.shutdown(wait=True)
 
-    async def infer(self, tensor: Awaitable[np.ndarray]) -> np.ndarray:
-        """Await the tensor (its decoding), queue it, and return its output row.
+    def expecting(self) -> _Expecting:
+        """`with batcher.expecting():` around reading a request: a batch about to start may
+        wait for it (up to max_wait_ms) instead of leaving it for the next one."""
+        return _Expecting(self)
 
-        While the tensor is still being produced the batcher knows it is coming, so a batch
-        about to start can wait for it (up to max_wait_ms) instead of leaving it for the next.
-        """
-        self.arriving += 1
+    async def infer(self, item: Item) -> Result:
+        result = (await self.infer_many([item]))[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    async def infer_many(self, items: Sequence[Item]) -> list[Result | BaseException]:
+        """Queue the items together (they may share a batch); each slot of the answer holds
+        the item's result or the exception it failed with."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Result]] = []
+        for item in items:
+            future: asyncio.Future[Result] = loop.create_future()
+            self._queue.put_nowait((item, future))
+            futures.append(future)
         try:
-            ready = await tensor
+            return list(await asyncio.gather(*futures, return_exceptions=True))
         finally:
-            self.arriving -= 1
-        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((ready, future))
-        return await future
+            for future in futures:
+                if not future.done():
+                    future.cancel()  # the batcher skips cancelled items
 
-    async def _collect(self) -> list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]:
+    async def _collect(self) -> list[tuple[Item, asyncio.Future[Result]]]:
         items = [await self._queue.get()]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_wait
@@ -85,21 +108,43 @@ class MicroBatcher:
         return items
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            items = [(tensor, future) for tensor, future in await self._collect() if not future.done()]
+            # Wait for a free worker before collecting: while all are busy, requests pile up
+            # in the queue and the next batch is that much bigger.
+            await self._free.acquire()
+            items = [(item, future) for item, future in await self._collect() if not future.done()]
             if not items:
+                self._free.release()
                 continue
-            try:
-                batch = np.stack([tensor for tensor, _ in items])
-                output = await loop.run_in_executor(self._executor, self.run_batch, batch)
-            except Exception as error:  # noqa: BLE001 - handed to every waiting request
-                for _, future in items:
-                    if not future.done():
-                        future.set_exception(error)
+            task = asyncio.get_running_loop().create_task(self._execute(items))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _execute(self, items: list[tuple[Item, asyncio.Future[Result]]]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            results = await loop.run_in_executor(self._executor, self.run_batch, [item for item, _ in items])
+        except Exception as error:  # noqa: BLE001 - the whole batch failed: every caller hears why
+            results = [error] * len(items)
+        finally:
+            self._free.release()
+        self.batches += 1
+        self.items += len(items)
+        for result, (_, future) in zip(results, items, strict=True):
+            if future.done():
                 continue
-            self.batches += 1
-            self.items += len(items)
-            for row, (_, future) in zip(output, items, strict=True):
-                if not future.done():
-                    future.set_result(row)
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+
+class _Expecting:
+    def __init__(self, batcher: MicroBatcher) -> None:  # type: ignore[type-arg]
+        self.batcher = batcher
+
+    def __enter__(self) -> None:
+        self.batcher.arriving += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.batcher.arriving -= 1

@@ -251,6 +251,24 @@ class Predictor:
         """float32 (N, 3, H, W) -> probabilities (N, num_classes), from the graph's softmax."""
         return self.session.run(None, {self.input_name: batch})[0]
 
+    def run_batch(self, images: list[bytes]) -> list[np.ndarray | InvalidImage]:
+        """The server's batch step: decode each image and run the valid ones as one batch.
+
+        A corrupt image fails alone: its slot holds the InvalidImage, the others their rows.
+        """
+        slots: list[np.ndarray | InvalidImage] = []
+        tensors: list[np.ndarray] = []
+        for data in images:
+            try:
+                tensors.append(self.preprocess(data))
+                slots.append(tensors[-1])
+            except InvalidImage as error:
+                slots.append(error)
+        if not tensors:
+            return slots
+        rows = iter(self.predict(np.stack(tensors)))
+        return [slot if isinstance(slot, InvalidImage) else next(rows) for slot in slots]
+
     def predict_images(self, images: list[bytes]) -> np.ndarray:
         """Convenience for scripts and tests: bytes in, probabilities out, one batch."""
         return self.predict(np.stack([self.preprocess(data) for data in images]))

@@ -5,7 +5,6 @@ import asyncio
 import threading
 import time
 
-import numpy as np
 import pytest
 
 from steps.batching import MicroBatcher
@@ -19,20 +18,22 @@ class RecordingModel:
         self.seconds = seconds
         self.threads: set[str] = set()
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        self.sizes.append(len(batch))
+    def __call__(self, items: list[float]) -> list[float | BaseException]:
+        self.sizes.append(len(items))
         self.threads.add(threading.current_thread().name)
         time.sleep(self.seconds)
-        return batch.reshape(len(batch), -1) * 2
+        return [ValueError(f"bad item {item}") if item < 0 else item * 2 for item in items]
 
 
-async def ready(value: float, delay: float = 0.0) -> np.ndarray:
-    await asyncio.sleep(delay)
-    return np.full((1, 2, 2), value, dtype=np.float32)
+async def later(batcher: MicroBatcher, value: float, delay: float) -> float:
+    """A request whose body takes `delay` seconds to arrive."""
+    with batcher.expecting():
+        await asyncio.sleep(delay)
+    return await batcher.infer(value)
 
 
-async def with_batcher(model: RecordingModel, max_batch_size: int, max_wait_ms: float, body):  # noqa: ANN001, ANN202
-    batcher = MicroBatcher(model, max_batch_size, max_wait_ms)
+async def with_batcher(model: RecordingModel, max_batch_size: int, max_wait_ms: float, body, workers: int = 1):  # noqa: ANN001, ANN202
+    batcher = MicroBatcher(model, max_batch_size, max_wait_ms, workers)
     batcher.start()
     try:
         return await body(batcher)
@@ -43,11 +44,11 @@ async def with_batcher(model: RecordingModel, max_batch_size: int, max_wait_ms: 
 def test_requests_arriving_together_run_as_one_batch_and_get_their_own_rows() -> None:
     model = RecordingModel()
 
-    async def body(batcher: MicroBatcher) -> list[np.ndarray]:
-        return await asyncio.gather(*(batcher.infer(ready(index, 0.001 * index)) for index in range(8)))
+    async def body(batcher: MicroBatcher) -> list[float]:
+        return await asyncio.gather(*(later(batcher, index, 0.001 * index) for index in range(8)))
 
     rows = asyncio.run(with_batcher(model, 32, 200.0, body))
-    assert [float(row[0]) for row in rows] == [2.0 * index for index in range(8)]
+    assert rows == [2.0 * index for index in range(8)]
     assert model.sizes == [8]
     assert all(name.startswith("inference") for name in model.threads)
 
@@ -57,7 +58,7 @@ def test_a_lone_request_does_not_wait_for_the_batch_window() -> None:
 
     async def body(batcher: MicroBatcher) -> float:
         started = time.perf_counter()
-        await batcher.infer(ready(1.0))
+        await batcher.infer(1.0)
         return time.perf_counter() - started
 
     elapsed = asyncio.run(with_batcher(model, 32, 10_000.0, body))
@@ -67,8 +68,8 @@ def test_a_lone_request_does_not_wait_for_the_batch_window() -> None:
 def test_batches_never_exceed_the_size_limit_and_queue_while_the_model_runs() -> None:
     model = RecordingModel(seconds=0.05)
 
-    async def body(batcher: MicroBatcher) -> list[np.ndarray]:
-        return await asyncio.gather(*(batcher.infer(ready(index)) for index in range(20)))
+    async def body(batcher: MicroBatcher) -> list[float]:
+        return await asyncio.gather(*(batcher.infer(index) for index in range(20)))
 
     rows = asyncio.run(with_batcher(model, 6, 50.0, body))
     assert len(rows) == 20 and max(model.sizes) <= 6 and sum(model.sizes) == 20
@@ -78,38 +79,53 @@ def test_batches_never_exceed_the_size_limit_and_queue_while_the_model_runs() ->
 def test_batch_size_one_turns_batching_off() -> None:
     model = RecordingModel()
 
-    async def body(batcher: MicroBatcher) -> list[np.ndarray]:
-        return await asyncio.gather(*(batcher.infer(ready(index)) for index in range(5)))
+    async def body(batcher: MicroBatcher) -> list[float]:
+        return await asyncio.gather(*(batcher.infer(index) for index in range(5)))
 
     asyncio.run(with_batcher(model, 1, 50.0, body))
     assert model.sizes == [1] * 5
 
 
+def test_two_workers_run_two_batches_at_once() -> None:
+    model = RecordingModel(seconds=0.2)
+
+    async def body(batcher: MicroBatcher) -> list[float]:
+        return await asyncio.gather(*(batcher.infer(index) for index in range(4)))
+
+    asyncio.run(with_batcher(model, 2, 0.0, body, workers=2))
+    assert sorted(model.sizes) == [2, 2] and len(model.threads) == 2
+
+
+def test_an_item_that_fails_alone_fails_only_its_request() -> None:
+    async def body(batcher: MicroBatcher) -> list[float | BaseException]:
+        return await batcher.infer_many([1.0, -1.0, 3.0])
+
+    results = asyncio.run(with_batcher(RecordingModel(), 8, 1.0, body))
+    assert results[0] == 2.0 and isinstance(results[1], ValueError) and results[2] == 6.0
+
+
 def test_a_failing_forward_pass_fails_its_requests_and_the_next_batch_still_runs() -> None:
     calls = {"count": 0}
 
-    def flaky(batch: np.ndarray) -> np.ndarray:
+    def flaky(items: list[float]) -> list[float]:
         calls["count"] += 1
         if calls["count"] == 1:
             raise RuntimeError("out of memory")
-        return batch.reshape(len(batch), -1)
+        return list(items)
 
-    async def body(batcher: MicroBatcher) -> np.ndarray:
+    async def body(batcher: MicroBatcher) -> float:
         with pytest.raises(RuntimeError, match="out of memory"):
-            await batcher.infer(ready(1.0))
-        return await batcher.infer(ready(3.0))
+            await batcher.infer(1.0)
+        return await batcher.infer(3.0)
 
-    row = asyncio.run(with_batcher(flaky, 4, 1.0, body))  # type: ignore[arg-type]
-    assert float(row[0]) == 3.0
+    assert asyncio.run(with_batcher(flaky, 4, 1.0, body)) == 3.0  # type: ignore[arg-type]
 
 
-def test_a_failed_decode_is_not_counted_as_arriving() -> None:
-    async def failing() -> np.ndarray:
-        raise ValueError("bad image")
-
+def test_a_request_that_fails_while_arriving_is_no_longer_expected() -> None:
     async def body(batcher: MicroBatcher) -> int:
-        with pytest.raises(ValueError, match="bad image"):
-            await batcher.infer(failing())
+        with pytest.raises(ValueError, match="body too large"):
+            with batcher.expecting():
+                raise ValueError("body too large")
         return batcher.arriving
 
     assert asyncio.run(with_batcher(RecordingModel(), 4, 1.0, body)) == 0

@@ -11,20 +11,20 @@ from workflow.errors import CliError
               help="model.tar.gz (or a directory with model.onnx and model.json).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port.")
-@click.option("--threads", default=0, type=click.IntRange(min=0), help="ONNX Runtime threads [default: the usable cores].")
+@click.option("--workers", default=0, type=click.IntRange(min=0),
+              help="Batches decoded and run at once, one thread each [default: the usable cores].")
 @click.option("--max-batch-size", default=32, show_default=True, type=click.IntRange(min=1),
               help="Images per forward pass; 1 turns micro-batching off.")
 @click.option("--max-wait-ms", default=5.0, show_default=True, type=click.FloatRange(min=0),
               help="Longest a queued image waits for others already on their way.")
-def serve(model: str, host: str, port: int, threads: int, max_batch_size: int, max_wait_ms: float) -> None:
+def serve(model: str, host: str, port: int, workers: int, max_batch_size: int, max_wait_ms: float) -> None:
     """Serve MODEL: GET /ping, POST /invocations (image in, class probabilities out) until Ctrl-C."""
     import uvloop
 
-    from steps.predictor import ModelArchiveError, default_threads
+    from steps.predictor import ModelArchiveError
     from steps.serve import ServerSettings, serve as run_server
 
-    settings = ServerSettings(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
-                              threads=threads or default_threads())
+    settings = ServerSettings(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, workers=workers)
 
     def announce(bound: int) -> None:
         click.echo(f"serving {model} on http://{host}:{bound} (POST /invocations, GET /ping); Ctrl-C stops",

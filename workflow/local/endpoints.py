@@ -321,7 +321,7 @@ class LocalEndpoints:
         """Start every instance of every variant; returns the `pending` record."""
         variants = config["ProductionVariants"]
         total = sum(variant["InitialInstanceCount"] for variant in variants)
-        threads = max(1, self.cpu_count // total)  # never more threads than cores, across instances
+        workers = max(1, self.cpu_count // total)  # one single-threaded worker per core, across instances
         directory = self.root / "endpoints" / endpoint_name
         instances = []
         for variant in variants:
@@ -332,7 +332,7 @@ class LocalEndpoints:
                                       f"{variant['ModelName']!r} does not exist ({model_path})")
             for _ in range(variant["InitialInstanceCount"]):
                 instances.append(start_instance(directory, variant["VariantName"], variant["ModelName"],
-                                                model_path, threads).to_json())
+                                                model_path, workers).to_json())
         return {"EndpointConfigName": config["EndpointConfigName"], "instances": instances,
                 "weights": {variant["VariantName"]: variant["InitialVariantWeight"] for variant in variants},
                 "deadline": time.time() + self.startup_timeout}

@@ -122,16 +122,16 @@ def _pythonpath() -> str:
     return root if not existing else f"{root}{os.pathsep}{existing}"
 
 
-def start_instance(directory: Path, variant: str, model_name: str, model_path: Path, threads: int,
+def start_instance(directory: Path, variant: str, model_name: str, model_path: Path, workers: int,
                    extra_args: tuple[str, ...] = ()) -> Instance:
     """Start one server on a free port (it binds port 0 and reports the port in ready.json)."""
     instance_id = f"i-{secrets.token_hex(6)}"
     home = directory / instance_id
     home.mkdir(parents=True)
     command = [sys.executable, "-m", "steps.serve", "--model", str(model_path), "--host", "127.0.0.1",
-               "--port", "0", "--threads", str(threads), "--ready-file", str(home / "ready.json"),
+               "--port", "0", "--threads", "1", "--workers", str(workers), "--ready-file", str(home / "ready.json"),
                "--lifeline", str(home), *extra_args]
-    environment = {**os.environ, "PYTHONPATH": _pythonpath(), "OMP_NUM_THREADS": str(threads)}
+    environment = {**os.environ, "PYTHONPATH": _pythonpath(), "OMP_NUM_THREADS": "1"}
     with open(home / "server.log", "ab") as log:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True, close_fds=True, env=environment, cwd=home)
