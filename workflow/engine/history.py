@@ -19,7 +19,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from workflow.engine.errors import ExecutionDoesNotExist, StateMachineDoesNotExist
 
@@ -231,10 +231,6 @@ class HistoryStore:
             )
             return connection.execute("SELECT redrive_count FROM executions WHERE arn = ?", (arn,)).fetchone()[0]
 
-    def claim_execution(self, arn: str) -> None:
-        """Records this process as the one running the execution (for orphan detection)."""
-        self._write("UPDATE executions SET owner_pid = ?, owner_host = ? WHERE arn = ?", (os.getpid(), os.uname().nodename, arn))
-
     def request_stop(self, arn: str, error: str | None, cause: str | None) -> None:
         self._write("UPDATE executions SET stop_requested = ? WHERE arn = ?", (json.dumps({"error": error, "cause": cause}), arn))
 
@@ -319,9 +315,6 @@ class HistoryStore:
         return row[0] or 0
 
     # ---------------------------------------------------------------- checkpoints (Map/Parallel results, for redrive)
-    def put_checkpoint(self, execution_arn: str, key: str, output: Json) -> None:
-        self._write("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)", (execution_arn, key, json.dumps(output)))
-
     def checkpoints(self, execution_arn: str, prefix: str) -> dict[str, Json]:
         rows = self._connection().execute(
             "SELECT key, output FROM checkpoints WHERE execution_arn = ? AND substr(key, 1, ?) = ?",
@@ -331,9 +324,6 @@ class HistoryStore:
 
     def clear_checkpoints(self, execution_arn: str, prefix: str) -> None:
         self._write("DELETE FROM checkpoints WHERE execution_arn = ? AND substr(key, 1, ?) = ?", (execution_arn, len(prefix), prefix))
-
-    def iter_running(self) -> Iterator[ExecutionRecord]:
-        yield from self.list_executions(status="RUNNING")
 
 
 def _event(row: tuple[Any, ...]) -> EventRecord:

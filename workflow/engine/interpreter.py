@@ -1,9 +1,9 @@
 """The run loop: one handler per state type, input/output processing, Retry and Catch.
 
-An execution is a tree of *flows*: the top-level machine, each Parallel branch and each
-Map iteration. A flow walks its states from StartAt until a terminal state; every step is
-written to the history store as it happens (AWS event names and detail fields), which is
-also what redrive reads to resume.
+A flow (the top-level machine, a Parallel branch, a Map iteration; see flows.py) walks its
+states from StartAt until a terminal state; every step is written to the history store as
+it happens (AWS event names and detail fields), which is also what redrive reads to resume.
+Parallel and Map live in fanout.py.
 
 Input and output processing of a JSONPath state, in AWS's order:
 InputPath -> Parameters (or ItemSelector) -> the state's work -> ResultSelector ->
@@ -17,20 +17,16 @@ cause names the state and the event id it was entered at.
 """
 from __future__ import annotations
 
-import json
 import random
 import threading
-import time
-import uuid
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Callable
 
 from workflow.engine.choice import MISSING, evaluate_rule, parse_timestamp
 from workflow.engine.clock import Clock
 from workflow.engine.definition import Catcher, Retrier, State, StateMachineDefinition
 from workflow.engine.errors import ExecutionStopped, ExecutionTimedOut, StatesError
+from workflow.engine.fanout import FanOutStates
+from workflow.engine.flows import ExecutionInfo, Flow, Recorder, RuntimeFailure, error_details, iso_time
 from workflow.engine.history import HistoryStore
 from workflow.engine.integrations import IntegrationRegistry, TaskContext
 from workflow.engine.intrinsics import evaluate_intrinsic, is_intrinsic, parse_intrinsic
@@ -42,117 +38,7 @@ MAX_WAIT_SECONDS = 2**31 - 1  # AWS refuses longer waits ("Wait state delay is t
 STOP_POLL_SECONDS = 0.25
 
 
-class RuntimeFailure(Exception):
-    """The engine's own processing failed (States.Runtime); the message gets the state prefix later."""
-
-
-def iso_time(epoch: float) -> str:
-    """Step Functions' timestamp format in the context object: 2024-01-01T00:00:00.123Z."""
-    moment = datetime.fromtimestamp(epoch, tz=timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-# ---------------------------------------------------------------------------- recording
-
-
-class Recorder:
-    """Allocates event ids and appends events (and Map/Parallel checkpoints) to the store.
-
-    Events are committed in small groups: at the latest `FLUSH_SECONDS` after they happen,
-    and always before anything with an effect outside the engine (a Task invocation, a
-    sleep, the end of the execution). A follower therefore sees events within a few
-    milliseconds, and a crash can only lose the tail of a run of pure Pass/Choice steps,
-    which redrive then simply repeats.
-    """
-
-    FLUSH_SECONDS = 0.05
-    FLUSH_EVENTS = 500
-
-    def __init__(self, store: HistoryStore | None, execution_arn: str, clock: Clock, first_id: int, redrive: int) -> None:
-        self.store = store
-        self.execution_arn = execution_arn
-        self.clock = clock
-        self.next_id = first_id
-        self.redrive = redrive
-        self.lock = threading.Lock()
-        self._events: list[tuple[Any, ...]] = []
-        self._checkpoints: list[tuple[str, str, Json]] = []
-        self._oldest = 0.0
-
-    def emit(self, event_type: str, previous: int, details_key: str | None = None,
-             details: dict[str, Json] | None = None, scope: str = "") -> int:
-        with self.lock:
-            self.next_id += 1
-            event_id = self.next_id
-            if self.store is not None:
-                payload = json.dumps({details_key: details}) if details_key else None
-                if not self._events:
-                    self._oldest = time.monotonic()
-                self._events.append((self.execution_arn, event_id, previous, event_type, self.clock.now(), payload,
-                                     scope, self.redrive))
-                if len(self._events) >= self.FLUSH_EVENTS or time.monotonic() - self._oldest >= self.FLUSH_SECONDS:
-                    self._flush_locked()
-        return event_id
-
-    def checkpoint(self, key: str, output: Json) -> None:
-        if self.store is not None:
-            with self.lock:
-                self._checkpoints.append((self.execution_arn, key, output))
-
-    def flush(self) -> None:
-        with self.lock:
-            self._flush_locked()
-
-    def _flush_locked(self) -> None:
-        if self.store is not None and (self._events or self._checkpoints):
-            self.store.append_batch(self._events, self._checkpoints)
-        self._events, self._checkpoints = [], []
-
-
-@dataclass
-class Flow:
-    """A thread of control: its scope key, last event id, variables and Map item."""
-
-    scope: str
-    last_event: int
-    variables: dict[str, Json] = field(default_factory=dict)
-    parent: "Flow | None" = None
-    map_item: dict[str, Json] | None = None
-    silent: bool = False  # distributed Map children: their events are not in the parent history
-
-    def lookup(self, name: str) -> Json:
-        flow: Flow | None = self
-        while flow is not None:
-            if name in flow.variables:
-                return flow.variables[name]
-            flow = flow.parent
-        return MISSING
-
-    def child(self, scope: str, map_item: dict[str, Json] | None = None, silent: bool = False) -> "Flow":
-        return Flow(scope, self.last_event, {}, self, map_item if map_item is not None else self.map_item, silent or self.silent)
-
-
-@dataclass
-class ExecutionInfo:
-    """Names and times that the context object ($$) shows."""
-
-    execution_arn: str
-    execution_name: str
-    state_machine_arn: str
-    state_machine_name: str
-    role_arn: str
-    start_time: float
-    input: Json
-    redrive_count: int = 0
-    express: bool = False
-    region: str = "us-east-1"
-    account: str = "000000000000"
-
-
-# ---------------------------------------------------------------------------- interpreter
-
-
-class Interpreter:
+class Interpreter(FanOutStates):
     """Runs one execution (or a redrive of it) against a parsed definition."""
 
     def __init__(self, info: ExecutionInfo, integrations: IntegrationRegistry, clock: Clock, recorder: Recorder,
@@ -550,195 +436,6 @@ class Interpreter:
                       {"output": dumps(result), "outputDetails": {"truncated": False}, **resource_fields})
         return result
 
-    # ------------------------------------------------------------------ Parallel: Branches[], Parameters
-    def _state_parallel(self, state: State, raw_input: Json, flow: Flow, state_context: dict[str, Json]) -> tuple[Json, str | None, Any]:
-        effective = self.select(state.input_path, raw_input, state_context, flow)
-        key = f"{flow.scope}/{state.name}"
-        resumed = key in self.resume_keys
-        self.resume_keys.discard(key)
-        if self.store is not None and not resumed and not flow.silent:
-            self.recorder.flush()
-            self.store.clear_checkpoints(self.info.execution_arn, key + "#")
-
-        def attempt() -> Json:
-            branch_input = effective if state.parameters is None else self.template(state.parameters, effective, state_context, flow)
-            self.emit(flow, "ParallelStateStarted")
-            done = self._checkpoints(key)
-
-            def run_branch(index: int) -> Json:
-                branch_key = f"{key}#{index}"
-                if branch_key in done:
-                    return done[branch_key]
-                branch_flow = flow.child(branch_key)
-                try:
-                    output = self.run_machine(state.branches[index], branch_input, branch_flow)
-                finally:
-                    flow.last_event = max(flow.last_event, branch_flow.last_event)
-                self._checkpoint(branch_key, output, flow)
-                return output
-
-            results = self._fan_out(run_branch, len(state.branches), None, _needs_threads(state.branches))
-            self.emit(flow, "ParallelStateSucceeded")
-            return results
-
-        return self.with_retry_and_catch(state, raw_input, flow, state_context, attempt,
-                                         lambda: self.emit(flow, "ParallelStateFailed"))
-
-    # ------------------------------------------------------------------ Map: ItemsPath, ItemSelector, ItemProcessor, MaxConcurrency, ToleratedFailure*
-    def _state_map(self, state: State, raw_input: Json, flow: Flow, state_context: dict[str, Json]) -> tuple[Json, str | None, Any]:
-        effective = self.select(state.input_path, raw_input, state_context, flow)
-        max_concurrency = state.max_concurrency
-        if state.max_concurrency_path is not None:
-            max_concurrency = self._number_from_path("MaxConcurrencyPath", state.max_concurrency_path, effective, state_context, flow, int)
-        items = self.select(state.items_path, effective, state_context, flow)
-        if not isinstance(items, list):
-            raise RuntimeFailure(f"Map state input must be an array, got {dumps(items)} at ItemsPath '{state.items_path}'")
-        distributed = state.processor_mode == "DISTRIBUTED"
-        key = f"{flow.scope}/{state.name}"
-        resumed = key in self.resume_keys
-        self.resume_keys.discard(key)
-        if self.store is not None and not resumed and not flow.silent:
-            self.recorder.flush()
-            self.store.clear_checkpoints(self.info.execution_arn, key + "#")
-
-        def attempt() -> Json:
-            self.emit(flow, "MapStateStarted", "mapStateStartedEventDetails", {"length": len(items)})
-            tolerated_count = state.tolerated_failure_count
-            if state.tolerated_failure_count_path is not None:
-                tolerated_count = self._number_from_path("ToleratedFailureCountPath", state.tolerated_failure_count_path,
-                                                         effective, state_context, flow, int)
-            if tolerated_count is not None and tolerated_count < 0:
-                raise RuntimeFailure("ToleratedFailureCount cannot be negative.")
-            tolerated_percentage = state.tolerated_failure_percentage
-            if state.tolerated_failure_percentage_path is not None:
-                tolerated_percentage = self._number_from_path("ToleratedFailurePercentagePath", state.tolerated_failure_percentage_path,
-                                                              effective, state_context, flow, float)
-            if tolerated_percentage is not None and not 0 <= tolerated_percentage <= 100:
-                raise RuntimeFailure("ToleratedFailurePercentage must be between 0 and 100.")
-            if distributed:
-                partition = self.info.execution_arn.split(":")[1]
-                run_arn = (f"arn:{partition}:states:{self.info.region}:{self.info.account}:mapRun:"
-                           f"{self.info.state_machine_name}/{state.raw.get('Label', state.name)}:{uuid.uuid4()}")
-                self.emit(flow, "MapRunStarted", "mapRunStartedEventDetails", {"mapRunArn": run_arn})
-            done = self._checkpoints(key)
-            failures: list[StatesError] = []
-            failure_lock = threading.Lock()
-            latest = [flow.last_event]
-
-            def run_item(index: int) -> Json:
-                item_key = f"{key}#{index}"
-                item = {"Index": index, "Value": items[index]}
-                iteration_flow = flow.child(item_key, item, silent=distributed)
-                if state.item_selector is not None:
-                    item_input = self.template(state.item_selector, effective, state_context, iteration_flow)
-                else:
-                    item_input = items[index]
-                if item_key in done:
-                    return done[item_key]
-                iteration = {"index": index, "name": state.name}
-                iteration_flow.last_event = flow.last_event  # AWS chains iterations one after the other
-                self.emit(iteration_flow, "MapIterationStarted", "mapIterationStartedEventDetails", iteration)
-                try:
-                    output = self.run_machine(state.processor, item_input, iteration_flow)
-                except StatesError as error:
-                    self.emit(iteration_flow, "MapIterationFailed", "mapIterationFailedEventDetails", iteration, advance=False)
-                    flow.last_event = max(flow.last_event, iteration_flow.last_event)
-                    with failure_lock:
-                        failures.append(error)
-                        if not _tolerated(len(failures), len(items), tolerated_count, tolerated_percentage):
-                            raise
-                    return error.to_output()
-                except ExecutionStopped:
-                    self.emit(iteration_flow, "MapIterationAborted", "mapIterationAbortedEventDetails", iteration, advance=False)
-                    raise
-                succeeded = self.emit(iteration_flow, "MapIterationSucceeded", "mapIterationSucceededEventDetails", iteration,
-                                      advance=False)
-                flow.last_event = max(flow.last_event, iteration_flow.last_event)
-                latest[0] = max(latest[0], succeeded)
-                self._checkpoint(item_key, output, flow)
-                return output
-
-            concurrency = max_concurrency or None
-            try:
-                results = self._fan_out(run_item, len(items), concurrency, _needs_threads([state.processor]))
-            except StatesError as error:
-                if distributed:
-                    self.emit(flow, "MapRunFailed", "mapRunFailedEventDetails", error_details(error))
-                if tolerated_count is not None or tolerated_percentage is not None:
-                    raise StatesError("States.ExceedToleratedFailureThreshold",
-                                      "The specified tolerance threshold was exceeded") from error
-                raise
-            if distributed:
-                latest[0] = self.emit(flow, "MapRunSucceeded")
-            last = max(latest[0], flow.last_event)
-            self.emit(flow, "MapStateSucceeded", previous=last)
-            flow.last_event = last  # MapStateExited points at the same event as MapStateSucceeded
-            return results
-
-        return self.with_retry_and_catch(state, raw_input, flow, state_context, attempt,
-                                         lambda: self.emit(flow, "MapStateFailed"))
-
-    def _number_from_path(self, field_name: str, path_text: str, data: Json, state_context: dict[str, Json], flow: Flow,
-                          kind: type) -> Any:
-        try:
-            value = self.lookup(path_text, data, state_context, flow)
-        except PathError as error:
-            raise RuntimeFailure(f"The {field_name} field refers to a path that does not exist: {path_text}") from error
-        number = None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = value
-        elif isinstance(value, str):
-            try:
-                number = kind(value)
-            except ValueError:
-                number = None
-        if number is None or (kind is int and not float(number).is_integer()):
-            label = "integer" if kind is int else "float"
-            shown = value if isinstance(value, str) else dumps(value)
-            raise RuntimeFailure(f'The {field_name} field refers to value "{shown}" which is not a valid {label}: {path_text}')
-        return kind(number)
-
-    def _fan_out(self, work: Callable[[int], Json], count: int, concurrency: int | None, threaded: bool) -> list[Json]:
-        """Runs work(0..count-1); in threads when the work can block (Task/Wait) and concurrency allows."""
-        if count == 0:
-            return []
-        if not threaded or concurrency == 1 or count == 1:
-            return [work(index) for index in range(count)]
-        workers = min(count, concurrency or count, 64)
-        stop_siblings = threading.Event()
-
-        def guarded(index: int) -> Json:
-            if stop_siblings.is_set():
-                raise ExecutionStopped("sibling failed")
-            return work(index)
-
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sfn-iteration") as pool:
-            futures = [pool.submit(guarded, index) for index in range(count)]
-            results: list[Json] = []
-            first_error: BaseException | None = None
-            for future in futures:
-                try:
-                    results.append(future.result())
-                except BaseException as error:  # noqa: BLE001 - collected and re-raised below
-                    if first_error is None:
-                        first_error = error
-                        stop_siblings.set()
-                    results.append(None)
-        if first_error is not None:
-            if isinstance(first_error, ExecutionStopped) and not self.cancel.is_set():
-                raise StatesError("States.Runtime", "iteration aborted")
-            raise first_error
-        return results
-
-    def _checkpoints(self, key: str) -> dict[str, Json]:
-        if self.store is None:
-            return {}
-        return self.store.checkpoints(self.info.execution_arn, key + "#")
-
-    def _checkpoint(self, key: str, output: Json, flow: Flow) -> None:
-        if not flow.silent and key.count("#") == 1:  # iterations/branches of top-level states only
-            self.recorder.checkpoint(key, output)
-
 
 # ---------------------------------------------------------------------------- helpers
 
@@ -774,36 +471,3 @@ def _retry_delay(retrier: Retrier, attempt: int) -> float:
     if retrier.jitter_strategy == "FULL":
         delay = random.uniform(0, delay)
     return delay
-
-
-def _tolerated(failures: int, total: int, count: int | None, percentage: float | None) -> bool:
-    if count is None and percentage is None:
-        return False
-    if count is not None and failures <= count:
-        return True
-    if percentage is not None and total and failures * 100.0 / total <= percentage:
-        return True
-    return False
-
-
-def _needs_threads(machines: tuple[StateMachineDefinition, ...] | list[StateMachineDefinition]) -> bool:
-    """Only work that can block (Task, Wait) gains from threads; Pass-only fan-outs run in order."""
-    return any(state.type in ("Task", "Wait") for machine in machines for state in machine.iter_states())
-
-
-def error_details(error: StatesError) -> dict[str, str]:
-    details = {}
-    if error.error is not None:
-        details["error"] = error.error
-    if error.cause:
-        details["cause"] = error.cause
-    return details
-
-
-def loads_or_text(text: str | None) -> Json:
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text

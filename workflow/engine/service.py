@@ -30,7 +30,8 @@ from workflow.engine.definition import StateMachineDefinition, parse_definition
 from workflow.engine.errors import EngineError, ExecutionNotRedrivable, ExecutionStopped, ExecutionTimedOut, StatesError
 from workflow.engine.history import ExecutionRecord, HistoryStore
 from workflow.engine.integrations import FunctionRegistry, Handler, IntegrationRegistry, default_registry
-from workflow.engine.interpreter import ExecutionInfo, Flow, Interpreter, Recorder, error_details
+from workflow.engine.flows import ExecutionInfo, Flow, Recorder, error_details
+from workflow.engine.interpreter import Interpreter
 from workflow.engine.paths import dumps
 
 Json = Any

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from workflow.engine import DefinitionError, Engine, VirtualClock
-from workflow.engine.integrations import FunctionRegistry, LambdaFunctionError
+from workflow.engine.integrations import LambdaFunctionError
 
 CORPUS = Path(os.environ.get("ASL_CONFORMANCE", Path(__file__).resolve().parents[4] / "shared" / "asl-conformance"))
 if not CORPUS.exists():
