@@ -48,6 +48,10 @@ class ExecutionDoesNotExist(EngineError):
     """No execution with that ARN (or name) in the store."""
 
 
+class ExecutionAlreadyExists(EngineError):
+    """StartExecution with a name that an execution of that state machine already has."""
+
+
 class StateMachineDoesNotExist(EngineError):
     """No state machine with that ARN (or name) in the store."""
 

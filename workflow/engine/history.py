@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workflow.engine.errors import ExecutionDoesNotExist, StateMachineDoesNotExist
+from workflow.engine.errors import ExecutionAlreadyExists, ExecutionDoesNotExist, StateMachineDoesNotExist
 
 Json = Any
 
@@ -206,11 +206,14 @@ class HistoryStore:
 
     # ---------------------------------------------------------------- executions
     def create_execution(self, arn: str, name: str, state_machine_arn: str, version: int, input_text: str, now: float) -> None:
-        self._write(
-            "INSERT INTO executions (arn, name, state_machine_arn, state_machine_version, status, input, start_date,"
-            " owner_pid, owner_host) VALUES (?, ?, ?, ?, 'RUNNING', ?, ?, ?, ?)",
-            (arn, name, state_machine_arn, version, input_text, now, os.getpid(), os.uname().nodename),
-        )
+        try:
+            self._write(
+                "INSERT INTO executions (arn, name, state_machine_arn, state_machine_version, status, input, start_date,"
+                " owner_pid, owner_host) VALUES (?, ?, ?, ?, 'RUNNING', ?, ?, ?, ?)",
+                (arn, name, state_machine_arn, version, input_text, now, os.getpid(), os.uname().nodename),
+            )
+        except sqlite3.IntegrityError as error:
+            raise ExecutionAlreadyExists(f"an execution named {name!r} already exists: {arn}") from error
 
     def finish_execution(self, arn: str, status: str, now: float, output: str | None = None,
                          error: str | None = None, cause: str | None = None) -> None:

@@ -36,6 +36,10 @@ from workflow.engine.paths import dumps
 
 Json = Any
 REDRIVABLE = ("FAILED", "ABORTED", "TIMED_OUT")
+# Executions running in this process, across Engine instances: (store path, execution ARN) -> stop signal.
+# Orphan detection must not mistake another Engine's run in the same process for a dead one.
+_RUNNING: dict[tuple[str, str], threading.Event] = {}
+_RUNNING_LOCK = threading.Lock()
 _NAME = re.compile(r"^[A-Za-z0-9_<>\-]{1,80}$")
 
 
@@ -56,10 +60,12 @@ class Engine:
         self.functions = functions if isinstance(functions, FunctionRegistry) else FunctionRegistry(functions, region, account, partition)
         self.integrations = integrations or default_registry(self.functions)
         self.role_arn = role_arn or f"arn:{partition}:iam::{account}:role/ddcicd-local"
-        self._running: dict[str, threading.Event] = {}
         self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
         self._definitions: dict[tuple[str, int], StateMachineDefinition] = {}
+
+    def _key(self, execution_arn: str) -> tuple[str, str]:
+        return (str(self.store.path.resolve()), execution_arn)
 
     # ------------------------------------------------------------------ state machines
     def validate(self, definition: str | dict[str, Json]) -> StateMachineDefinition:
@@ -137,8 +143,8 @@ class Engine:
         return record.arn
 
     def _spawn(self, record: ExecutionRecord, role_arn: str, resume: tuple[str, Json, dict[str, Json]] | None = None) -> None:
-        with self._lock:
-            self._running[record.arn] = threading.Event()
+        with _RUNNING_LOCK:
+            _RUNNING[self._key(record.arn)] = threading.Event()
         thread = threading.Thread(target=self._execute, args=(record, role_arn, resume), name=f"execution-{record.name}")
         self._threads[record.arn] = thread
         thread.start()
@@ -151,8 +157,8 @@ class Engine:
         return self.describe_execution(execution_arn)
 
     def _execute(self, record: ExecutionRecord, role_arn: str, resume: tuple[str, Json, dict[str, Json]] | None = None) -> None:
-        with self._lock:
-            cancel = self._running.setdefault(record.arn, threading.Event())
+        with _RUNNING_LOCK:
+            cancel = _RUNNING.setdefault(self._key(record.arn), threading.Event())
         definition = self._definition(record.state_machine_arn, record.state_machine_version)
         machine_name = record.state_machine_arn.rsplit(":", 1)[-1]
         info = ExecutionInfo(record.arn, record.name, record.state_machine_arn, machine_name, role_arn, record.start_date,
@@ -198,8 +204,8 @@ class Engine:
             self.store.finish_execution(record.arn, "FAILED", self.clock.now(), error=details["error"], cause=details["cause"])
             raise
         finally:
-            with self._lock:
-                self._running.pop(record.arn, None)
+            with _RUNNING_LOCK:
+                _RUNNING.pop(self._key(record.arn), None)
 
     # ------------------------------------------------------------------ reading
     def describe_execution(self, execution_arn: str) -> dict[str, Json]:
@@ -250,8 +256,8 @@ class Engine:
         record = self.store.execution(execution_arn)
         if record.status != "RUNNING":
             raise EngineError(f"execution {record.arn} is {record.status}, not RUNNING")
-        with self._lock:
-            cancel = self._running.get(record.arn)
+        with _RUNNING_LOCK:
+            cancel = _RUNNING.get(self._key(record.arn))
         if cancel is not None:
             cancel.reason = {"error": error, "cause": cause}  # type: ignore[attr-defined]
             cancel.set()
@@ -291,8 +297,8 @@ class Engine:
             if record.owner_host != host or record.owner_pid is None:
                 continue
             if record.owner_pid == os.getpid():
-                with self._lock:
-                    if record.arn in self._running:
+                with _RUNNING_LOCK:
+                    if self._key(record.arn) in _RUNNING:
                         continue
             elif _alive(record.owner_pid):
                 continue

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from workflow.engine import Engine, SystemClock, VirtualClock
+from workflow.engine import Engine, EngineError, SystemClock, VirtualClock
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:000000000000:function:{}"
@@ -178,3 +178,24 @@ def test_history_events_have_aws_shapes(tmp_path: Path, clock: VirtualClock) -> 
     listed = engine.list_executions("shape")
     assert [(item["name"], item["status"]) for item in listed] == [("first-run", "SUCCEEDED")]
     assert engine.describe_execution("first-run")["executionArn"].endswith(":execution:shape:first-run")
+
+
+def test_execution_names_are_unique_per_state_machine(tmp_path: Path, clock: VirtualClock) -> None:
+    engine = make_engine(tmp_path, clock)
+    arn = engine.create_state_machine("once", {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})
+    engine.run_execution(arn, name="only")
+    with pytest.raises(EngineError, match="'only' already exists"):
+        engine.run_execution(arn, name="only")
+
+
+def test_two_engines_in_one_process_do_not_take_each_others_runs_for_orphans(tmp_path: Path) -> None:
+    release = threading.Event()
+    first = make_engine(tmp_path, SystemClock(), wait=lambda event, context: release.wait(10))
+    arn = first.create_state_machine("shared", {"StartAt": "T", "States": {"T": task("wait", End=True)}})
+    execution = first.start_execution(arn)
+    try:
+        second = make_engine(tmp_path, SystemClock())
+        assert second.describe_execution(execution)["status"] == "RUNNING"
+    finally:
+        release.set()
+    assert first.wait(execution, timeout=10)["status"] == "SUCCEEDED"
