@@ -50,6 +50,12 @@ class Load:
     p50_ms: float
     p99_ms: float
     errors: int
+    server_cpu_ms: float = 0.0  # server process CPU time per request: robust to other load
+
+
+def process_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def default_model(directory: Path) -> Path:
@@ -166,7 +172,7 @@ async def _client(port: int, requests: list[bytes], warm_until: float, stop_at: 
         writer.close()
 
 
-async def _load(port: int, images: list[bytes], concurrency: int, seconds: float, warmup: float) -> Load:
+async def _load(port: int, images: list[bytes], concurrency: int, seconds: float, warmup: float = 0.0) -> Load:
     requests = [http_request(port, image) for image in images]
     now = time.perf_counter()
     warm_until, stop_at = now + warmup, now + warmup + seconds
@@ -184,8 +190,15 @@ def measure_server(model: Path, directory: Path, images: list[bytes], max_batch_
     import uvloop
 
     process, port = start_server(model, directory, max_batch_size, workers)
+    loads = []
     try:
-        return [uvloop.run(_load(port, images, concurrency, seconds, warmup=1.0)) for concurrency in CONCURRENCY]
+        for concurrency in CONCURRENCY:
+            uvloop.run(_load(port, images, concurrency, 1.0, warmup=0.0))  # warm-up, not counted
+            before = process_cpu_seconds(process.pid)
+            load = uvloop.run(_load(port, images, concurrency, seconds, warmup=0.0))
+            load.server_cpu_ms = (process_cpu_seconds(process.pid) - before) * 1000 / max(1, load.requests_per_second * seconds)
+            loads.append(load)
+        return loads
     finally:
         process.terminate()
         process.wait(timeout=15)
@@ -218,6 +231,12 @@ def main() -> int:
               f"{spec.width}; requests: 640x480 JPEG, mean {sum(map(len, images)) // len(images) // 1024} KB; "
               f"{args.cores} cores used of {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}")
         print(f"decode+resize per image: {statistics.median(decode_times) * 1000:.2f} ms (median, reduced-scale JPEG)")
+        started = time.process_time()
+        for _ in range(4):
+            predictor.predict(tensors)
+        forward_cpu = (time.process_time() - started) * 1000 / (4 * len(tensors))
+        print(f"CPU per image in-process: forward {forward_cpu:.2f} ms (1 thread, batch {len(tensors)}); "
+              f"decode+resize+forward {forward_cpu + statistics.median(decode_times) * 1000:.2f} ms")
 
         best_setting, limit, rates = compute_limit(model, tensors, args.cores, seconds=max(0.5, args.seconds / 6))
         single_ms = single_image_ms(model, tensors[0], args.cores)
@@ -229,11 +248,11 @@ def main() -> int:
         batched = measure_server(model, directory, images, 32, args.cores, args.seconds)
         unbatched = measure_server(model, directory, images, 1, args.cores, args.seconds)
 
-    print(f"{'server':<16}{'concurrency':>12}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    print(f"{'server':<16}{'concurrency':>12}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}{'CPU ms/req':>12}")
     for label, loads in (("batching on", batched), ("batching off", unbatched)):
         for load in loads:
             print(f"{label:<16}{load.concurrency:>12}{load.requests_per_second:>10.1f}{load.p50_ms:>10.2f}"
-                  f"{load.p99_ms:>10.2f}{load.errors:>8}")
+                  f"{load.p99_ms:>10.2f}{load.errors:>8}{load.server_cpu_ms:>12.2f}")
     at32, off32, at1 = batched[-1], unbatched[-1], batched[0]
     of_limit = at32.requests_per_second / limit
     over_off = at32.requests_per_second / max(off32.requests_per_second, 1e-9)
