@@ -95,7 +95,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         "failure_share": failure_share,
         "failures_by_kind": dict(sorted(failures.items())),
         **metrics,
-        **compare_with_production(metrics["accuracy"], metrics["log_loss"], production, request.min_improvement),
+        **compare_with_production(metrics["accuracy"], metrics["log_loss"], production, request.min_log_loss_improvement),
         "metrics_uri": request.output_uri,
         "confusion_matrix_uri": png_uri,
     }

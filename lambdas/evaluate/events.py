@@ -26,4 +26,4 @@ class EvaluateEvent(Event):
     invocation_timeout_seconds: float = Field(30.0, gt=0, le=300)  # read timeout per InvokeEndpoint attempt
     max_attempts: int = Field(3, ge=1, le=10)  # boto3 standard retries: throttling and 5xx, not ModelError
     content_type: str = Field("application/x-image", min_length=1)
-    min_improvement: float = Field(0.0, ge=0, le=1)  # accuracy the challenger must gain over the champion
+    min_log_loss_improvement: float = Field(0.0, ge=0)  # how much lower than the champion's the log loss must be

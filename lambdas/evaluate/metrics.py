@@ -19,7 +19,7 @@ import numpy as np
 from lambdas.errors import InvalidData
 
 LOG_LOSS_EPSILON = 1e-15
-TIE = 1e-12  # accuracies closer than this are equal; log loss then decides
+TIE = 1e-12  # log losses closer than this are equal: the champion stays
 
 
 def log_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
@@ -88,30 +88,26 @@ def production_scores(document: Any, uri: str) -> tuple[float, float]:
 
 
 def compare_with_production(
-    accuracy: float, loss: float, production: tuple[float, float] | None, min_improvement: float
+    accuracy: float, loss: float, production: tuple[float, float] | None, min_log_loss_improvement: float
 ) -> dict[str, Any]:
     """The champion/challenger fields a Choice state gates on.
 
-    Better means: accuracy higher by more than `min_improvement`, or (with no minimum
-    gain asked) equal accuracy and a lower log loss. With no champion yet the challenger
-    is better by definition and the deltas are 0.0, so the fields are always numbers.
-    Deltas are challenger minus champion: positive accuracy_delta and negative
-    log_loss_delta are improvements.
+    The challenger is better when its log loss (the Kaggle metric, which also rewards
+    calibrated confidence) is strictly lower than the champion's, by at least
+    `min_log_loss_improvement`; a tie keeps the champion. With no champion yet the
+    challenger is better by definition and the deltas are 0.0, so the fields are always
+    numbers. Deltas are challenger minus champion: a positive accuracy_delta and a
+    negative log_loss_delta are improvements.
     """
     if production is None:
         return {"has_production": False, "better_than_production": True, "accuracy_delta": 0.0,
-                "log_loss_delta": 0.0, "production": None}
+                "log_loss_delta": 0.0, "production": None}  # fmt: skip
     production_accuracy, production_loss = production
-    accuracy_delta = accuracy - production_accuracy
-    loss_delta = loss - production_loss
-    if min_improvement > 0:
-        better = accuracy_delta > min_improvement
-    else:
-        better = accuracy_delta > TIE or (abs(accuracy_delta) <= TIE and loss_delta < 0)
+    improvement = production_loss - loss
     return {
         "has_production": True,
-        "better_than_production": bool(better),
-        "accuracy_delta": accuracy_delta,
-        "log_loss_delta": loss_delta,
+        "better_than_production": bool(improvement > TIE and improvement >= min_log_loss_improvement),
+        "accuracy_delta": accuracy - production_accuracy,
+        "log_loss_delta": loss - production_loss,
         "production": {"accuracy": production_accuracy, "log_loss": production_loss},
     }

@@ -2,7 +2,8 @@
 
 Two handlers, deployed from the same zip:
 - `lambdas.load_test.app.handler`: one shard (events.LoadTestEvent -> results document);
-- `lambdas.load_test.app.merge_handler`: the shards of a Map fan-out -> one document.
+- `lambdas.load_test.app.merge_handler`: the shards of a Map fan-out -> one document, also
+  stored as JSON at the event's `output_uri` when given.
 
 Errors a Catch can match: InvalidEvent (bad event), ObjectNotFound / InvalidData (payload
 source), StorageError. A slow or failing endpoint is not an error: it is the result
@@ -10,6 +11,7 @@ source), StorageError. A slow or failing endpoint is not an error: it is the res
 """
 from __future__ import annotations
 
+import json
 import random
 from typing import Any
 
@@ -55,4 +57,8 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
 def merge_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Combine a Map state's shard results into one document of the same shape."""
     request = parse_event(MergeEvent, event, "load_test merge")
-    return merge_results(request.shards, request.slo)
+    result = merge_results(request.shards, request.slo)
+    if request.output_uri is not None:
+        result["result_uri"] = request.output_uri
+        storage.write_bytes(request.output_uri, json.dumps(result, indent=2).encode(), "application/json")
+    return result

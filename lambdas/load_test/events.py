@@ -64,7 +64,9 @@ class LoadTestEvent(Event):
 
 
 class MergeEvent(Event):
-    """The shard results of a Map state (`{"shards.$": "$"}`), and optionally the SLO to judge them by."""
+    """The shard results of a Map state (`{"shards.$": "$"}`), optionally the SLO to judge them by
+    and where to store the merged result as JSON."""
 
     shards: list[dict[str, Any]] = Field(min_length=1)
     slo: Slo | None = None
+    output_uri: S3Uri | None = None

@@ -87,14 +87,16 @@ def test_nothing_is_sent_once_the_lambda_is_about_to_time_out(runtime, kit) -> N
     assert runtime.requests == 0
 
 
+OUR_LOG_LOSS = (18 * RIGHT + 2 * WRONG) / 20  # about 0.98
+
+
 @pytest.mark.parametrize(
     ("production", "better", "accuracy_delta"),
     [
-        ({"accuracy": 0.8, "log_loss": 0.1}, True, 0.1),  # more accurate wins despite the log loss
-        ({"accuracy": 0.95, "log_loss": 2.0}, False, -0.05),
-        ({"accuracy": 0.9, "log_loss": 5.0}, True, 0.0),  # a tie on accuracy goes to the lower log loss
-        ({"accuracy": 0.9, "log_loss": 0.01}, False, 0.0),
-        ({"final": {"validation_accuracy": 0.5, "validation_log_loss": 1.0}}, True, 0.4),  # training metrics.json
+        ({"accuracy": 0.95, "log_loss": 2.0}, True, -0.05),  # lower log loss wins despite the accuracy
+        ({"accuracy": 0.5, "log_loss": 0.5}, False, 0.4),
+        ({"accuracy": 0.9, "log_loss": OUR_LOG_LOSS}, False, 0.0),  # a tie keeps the champion
+        ({"final": {"validation_accuracy": 0.5, "validation_log_loss": 1.5}}, True, 0.4),  # training metrics.json
     ],
 )
 def test_champion_challenger_against_stored_production_metrics(
@@ -105,14 +107,15 @@ def test_champion_challenger_against_stored_production_metrics(
     assert result["has_production"] is True
     assert result["better_than_production"] is better
     assert result["accuracy_delta"] == pytest.approx(accuracy_delta)
-    champion_loss = production.get("log_loss", 1.0)
+    champion_loss = production.get("log_loss", 1.5)
     assert result["log_loss_delta"] == pytest.approx(result["log_loss"] - champion_loss)
 
 
-def test_min_improvement_demands_a_real_gain(runtime, kit) -> None:
-    uri = kit.put("production/evaluation.json", json.dumps({"accuracy": 0.85, "log_loss": 9.0}).encode())
-    result = handler(event(kit, kit.write_processed(cases()), production_metrics_uri=uri, min_improvement=0.1))
-    assert result["better_than_production"] is False
+def test_min_log_loss_improvement_demands_a_real_gain(runtime, kit) -> None:
+    uri = kit.put("production/evaluation.json", json.dumps({"accuracy": 0.9, "log_loss": OUR_LOG_LOSS + 0.05}).encode())
+    data_uri = kit.write_processed(cases())
+    assert handler(event(kit, data_uri, production_metrics_uri=uri, min_log_loss_improvement=0.1))["better_than_production"] is False
+    assert handler(event(kit, data_uri, production_metrics_uri=uri, min_log_loss_improvement=0.04))["better_than_production"] is True
 
 
 def test_absent_production_metrics_mean_no_champion(runtime, kit) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from typing import Any
 
@@ -126,8 +127,12 @@ def test_merging_shards_adds_up_exactly(runtime, kit) -> None:
     expected = Histogram.from_json(shards[0]["histogram"]).merge(Histogram.from_json(shards[1]["histogram"]))
     assert Histogram.from_json(merged["histogram"]) == expected
     assert merged["duration_seconds"] == max(shard["duration_seconds"] for shard in shards)
-    again = merge_handler({"shards": [merged], "slo": {"p99_ms": 0.001, "max_error_rate": 0}})
+    again = merge_handler(
+        {"shards": [merged], "slo": {"p99_ms": 0.001, "max_error_rate": 0}, "output_uri": f"s3://{kit.bucket}/runs/r1/load-test.json"}
+    )
     assert again["requests"] == 80 and again["slo_met"] is False
+    stored = json.loads((kit.root / kit.bucket / "runs/r1/load-test.json").read_text())
+    assert stored == again and stored["result_uri"] == f"s3://{kit.bucket}/runs/r1/load-test.json"
 
 
 def test_merge_refuses_shards_of_different_endpoints_or_slos(runtime, kit) -> None:
