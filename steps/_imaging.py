@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 import simplejpeg
 
-MAX_PIXELS = 40_000_000  # decoded pixels per image; a 12000x12000 JPEG is read at 1/8 scale
+MAX_PIXELS = 16_000_000  # decoded pixels per image: larger JPEGs are decoded at 1/2, 1/4 or 1/8 scale
 _JPEG = b"\xff\xd8\xff"
 _PNG = b"\x89PNG\r\n\x1a\n"
 _OTHER_SIGNATURES = {  # formats OpenCV decodes; signature -> name

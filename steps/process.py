@@ -132,6 +132,7 @@ def process(input_dir: str | os.PathLike[str], output_dir: str | os.PathLike[str
     plan += [("validation", item) for item in chosen.validation]
 
     output.mkdir(parents=True, exist_ok=True)
+    _remove_stale_staging(output)
     staging = output / f".process.tmp-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
@@ -210,6 +211,19 @@ def _publish(staging: Path, output: Path) -> None:
     for name in OUTPUT_FILES:
         os.replace(staging / name, output / name)
     os.replace(staging / "manifest.json", output / "manifest.json")
+
+
+def _remove_stale_staging(output: Path) -> None:
+    """Staging folders left by runs that were killed (their process is gone)."""
+    for folder in output.glob(".process.tmp-*"):
+        try:
+            os.kill(int(folder.name.rsplit("-", 1)[1]), 0)
+        except ValueError:
+            continue
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:  # alive, someone else's
+            continue
 
 
 def _describe_file(path: Path) -> dict[str, Any]:
