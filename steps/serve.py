@@ -163,7 +163,11 @@ class InferenceApp:
         self.errors = 0
 
     async def ping(self, request: web.Request) -> web.Response:
-        return json_response({"status": "healthy", "classes": len(self.predictor.classes)})
+        """Healthy, plus counters for operators: how many requests, errors and batches so far."""
+        return json_response({"status": "healthy", "classes": len(self.predictor.classes),
+                              "requests": self.requests, "errors": self.errors,
+                              "batches": self.batcher.batches, "batched_images": self.batcher.items,
+                              "workers": self.batcher.workers, "max_batch_size": self.batcher.max_batch_size})
 
     async def invocations(self, request: web.Request) -> web.Response:
         self.requests += 1

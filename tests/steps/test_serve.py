@@ -129,9 +129,13 @@ def test_a_json_batch_of_base64_images_gets_a_list_per_image_in_order(server: Se
 def test_concurrent_requests_each_get_their_own_answer(server: Server) -> None:
     images = [jpeg(seed) for seed in range(24)]
     alone = [server.invoke(data)[1] for data in images[:4]]
+    before = server.request("GET", "/ping")[1]
     with ThreadPoolExecutor(12) as pool:
         together = list(pool.map(lambda data: server.invoke(data), images))
+    after = server.request("GET", "/ping")[1]
     assert all(status == 200 for status, _ in together)
+    assert after["batched_images"] - before["batched_images"] == len(images)
+    assert after["batches"] - before["batches"] < len(images)  # some requests shared a forward pass
     for row, (_, got) in zip(alone, together[:4], strict=False):
         np.testing.assert_allclose(got, row, atol=1e-5)
 
