@@ -94,13 +94,14 @@ def scan(root: Path, classes: tuple[str, ...] = DEFAULT_CLASSES) -> Inventory:
                           list(classes))
     label_of = {name: index for index, name in enumerate(classes)}
     found: dict[tuple[str, str], str] = {}  # (class, file name) -> relative path
+    rejected: set[tuple[str, str]] = set()  # files already skipped for their name or kind
     for entry in sorted(os.scandir(train_dir), key=lambda entry: entry.name):
         relative = prefix + entry.name
         if not _is_utf8(entry.name):
             inventory.skipped.append(Skip(_display(relative), "name is not valid UTF-8"))
         elif entry.is_dir():
             if entry.name in label_of:
-                _scan_class(entry.path, relative, entry.name, found, inventory.skipped)
+                _scan_class(entry.path, relative, entry.name, found, rejected, inventory.skipped)
             elif not entry.name.startswith("."):
                 inventory.skipped.append(Skip(relative + "/", f"unknown class folder (classes are {', '.join(classes)})"))
         elif entry.name != CSV_NAME and not entry.name.startswith("."):
@@ -108,7 +109,7 @@ def scan(root: Path, classes: tuple[str, ...] = DEFAULT_CLASSES) -> Inventory:
     if csv_file is None:
         inventory.items = [Item(path, label_of[key[0]], None) for key, path in sorted(found.items(), key=_by_path)]
     else:
-        _match_csv(csv_file, prefix, found, label_of, inventory)
+        _match_csv(csv_file, prefix, found, rejected, label_of, inventory)
     return inventory
 
 
@@ -117,7 +118,7 @@ def _by_path(pair: tuple[tuple[str, str], str]) -> str:
 
 
 def _scan_class(folder: str, relative: str, class_name: str, found: dict[tuple[str, str], str],
-                skipped: list[Skip]) -> None:
+                rejected: set[tuple[str, str]], skipped: list[Skip]) -> None:
     for entry in sorted(os.scandir(folder), key=lambda entry: entry.name):
         path = f"{relative}/{entry.name}"
         if not _is_utf8(entry.name):
@@ -126,14 +127,16 @@ def _scan_class(folder: str, relative: str, class_name: str, found: dict[tuple[s
             continue
         elif entry.is_dir():
             skipped.append(Skip(path + "/", "folder inside a class folder (not searched)"))
+            rejected.add((class_name, entry.name))
         elif Path(entry.name).suffix.lower() not in IMAGE_EXTENSIONS:
             skipped.append(Skip(path, f"not an image file name (extension {Path(entry.name).suffix or 'none'})"))
+            rejected.add((class_name, entry.name))
         else:
             found[(class_name, entry.name)] = path
 
 
-def _match_csv(csv_file: Path, prefix: str, found: dict[tuple[str, str], str], label_of: dict[str, int],
-               inventory: Inventory) -> None:
+def _match_csv(csv_file: Path, prefix: str, found: dict[tuple[str, str], str], rejected: set[tuple[str, str]],
+               label_of: dict[str, int], inventory: Inventory) -> None:
     """Files need a row and rows need a file; each mismatch is a Skip."""
     where = inventory.csv_path
     try:
@@ -160,6 +163,8 @@ def _match_csv(csv_file: Path, prefix: str, found: dict[tuple[str, str], str], l
             inventory.skipped.append(Skip(f"{where}:{line}", f"unknown class {class_name!r} in driver_imgs_list.csv"))
         elif (class_name, name) in driver_of:
             inventory.skipped.append(Skip(f"{where}:{line}", f"duplicate row for {path}"))
+        elif (class_name, name) in rejected:
+            driver_of[(class_name, name)] = subject  # the file's own skip says why
         elif (class_name, name) not in found:
             inventory.skipped.append(Skip(path, f"listed in {CSV_NAME} but there is no such image file"))
             driver_of[(class_name, name)] = subject

@@ -167,3 +167,25 @@ def test_job_entry_point_fails_with_exit_2_and_a_failure_file(tmp_path: Path) ->
     assert done.returncode == 2
     assert done.stderr.startswith("error: no class folders")
     assert (root / "output" / "failure").read_text().startswith("ClientError: no class folders")
+
+
+def test_interrupted_run_publishes_nothing_and_cleans_up(dataset: Path, tmp_path: Path) -> None:
+    process(dataset, tmp_path, Settings(validation_drivers=2, resize=Target.shorter(16), workers=1))
+    before = outputs(tmp_path)
+
+    def interrupt(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        process(dataset, tmp_path, Settings(validation_drivers=3, resize=Target.shorter(20), workers=2), progress=interrupt)
+    assert outputs(tmp_path) == before
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []
+
+
+def test_staging_folders_of_killed_runs_are_removed(dataset: Path, tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".process.tmp-{int(dead.stdout)}"
+    stale.mkdir()
+    (stale / "train.rec").write_bytes(b"half")
+    process(dataset, tmp_path, Settings(validation_drivers=2, resize=Target.shorter(16), workers=1))
+    assert not stale.exists()

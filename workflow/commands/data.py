@@ -40,7 +40,8 @@ def synth(out: str, images: int, drivers: int, test_images: int, seed: int, widt
     if drivers > images:
         raise CliError(f"--drivers {drivers} is more than --images {images}: every driver needs an image")
     columns = (TextColumn("rendering"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+    console = Console(stderr=True)
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("render", total=images + test_images)
         try:
             summary = synthesize(out, images, drivers, test_images, seed, width, height, workers, overwrite,

@@ -37,7 +37,7 @@ def process(data_dir: str, out_dir: str, validation_drivers: str, resize: str | 
 
     console = Console(stderr=True)
     columns = (TextColumn("processing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("process", total=None)
         try:
             manifest = step.process(data_dir, out_dir, settings,
