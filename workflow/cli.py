@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "stop": "workflow.commands.stop:stop",
     "data": "workflow.commands.data:data",
     "process": "workflow.commands.process:process",
+    "train": "workflow.commands.train:train",
     "definition": "workflow.commands.definition:definition",
     "run": "workflow.commands.run:run",
     "serve": "workflow.commands.serve:serve",
