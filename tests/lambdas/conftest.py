@@ -12,6 +12,10 @@ serving engineer's local runtime router in fast tests. Its endpoints:
 - `chunked`: the fixed reply with chunked transfer encoding;
 - `closing`: the fixed reply, then closes the connection (`Connection: close`);
 - any other name: 400 ValidationError "Endpoint ... not found", as SageMaker replies.
+
+Unlike the real local router it checks SigV4 signatures (with the local dummy credentials):
+a request whose bytes do not match what was signed gets 403 InvalidSignatureException, so
+every test also proves that the load test's hand-built requests carry valid signatures.
 """
 from __future__ import annotations
 
@@ -58,6 +62,26 @@ class Runtime:
 
 
 RUNTIME_KEY = web.AppKey("runtime", Runtime)
+LOCAL_SECRET = "ddcicd-local"  # lambdas.runtime.LOCAL_CREDENTIALS
+
+
+def signature_matches(request: web.Request, body: bytes) -> bool:
+    """Recompute the SigV4 signature of the received request, as AWS would, and compare."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    authorization = request.headers.get("Authorization", "")
+    fields = dict(part.strip().split("=", 1) for part in authorization.removeprefix("AWS4-HMAC-SHA256 ").split(","))
+    access_key, date, region, service, _ = fields["Credential"].split("/")
+    signed = fields["SignedHeaders"].split(";")
+    headers = {name: request.headers[name] for name in signed if name != "host"}
+    url = f"http://{request.headers['Host']}{request.raw_path}"
+    rebuilt = AWSRequest(method=request.method, url=url, data=body, headers=headers)
+    rebuilt.context["timestamp"] = request.headers["X-Amz-Date"]
+    auth = SigV4Auth(Credentials(access_key, LOCAL_SECRET), service, region)
+    canonical = auth.canonical_request(rebuilt)
+    return auth.signature(auth.string_to_sign(rebuilt, canonical), rebuilt) == fields["Signature"]
 
 
 def _not_found(name: str) -> web.Response:
@@ -72,6 +96,9 @@ async def _invocations(request: web.Request) -> web.Response:
     runtime.requests += 1
     if len(runtime.authorizations) < 50:
         runtime.authorizations.append(request.headers.get("Authorization", ""))
+    if not signature_matches(request, body):
+        message = "The request signature we calculated does not match the signature you provided."
+        return web.json_response({"message": message}, status=403, headers={"x-amzn-ErrorType": "InvalidSignatureException:"})
     if name == "fixed":
         return web.Response(body=b"[0.5, 0.5]", content_type="application/json")
     if name == "chunked":

@@ -39,3 +39,28 @@ def test_chunked_replies_and_server_closed_connections_still_succeed(runtime: An
     uri = kit.put("payload.bin", b"x" * 100)
     result = handler({"endpoint_name": endpoint, "payload_uri": uri, "max_requests": 30, "concurrency": 3, "slo": SLO})
     assert result["successes"] == 30 and result["errors"] == 0
+
+
+def test_the_runtime_rejects_a_request_whose_body_differs_from_the_signed_one(runtime: Any) -> None:
+    """Guards the check every other test relies on: signatures are really verified."""
+    import asyncio
+
+    from lambdas.load_test.connection import Connection
+    from lambdas.load_test.driver import ErrorClassifier, RequestSigner
+    from lambdas.runtime import invocation_target
+
+    target = invocation_target("fixed")
+    origin = Origin.from_url(target.url)
+    headers = RequestSigner(target, "application/x-image").sign(b"signed body")
+
+    async def send(body: bytes) -> Any:
+        connection = await Connection.open(origin, None, 5.0)
+        try:
+            return await connection.send(origin.request(headers, body), 5.0)
+        finally:
+            connection.close()
+
+    assert asyncio.run(send(b"signed body")).status == 200
+    tampered = asyncio.run(send(b"other body!"))
+    assert tampered.status == 403
+    assert ErrorClassifier(target).kind(tampered.status, tampered.headers, tampered.body) == "InvalidSignatureException"
