@@ -50,34 +50,38 @@ class ProcessingSettings(Section):
     image_uri: str = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.3.0-cpu-py311-ubuntu20.04-sagemaker"
 
 
+DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
+    "num_layers": 20,
+    "image_shape": "3,48,64",
+    "mini_batch_size": 64,
+    "epochs": 8,
+    "learning_rate": 0.05,
+    "optimizer": "sgd",
+    "momentum": 0.9,
+    "weight_decay": 0.0005,
+    "augmentation_type": "crop_color",
+    "checkpoint_frequency": 1,
+}
+
+
 class TrainingSettings(Section):
     algorithm: Literal["builtin", "pytorch"] = "builtin"  # builtin: SageMaker Image Classification on AWS
     instance_type: str = "ml.p3.2xlarge"
     max_runtime_seconds: int = Field(4 * 3600, ge=60)
     # The built-in algorithm's names; values as SageMaker passes them (strings are fine).
-    hyperparameters: dict[str, Any] = Field(
-        default_factory=lambda: {
-            "num_layers": 20,
-            "image_shape": "3,48,64",
-            "num_classes": 10,
-            "mini_batch_size": 64,
-            "epochs": 8,
-            "learning_rate": 0.05,
-            "optimizer": "sgd",
-            "momentum": 0.9,
-            "weight_decay": 0.0005,
-            "augmentation_type": "crop_color",
-            "checkpoint_frequency": 1,
-        }
-    )
+    # num_classes and num_training_samples come from the processed data at run time.
+    # Given ones are merged over these defaults: `--set training.hyperparameters.epochs=3`.
+    hyperparameters: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_HYPERPARAMETERS))
 
-    @field_validator("hyperparameters")
+    @field_validator("hyperparameters", mode="before")
     @classmethod
-    def _names_are_strings(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _merge_over_defaults(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
         for name in value:
             if not isinstance(name, str) or not name:
                 raise ValueError(f"hyperparameter names must be non-empty strings, got {name!r}")
-        return value
+        return {**DEFAULT_HYPERPARAMETERS, **value}
 
 
 class EndpointSettings(Section):

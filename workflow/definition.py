@@ -4,7 +4,7 @@ One `create_*_step()` per stage, `create_graph()` wires them, `render_definition
 the ASL document both engines run unchanged. No AWS call happens here: the SDK objects get
 an explicit region, role and output path, so building the definition works offline.
 
-    Process -> Train -> CreateModel -> CreateStagingEndpointConfig -> CreateStagingEndpoint
+    Process -> ReadManifest -> SummariseDataset -> Train -> CreateModel -> CreateStagingEndpointConfig -> CreateStagingEndpoint
     -> (DescribeStagingEndpoint / WaitForStaging loop) -> Evaluate -> QualityGate
     -> PrepareLoadTest -> LoadTest (Map) -> MergeLoadTest -> SloGate
     -> CreateProductionEndpointConfig -> FindProductionEndpoint -> ProductionEndpointExists
@@ -50,6 +50,8 @@ TRANSIENT_ERRORS = [
 EXECUTION_INPUT_SCHEMA: dict[str, type] = {
     "RawDataUri": str,  # s3 prefix of the Kaggle layout (imgs/train/c0.., driver_imgs_list.csv)
     "ProcessedDataUri": str,  # s3 prefix the processing job writes RecordIO + manifest.json to
+    "ProcessedDataBucket": str,  # its bucket and the manifest's key, as S3 GetObject wants them
+    "ManifestKey": str,
     "TrainChannelUri": str,  # ProcessedDataUri + train.rec
     "ValidationChannelUri": str,  # ProcessedDataUri + validation.rec
     "ModelOutputUri": str,
@@ -173,7 +175,6 @@ def create_process_step(config: PipelineConfig, inputs: ExecutionInput) -> State
         image_uri=processing.image_uri,
         instance_count=1,
         instance_type=processing.instance_type,
-        entrypoint=["python3", "-m", "steps.process"],
         sagemaker_session=_sagemaker_session(config),
     )
     arguments = [
@@ -186,6 +187,7 @@ def create_process_step(config: PipelineConfig, inputs: ExecutionInput) -> State
         "Process",
         processor=processor,
         job_name=inputs["ProcessingJobName"],
+        container_entrypoint=["python3", "-m", "steps.process"],
         container_arguments=arguments,
         parameters={
             "ProcessingInputs": [
@@ -216,6 +218,36 @@ def create_process_step(config: PipelineConfig, inputs: ExecutionInput) -> State
     })  # fmt: skip
     step.add_retry(_retry(config))
     return step
+
+
+def create_read_manifest_steps(config: PipelineConfig, inputs: ExecutionInput) -> tuple[State, State]:
+    """Training needs the dataset's size: read manifest.json, keep the few numbers it needs.
+
+    The built-in algorithm requires num_training_samples and num_classes; only the
+    processing step knows them, so they reach Train through the state, not the config.
+    """
+    from stepfunctions.steps import Pass, Task
+
+    read = Task(
+        "ReadManifest",
+        resource="arn:aws:states:::aws-sdk:s3:getObject",
+        parameters={"Bucket": inputs["ProcessedDataBucket"], "Key": inputs["ManifestKey"]},
+        result_path="$.dataset",
+    )
+    _set(read, result_selector={"manifest.$": "States.StringToJson($.Body)"})
+    read.add_retry(_retry(config, ["S3.SdkClientException", "S3.S3Exception", "ThrottlingException"]))
+    summarise = Pass(
+        "SummariseDataset",
+        parameters={
+            "train_count.$": "$.dataset.manifest.splits.train.count",
+            "validation_count.$": "$.dataset.manifest.splits.validation.count",
+            "num_classes.$": "States.ArrayLength($.dataset.manifest.classes)",
+            "classes.$": "$.dataset.manifest.classes",
+        },
+        result_path="$.dataset",
+    )
+    read.next(summarise)
+    return read, summarise
 
 
 def _processing_input(name: str, source: Any, destination: str) -> dict[str, Any]:
@@ -287,6 +319,11 @@ def create_train_step(config: PipelineConfig, inputs: ExecutionInput) -> State:
         },
         result_path="$.training",
     )
+    hyperparameters = step.parameters["HyperParameters"]
+    for name in ("num_training_samples", "num_classes"):  # the data decides, not the config
+        hyperparameters.pop(name, None)
+    hyperparameters["num_training_samples.$"] = "States.Format('{}', $.dataset.train_count)"
+    hyperparameters["num_classes.$"] = "States.Format('{}', $.dataset.num_classes)"
     step.parameters["TrainingJobName.$"] = _unique_per_attempt("TrainingJobName")
     step.parameters.pop("TrainingJobName", None)
     _set(step, result_selector={
@@ -368,11 +405,7 @@ def create_wait_until_in_service(
         parameters={"EndpointName": endpoint_name},
         result_path=f"$.endpoint_status",
     )
-    _set(describe, result_selector={
-        "EndpointName.$": "$.EndpointName",
-        "EndpointStatus.$": "$.EndpointStatus",
-        "FailureReason.$": "States.ArrayGetItem(States.Array($.FailureReason), 0)",
-    })  # fmt: skip
+    # No ResultSelector: FailureReason is present only on failure, and a missing path is an error.
     describe.add_retry(_retry(config))
     wait = Wait(f"WaitFor{label}Endpoint", seconds=config.endpoint.poll_seconds)
     count = Pass(
@@ -383,7 +416,8 @@ def create_wait_until_in_service(
     too_slow = _raise(
         f"{label}EndpointTooSlow",
         error="EndpointNotInService",
-        cause=f"the {label.lower()} endpoint was not InService after {config.endpoint.max_polls} polls",
+        cause=f"the {label.lower()} endpoint was not InService after {config.endpoint.max_polls} polls"
+        f" of {config.endpoint.poll_seconds} s",
     )
     is_ready = Choice(f"Is{label}EndpointInService")
     is_ready.add_choice(ChoiceRule.StringEquals("$.endpoint_status.EndpointStatus", "InService"), then)
@@ -689,7 +723,8 @@ def create_graph(config: PipelineConfig, resources: Resources) -> State:
     quality_gate = create_quality_gate(config, load_test, gate_failed)
     evaluate = create_evaluate_step(config, inputs, resources)
     evaluate.next(quality_gate)
-    staging_failed = _raise("StagingEndpointFailed", "EndpointFailed", "the staging endpoint failed to start")
+    staging_failed = _raise("StagingEndpointFailed", "EndpointFailed",
+                            "the staging endpoint failed to start: its FailureReason is in DescribeStagingEndpoint's output")
     staging_failed.next(clean_up)
     wait_staging = create_wait_until_in_service(
         config, "Staging", inputs["StagingEndpointName"], evaluate, staging_failed
@@ -702,7 +737,9 @@ def create_graph(config: PipelineConfig, resources: Resources) -> State:
         config, inputs, "CreateStagingEndpointConfig", "StagingEndpointConfigName", config.endpoint.staging_instances
     )
     staging = create_staging_endpoint_step(config, inputs)
-    process.next(train)
+    read_manifest, summarise = create_read_manifest_steps(config, inputs)
+    process.next(read_manifest)
+    summarise.next(train)
     train.next(model)
     model.next(staging_config)
     staging_config.next(staging)

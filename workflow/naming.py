@@ -39,6 +39,8 @@ def execution_input(config: PipelineConfig, execution_name: str, raw_data_uri: s
     return {
         "RawDataUri": raw,
         "ProcessedDataUri": f"{run}/processed/",
+        "ProcessedDataBucket": config.aws.bucket,
+        "ManifestKey": f"{config.aws.prefix}/runs/{execution_name}/processed/manifest.json",
         "TrainChannelUri": f"{run}/processed/train.rec",
         "ValidationChannelUri": f"{run}/processed/validation.rec",
         "ModelOutputUri": f"{run}/model/",

@@ -137,6 +137,19 @@ def _state_outputs(engine: Engine, execution_arn: str) -> dict[str, Any]:
     return outputs
 
 
+def _reason(cause: str | None) -> str:
+    """A .sync job's cause is its whole Describe* response: show its FailureReason."""
+    try:
+        parsed = json.loads(cause or "")
+    except ValueError:
+        return (cause or "")[:400]
+    if isinstance(parsed, dict):
+        for key in ("FailureReason", "errorMessage", "Cause"):
+            if parsed.get(key):
+                return str(parsed[key])[:400]
+    return (cause or "")[:400]
+
+
 def print_summary(engine: Engine, description: dict[str, Any], run_input: dict[str, str], config: PipelineConfig) -> None:
     """Metrics, gate decisions, the production endpoint's address, artifacts, time per state."""
     from workflow.local.pipeline import state_durations
@@ -146,13 +159,13 @@ def print_summary(engine: Engine, description: dict[str, Any], run_input: dict[s
     history = engine.get_execution_history(arn)["events"]
     outputs = _state_outputs(engine, arn)
     s3 = S3Root.default()
-    out = Console()
+    out = Console(soft_wrap=True)
     status = description["status"]
     colour = "green" if status == "SUCCEEDED" else "red"
     elapsed = (description.get("stopDate") or description["startDate"]) - description["startDate"]
     out.print(f"\n[bold]{description['name']}[/]: [{colour}]{status}[/] in {elapsed.total_seconds():.0f} s")
     if description.get("error"):
-        out.print(f"  error: {description['error']}: {str(description.get('cause', ''))[:400]}")
+        out.print(f"  error: {description['error']}: {_reason(description.get('cause'))}")
 
     evaluation = (outputs.get("Evaluate") or {}).get("evaluation", {}).get("Payload")
     if evaluation:

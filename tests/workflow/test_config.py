@@ -17,7 +17,8 @@ def test_file_and_overrides_merge_with_overrides_winning(tmp_path: Path) -> None
     config = load_config(path, ["quality_gate.min_accuracy=0.85", "training.hyperparameters.epochs=2"])
     assert config.quality_gate.min_accuracy == 0.85
     assert config.load_test.shards == 3
-    assert config.training.hyperparameters == {"epochs": 2}
+    assert config.training.hyperparameters["epochs"] == 2
+    assert config.training.hyperparameters["num_layers"] == 20  # merged over the defaults
 
 
 def test_unknown_key_is_named(tmp_path: Path) -> None:

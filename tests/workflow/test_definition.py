@@ -62,7 +62,7 @@ def test_happy_path_follows_the_design(asl: dict[str, Any]) -> None:
     assert asl["StartAt"] == "Process"
     path = _walk(asl, "Process")
     expected_order = [
-        "Process", "Train", "CreateModel", "CreateStagingEndpointConfig", "CreateStagingEndpoint",
+        "Process", "ReadManifest", "SummariseDataset", "Train", "CreateModel", "CreateStagingEndpointConfig", "CreateStagingEndpoint",
         "StartStagingPolls", "DescribeStagingEndpoint", "IsStagingEndpointInService", "Evaluate", "QualityGate",
         "PrepareLoadTest", "LoadTest", "MergeLoadTest", "SloGate", "CreateProductionEndpointConfig",
         "FindProductionEndpoint", "ProductionEndpointExists", "UpdateProductionEndpoint", "StartProductionPolls",
@@ -75,7 +75,7 @@ def test_happy_path_follows_the_design(asl: dict[str, Any]) -> None:
 def test_every_state_after_staging_exists_is_caught_into_clean_up(asl: dict[str, Any]) -> None:
     uncaught = []
     for name, state in asl["States"].items():
-        if state["Type"] not in {"Task", "Map"} or name in {"Process", "Train", "CreateModel",
+        if state["Type"] not in {"Task", "Map"} or name in {"Process", "ReadManifest", "Train", "CreateModel",
                                                             "CreateStagingEndpointConfig", "CreateStagingEndpoint",
                                                             "CleanUpAfterFailure"}:
             continue

@@ -4,9 +4,10 @@ Every problem is reported with its location in the document, the way a reader wo
 look it up: `States.Train.Retry[0].BackoffRate: must be >= 1.0, got 0.5`. Nothing that
 fails here can half-run later.
 
-Supported: the JSONPath query language in full, and variables (`Assign`) in JSONPath
-states. Refused with a clear message: JSONata (`QueryLanguage: JSONata`, `{% %}`
-expressions), ItemReader/ResultWriter/ItemBatcher (distributed Map over S3).
+Supported: both query languages (JSONPath, and JSONata per machine or per state, with its
+Arguments/Output/Items/Condition fields) and variables (`Assign`). Refused with a clear
+message: ItemReader/ResultWriter/ItemBatcher (distributed Map over S3), and JSONPath-only
+fields in a JSONata state.
 """
 from __future__ import annotations
 
@@ -17,10 +18,15 @@ from typing import Any, Callable
 from workflow.engine.choice import OPERATORS, operator_of
 from workflow.engine.errors import DefinitionError
 from workflow.engine.intrinsics import IntrinsicSyntaxError, is_intrinsic, parse_intrinsic
+from workflow.engine.jsonata import JsonataSyntaxError, check_syntax, expression_of
 from workflow.engine.paths import PathError, compile_path
 
 Json = Any
 STATE_TYPES = ("Pass", "Task", "Choice", "Wait", "Succeed", "Fail", "Parallel", "Map")
+JSONPATH_ONLY = ("InputPath", "OutputPath", "Parameters", "ResultSelector", "ResultPath", "ItemsPath", "SecondsPath",
+                 "TimestampPath", "ErrorPath", "CausePath", "TimeoutSecondsPath", "HeartbeatSecondsPath",
+                 "MaxConcurrencyPath", "ToleratedFailureCountPath", "ToleratedFailurePercentagePath")
+JSONATA_ONLY = ("Arguments", "Output", "Items")
 _NO_FIELD = object()
 
 
@@ -44,6 +50,8 @@ class Catcher:
     next: str
     result_path: str | None = "$"
     assign: dict[str, Json] | None = None
+    output: Json = None
+    has_output: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,7 @@ class State:
 
     name: str
     type: str
+    query_language: str = "JSONPath"
     next: str | None = None
     end: bool = False
     input_path: str | None = "$"
@@ -67,6 +76,10 @@ class State:
     retry: tuple[Retrier, ...] = ()
     catch: tuple[Catcher, ...] = ()
     assign: dict[str, Json] | None = None
+    # JSONata states: Arguments (Task, Parallel), Output, Items (Map)
+    arguments: Json = None
+    output: Json = _NO_FIELD
+    items: Json = _NO_FIELD
     # Task
     resource: str | None = None
     timeout_seconds: float | None = None
@@ -103,6 +116,18 @@ class State:
     @property
     def has_result(self) -> bool:
         return self.result is not _NO_FIELD
+
+    @property
+    def has_output(self) -> bool:
+        return self.output is not _NO_FIELD
+
+    @property
+    def has_items(self) -> bool:
+        return self.items is not _NO_FIELD
+
+    @property
+    def jsonata(self) -> bool:
+        return self.query_language == "JSONata"
 
     @property
     def terminal(self) -> bool:
@@ -149,17 +174,18 @@ def parse_definition(document: str | dict[str, Json], resource_check: ResourceCh
 class _Parser:
     def __init__(self, resource_check: ResourceCheck | None) -> None:
         self.resource_check = resource_check
+        self.language = "JSONPath"  # of the state being parsed
 
     # ---------------------------------------------------------------- machine / branch
-    def machine(self, document: dict[str, Json], where: str) -> StateMachineDefinition:
-        self.refuse_jsonata(document, where or "definition")
+    def machine(self, document: dict[str, Json], where: str, query_language: str = "JSONPath") -> StateMachineDefinition:
+        query_language = self.query_language(document, where or "definition", query_language)
         start_at = document.get("StartAt")
         states = document.get("States")
         if not isinstance(states, dict) or not states:
             raise DefinitionError(f"{where}States" if where else "States", "must be a non-empty object of states")
         if not isinstance(start_at, str) or start_at not in states:
             raise DefinitionError(f"{where}StartAt", f"{start_at!r} is not one of the states ({', '.join(states)})")
-        parsed = {name: self.state(name, body, f"{where}States.{name}") for name, body in states.items()}
+        parsed = {name: self.state(name, body, f"{where}States.{name}", query_language) for name, body in states.items()}
         for state in parsed.values():
             for target, field_name in _transitions(state):
                 if target not in parsed:
@@ -174,25 +200,34 @@ class _Parser:
             raise DefinitionError(f"{where}TimeoutSeconds", f"must be a positive integer, got {timeout!r}")
         return StateMachineDefinition(start_at, parsed, timeout, document.get("Comment"), document)
 
-    def refuse_jsonata(self, body: dict[str, Json], where: str) -> None:
-        if body.get("QueryLanguage") == "JSONata":
-            raise DefinitionError(f"{where}.QueryLanguage",
-                                  "JSONata is not supported by the local engine yet; use the JSONPath query language")
-        if body.get("QueryLanguage") not in (None, "JSONPath"):
-            raise DefinitionError(f"{where}.QueryLanguage", f"unknown query language {body['QueryLanguage']!r}")
+    def query_language(self, body: dict[str, Json], where: str, inherited: str) -> str:
+        language = body.get("QueryLanguage", inherited)
+        if language not in ("JSONPath", "JSONata"):
+            raise DefinitionError(f"{where}.QueryLanguage", f"unknown query language {language!r} (JSONPath or JSONata)")
+        if inherited == "JSONata" and language == "JSONPath" and where == "definition":
+            raise DefinitionError(f"{where}.QueryLanguage", "a JSONPath state cannot be inside a JSONata machine")
+        return language
 
     # ---------------------------------------------------------------- one state
-    def state(self, name: str, body: Any, where: str) -> State:
+    def state(self, name: str, body: Any, where: str, inherited_language: str) -> State:
         if not isinstance(body, dict):
             raise DefinitionError(where, "must be an object")
-        self.refuse_jsonata(body, where)
+        language = self.query_language(body, where, inherited_language)
         state_type = body.get("Type")
         if state_type not in STATE_TYPES:
             raise DefinitionError(f"{where}.Type", f"{state_type!r} is not a state type ({', '.join(STATE_TYPES)})")
-        for unsupported in ("ItemReader", "ResultWriter", "ItemBatcher", "Arguments", "Output", "Items"):
+        for unsupported in ("ItemReader", "ResultWriter", "ItemBatcher"):
             if unsupported in body:
                 raise DefinitionError(f"{where}.{unsupported}", "is not supported by the local engine")
-        fields: dict[str, Any] = {"name": name, "type": state_type, "raw": body}
+        for key in JSONPATH_ONLY if language == "JSONata" else JSONATA_ONLY:
+            if key in body:
+                raise DefinitionError(f"{where}.{key}", f"is not allowed in a {language} state")
+        fields: dict[str, Any] = {"name": name, "type": state_type, "raw": body, "query_language": language}
+        self.language = language
+        if language == "JSONata":
+            for key, attribute in (("Arguments", "arguments"), ("Output", "output"), ("Items", "items")):
+                if key in body:
+                    fields[attribute] = self.jsonata_template(body[key], f"{where}.{key}")
         if state_type not in ("Choice", "Succeed", "Fail"):
             has_next, has_end = "Next" in body, body.get("End") is True
             if has_next == has_end:
@@ -238,13 +273,16 @@ class _Parser:
                 raise DefinitionError(f"{where}.Resource", problem)
         fields["resource"] = resource
         for key, attribute in (("TimeoutSeconds", "timeout_seconds"), ("HeartbeatSeconds", "heartbeat_seconds")):
-            if key in body:
+            if key in body and fields["query_language"] == "JSONata" and expression_of(body[key]) is not None:
+                fields[attribute] = self.jsonata_template(body[key], f"{where}.{key}")
+            elif key in body:
                 if not _positive_int(body[key]):
                     raise DefinitionError(f"{where}.{key}", f"must be a positive integer, got {body[key]!r}")
                 fields[attribute] = body[key]
             if f"{key}Path" in body:
                 fields[f"{attribute}_path"] = self.path(body[f"{key}Path"], f"{where}.{key}Path")
-        if fields.get("heartbeat_seconds") and fields.get("timeout_seconds") and fields["heartbeat_seconds"] >= fields["timeout_seconds"]:
+        if (isinstance(fields.get("heartbeat_seconds"), int) and isinstance(fields.get("timeout_seconds"), int)
+                and fields["heartbeat_seconds"] >= fields["timeout_seconds"]):
             raise DefinitionError(f"{where}.HeartbeatSeconds", "must be smaller than TimeoutSeconds")
 
     def state_choice(self, body: dict[str, Json], where: str, fields: dict[str, Any]) -> None:
@@ -257,6 +295,13 @@ class _Parser:
                 raise DefinitionError(location, "must be an object with a Next state name")
             if "Assign" in rule:
                 self.assign(rule["Assign"], f"{location}.Assign")
+            if fields["query_language"] == "JSONata":
+                if expression_of(rule.get("Condition")) is None and not isinstance(rule.get("Condition"), bool):
+                    raise DefinitionError(f"{location}.Condition", "a JSONata Choice rule needs a Condition '{% ... %}'")
+                self.jsonata_template(rule["Condition"], f"{location}.Condition")
+                if "Output" in rule:
+                    self.jsonata_template(rule["Output"], f"{location}.Output")
+                continue
             self.rule(rule, location)
         fields["choices"] = tuple(choices)
         fields["default"] = body.get("Default")
@@ -289,7 +334,9 @@ class _Parser:
         if len(given) != 1:
             raise DefinitionError(where, f"a Wait state needs exactly one of Seconds, SecondsPath, Timestamp, TimestampPath; found {given}")
         key = given[0]
-        if key == "Seconds":
+        if fields["query_language"] == "JSONata" and expression_of(body[key]) is not None:
+            fields["seconds" if key == "Seconds" else "timestamp"] = self.jsonata_template(body[key], f"{where}.{key}")
+        elif key == "Seconds":
             if not isinstance(body[key], int) or isinstance(body[key], bool) or body[key] < 0:
                 raise DefinitionError(f"{where}.Seconds", f"must be a non-negative integer, got {body[key]!r}")
             fields["seconds"] = body[key]
@@ -304,6 +351,8 @@ class _Parser:
                 raise DefinitionError(where, f"cannot have both {key} and {key}Path")
             if key in body:
                 fields[attribute] = body[key]
+                if fields["query_language"] == "JSONata":
+                    self.jsonata_template(body[key], f"{where}.{key}")
             if f"{key}Path" in body:
                 value = body[f"{key}Path"]
                 if is_intrinsic(value):
@@ -316,7 +365,8 @@ class _Parser:
         branches = body.get("Branches")
         if not isinstance(branches, list) or not branches:
             raise DefinitionError(f"{where}.Branches", "must be a non-empty array of state machines")
-        fields["branches"] = tuple(self.machine(branch, f"{where}.Branches[{i}].") for i, branch in enumerate(branches))
+        fields["branches"] = tuple(self.machine(branch, f"{where}.Branches[{i}].", fields["query_language"])
+                                   for i, branch in enumerate(branches))
 
     def state_map(self, body: dict[str, Json], where: str, fields: dict[str, Any]) -> None:
         key = "ItemProcessor" if "ItemProcessor" in body else "Iterator"
@@ -326,13 +376,15 @@ class _Parser:
         mode = (processor.get("ProcessorConfig") or {}).get("Mode", "INLINE")
         if mode not in ("INLINE", "DISTRIBUTED"):
             raise DefinitionError(f"{where}.{key}.ProcessorConfig.Mode", f"must be INLINE or DISTRIBUTED, got {mode!r}")
-        fields["processor"] = self.machine(processor, f"{where}.{key}.")
+        fields["processor"] = self.machine(processor, f"{where}.{key}.", fields["query_language"])
         fields["processor_mode"] = mode
         if "ItemsPath" in body:
             fields["items_path"] = self.path(body["ItemsPath"], f"{where}.ItemsPath", nullable=True)
         if "ItemSelector" in body and "Parameters" in body:
             raise DefinitionError(where, "cannot have both ItemSelector and Parameters")
-        if "ItemSelector" in body:
+        if "ItemSelector" in body and fields["query_language"] == "JSONata":
+            fields["item_selector"] = self.jsonata_template(body["ItemSelector"], f"{where}.ItemSelector")
+        elif "ItemSelector" in body:
             fields["item_selector"] = self.template(body["ItemSelector"], f"{where}.ItemSelector")
         elif "Parameters" in body:
             fields["item_selector"] = fields.pop("parameters")
@@ -344,7 +396,9 @@ class _Parser:
         ):
             if key_name in body and f"{key_name}Path" in body:
                 raise DefinitionError(where, f"cannot have both {key_name} and {key_name}Path")
-            if key_name in body:
+            if key_name in body and fields["query_language"] == "JSONata" and expression_of(body[key_name]) is not None:
+                fields[attribute] = self.jsonata_template(body[key_name], f"{where}.{key_name}")
+            elif key_name in body:
                 value = body[key_name]
                 if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or (kind is int and not float(value).is_integer()):
                     raise DefinitionError(f"{where}.{key_name}", f"must be a non-negative {kind.__name__}, got {value!r}")
@@ -404,7 +458,8 @@ class _Parser:
         if "ResultPath" in item:
             result_path = self.path(item["ResultPath"], f"{where}.ResultPath", nullable=True, reference=True)
         assign = self.assign(item["Assign"], f"{where}.Assign") if "Assign" in item else None
-        return Catcher(self.error_equals(item, where), item["Next"], result_path, assign)
+        output = self.jsonata_template(item["Output"], f"{where}.Output") if "Output" in item else None
+        return Catcher(self.error_equals(item, where), item["Next"], result_path, assign, output, "Output" in item)
 
     def assign(self, value: Any, where: str) -> dict[str, Json]:
         if not isinstance(value, dict):
@@ -413,6 +468,8 @@ class _Parser:
             bare = name[:-2] if name.endswith(".$") else name
             if not bare.isidentifier():
                 raise DefinitionError(f"{where}.{name}", "is not a valid variable name")
+        if self.language == "JSONata":
+            return self.jsonata_template(value, where)
         return self.template(value, where)
 
     def path(self, value: Any, where: str, nullable: bool = False, reference: bool = False) -> str | None:
@@ -441,6 +498,14 @@ class _Parser:
                 self.intrinsic_paths(arg, where)
             elif hasattr(arg, "path"):
                 self.path(arg.path, where)
+
+    def jsonata_template(self, value: Json, where: str) -> Json:
+        """Checks the `{% %}` expressions inside a JSONata field."""
+        try:
+            check_syntax(value)
+        except JsonataSyntaxError as error:
+            raise DefinitionError(where, str(error)) from error
+        return value
 
     def template(self, value: Json, where: str) -> Json:
         """Checks a payload template (Parameters, ResultSelector, ItemSelector, Assign)."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from workflow.engine.definition import State, StateMachineDefinition
 from workflow.engine.errors import ExecutionStopped, StatesError
 from workflow.engine.flows import Flow, RuntimeFailure, error_details
+from workflow.engine.jsonata import QUERY_EVALUATION_ERROR, evaluate_template, expression_of, type_name
 from workflow.engine.paths import dumps
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ class FanOutStates:
 
     # ------------------------------------------------------------------ Parallel: Branches[], Parameters
     def _state_parallel(self: "Interpreter", state: State, raw_input: Json, flow: Flow, state_context: dict[str, Json]) -> tuple[Json, str | None, Any]:
-        effective = self.select(state.input_path, raw_input, state_context, flow)
+        effective = raw_input if state.jsonata else self.select(state.input_path, raw_input, state_context, flow)
         key = f"{flow.scope}/{state.name}"
         resumed = key in self.resume_keys
         self.resume_keys.discard(key)
@@ -38,7 +39,11 @@ class FanOutStates:
             self.store.clear_checkpoints(self.info.execution_arn, key + "#")
 
         def attempt() -> Json:
-            branch_input = effective if state.parameters is None else self.template(state.parameters, effective, state_context, flow)
+            if state.jsonata:
+                branch_input = effective if state.arguments is None else evaluate_template(
+                    state.arguments, "Arguments", self.bindings(flow, state_context, raw_input))
+            else:
+                branch_input = effective if state.parameters is None else self.template(state.parameters, effective, state_context, flow)
             self.emit(flow, "ParallelStateStarted")
             done = self._checkpoints(key)
 
@@ -49,6 +54,10 @@ class FanOutStates:
                 branch_flow = flow.child(branch_key)
                 try:
                     output = self.run_machine(state.branches[index], branch_input, branch_flow)
+                except StatesError as error:
+                    if getattr(error, "state_type", None) == "Task":  # AWS marks the branch's failed Task as aborted
+                        self.emit(branch_flow, "TaskStateAborted")
+                    raise
                 finally:
                     flow.last_event = max(flow.last_event, branch_flow.last_event)
                 self._checkpoint(branch_key, output, flow)
@@ -63,13 +72,14 @@ class FanOutStates:
 
     # ------------------------------------------------------------------ Map: ItemsPath, ItemSelector, ItemProcessor, MaxConcurrency, ToleratedFailure*
     def _state_map(self: "Interpreter", state: State, raw_input: Json, flow: Flow, state_context: dict[str, Json]) -> tuple[Json, str | None, Any]:
-        effective = self.select(state.input_path, raw_input, state_context, flow)
+        bindings = self.bindings(flow, state_context, raw_input) if state.jsonata else {}
+        effective = raw_input if state.jsonata else self.select(state.input_path, raw_input, state_context, flow)
         max_concurrency = state.max_concurrency
+        if state.jsonata:
+            max_concurrency = self.jsonata_number(max_concurrency, "MaxConcurrency", bindings)
         if state.max_concurrency_path is not None:
             max_concurrency = self._number_from_path("MaxConcurrencyPath", state.max_concurrency_path, effective, state_context, flow, int)
-        items = self.select(state.items_path, effective, state_context, flow)
-        if not isinstance(items, list):
-            raise RuntimeFailure(f"Map state input must be an array, got {dumps(items)} at ItemsPath '{state.items_path}'")
+        items = self._map_items(state, effective, state_context, flow, bindings)
         distributed = state.processor_mode == "DISTRIBUTED"
         key = f"{flow.scope}/{state.name}"
         resumed = key in self.resume_keys
@@ -81,12 +91,15 @@ class FanOutStates:
         def attempt() -> Json:
             self.emit(flow, "MapStateStarted", "mapStateStartedEventDetails", {"length": len(items)})
             tolerated_count = state.tolerated_failure_count
+            tolerated_percentage = state.tolerated_failure_percentage
+            if state.jsonata:
+                tolerated_count = self.jsonata_number(tolerated_count, "ToleratedFailureCount", bindings)
+                tolerated_percentage = self.jsonata_number(tolerated_percentage, "ToleratedFailurePercentage", bindings)
             if state.tolerated_failure_count_path is not None:
                 tolerated_count = self._number_from_path("ToleratedFailureCountPath", state.tolerated_failure_count_path,
                                                          effective, state_context, flow, int)
             if tolerated_count is not None and tolerated_count < 0:
                 raise RuntimeFailure("ToleratedFailureCount cannot be negative.")
-            tolerated_percentage = state.tolerated_failure_percentage
             if state.tolerated_failure_percentage_path is not None:
                 tolerated_percentage = self._number_from_path("ToleratedFailurePercentagePath", state.tolerated_failure_percentage_path,
                                                               effective, state_context, flow, float)
@@ -106,7 +119,10 @@ class FanOutStates:
                 item_key = f"{key}#{index}"
                 item = {"Index": index, "Value": items[index]}
                 iteration_flow = flow.child(item_key, item, silent=distributed)
-                if state.item_selector is not None:
+                if state.item_selector is not None and state.jsonata:
+                    item_input = evaluate_template(state.item_selector, "ItemSelector",
+                                                   self.bindings(iteration_flow, state_context, raw_input))
+                elif state.item_selector is not None:
                     item_input = self.template(state.item_selector, effective, state_context, iteration_flow)
                 else:
                     item_input = items[index]
@@ -154,6 +170,23 @@ class FanOutStates:
 
         return self.with_retry_and_catch(state, raw_input, flow, state_context, attempt,
                                          lambda: self.emit(flow, "MapStateFailed"))
+
+    def _map_items(self: "Interpreter", state: State, effective: Json, state_context: dict[str, Json], flow: Flow,
+                   bindings: dict[str, Json]) -> list[Json]:
+        """The array to iterate: ItemsPath (JSONPath), Items (JSONata) or the input itself."""
+        if state.jsonata and state.has_items:
+            items = evaluate_template(state.items, "Items", bindings)
+            if not isinstance(items, list):
+                text = expression_of(state.items) or dumps(state.items)
+                raise RuntimeFailure(f"The JSONata expression '{text}' specified for the field 'Items' returned an unexpected"
+                                     f" result type. Expected 'array', but was '{type_name(items)}' for value: {dumps(items)}",
+                                     QUERY_EVALUATION_ERROR, "Items")
+            return items
+        items = effective if state.jsonata else self.select(state.items_path, effective, state_context, flow)
+        if not isinstance(items, list):
+            raise RuntimeFailure(f"Map state input must be an array but was: {dumps(items)}",
+                                 QUERY_EVALUATION_ERROR if state.jsonata else "States.Runtime", "Items")
+        return items
 
     def _number_from_path(self: "Interpreter", field_name: str, path_text: str, data: Json, state_context: dict[str, Json], flow: Flow,
                           kind: type) -> Any:

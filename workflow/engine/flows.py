@@ -23,7 +23,15 @@ Json = Any
 
 
 class RuntimeFailure(Exception):
-    """The engine's own processing failed (States.Runtime); the message gets the state prefix later."""
+    """The engine's own processing failed (States.Runtime, States.QueryEvaluationError).
+
+    It skips Retry and Catch; the state runner prefixes the message with the state's name.
+    """
+
+    def __init__(self, message: str, error: str = "States.Runtime", location: str | None = None) -> None:
+        super().__init__(message)
+        self.error = error
+        self.location = location  # the field whose evaluation failed, for EvaluationFailed events
 
 
 def iso_time(epoch: float) -> str:

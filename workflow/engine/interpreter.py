@@ -26,6 +26,7 @@ from workflow.engine.clock import Clock
 from workflow.engine.definition import Catcher, Retrier, State, StateMachineDefinition
 from workflow.engine.errors import ExecutionStopped, ExecutionTimedOut, StatesError
 from workflow.engine.fanout import FanOutStates
+from workflow.engine.jsonata_states import JsonataStates
 from workflow.engine.flows import ExecutionInfo, Flow, Recorder, RuntimeFailure, error_details, iso_time
 from workflow.engine.history import HistoryStore
 from workflow.engine.integrations import IntegrationRegistry, TaskContext
@@ -38,7 +39,7 @@ MAX_WAIT_SECONDS = 2**31 - 1  # AWS refuses longer waits ("Wait state delay is t
 STOP_POLL_SECONDS = 0.25
 
 
-class Interpreter(FanOutStates):
+class Interpreter(FanOutStates, JsonataStates):
     """Runs one execution (or a redrive of it) against a parsed definition."""
 
     def __init__(self, info: ExecutionInfo, integrations: IntegrationRegistry, clock: Clock, recorder: Recorder,
@@ -112,11 +113,23 @@ class Interpreter(FanOutStates):
         if state.type == "Task":
             state_context["RetryCount"] = 0
         try:
-            handler = getattr(self, f"_state_{state.type.lower()}")
+            prefix = "_jsonata_" if state.jsonata and state.type not in ("Map", "Parallel") else "_state_"
+            handler = getattr(self, f"{prefix}{state.type.lower()}")
             output, next_name, assigned = handler(state, raw_input, flow, state_context)
         except RuntimeFailure as failure:
-            raise StatesError("States.Runtime", f"An error occurred while executing the state '{state.name}'"
-                                                f" (entered at the event id #{entered}). {failure}") from failure
+            error = StatesError(failure.error, f"An error occurred while executing the state '{state.name}'"
+                                               f" (entered at the event id #{entered}). {failure}")
+            if failure.location is not None:
+                self.emit(flow, "EvaluationFailed", "evaluationFailedEventDetails",
+                          {"cause": error.cause, "error": error.error, "location": failure.location, "state": state.name})
+                if state.type in ("Map", "Parallel"):
+                    self.emit(flow, f"{state.type}StateFailed")
+            error.state_type = state.type  # type: ignore[attr-defined]
+            raise error from failure
+        except StatesError as error:
+            if not hasattr(error, "state_type"):
+                error.state_type = state.type  # type: ignore[attr-defined]
+            raise
         if state.type != "Fail":
             output_text = dumps(output)
             if len(output_text) > DATA_LIMIT_BYTES and len(output_text.encode()) > DATA_LIMIT_BYTES:
@@ -336,11 +349,16 @@ class Interpreter(FanOutStates):
         while True:
             try:
                 result = attempt()
+                if state.jsonata:
+                    bindings = self.bindings(flow, state_context, raw_input, result=result)
+                    return self.jsonata_finish(state, bindings, result, None if state.end else state.next)
                 if state.result_selector is not None:
                     result = self.template(state.result_selector, result, state_context, flow)
                 return self.finish(state, raw_input, result, state_context, flow)
             except StatesError as error:
-                if error.error == "States.Runtime":
+                if error.error in ("States.Runtime", "States.QueryEvaluationError"):  # not retriable, not catchable
+                    if on_failure is not None:
+                        on_failure()
                     raise
                 retrier_index = _matching(state.retry, error.error)
                 if retrier_index is not None:
@@ -358,6 +376,9 @@ class Interpreter(FanOutStates):
                     raise
                 catcher = state.catch[catcher_index]
                 error_output = error.to_output()
+                if state.jsonata:
+                    bindings = self.bindings(flow, state_context, raw_input, errorOutput=error_output)
+                    return self.jsonata_finish(catcher, bindings, error_output, catcher.next)
                 assigned = self.assignments(catcher.assign, error_output, state_context, flow)
                 output = self.apply_result_path(catcher, raw_input, error_output)
                 return output, catcher.next, assigned
