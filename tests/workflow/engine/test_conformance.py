@@ -4,7 +4,7 @@ Each case registers its definition, emulates its Lambda functions from the recor
 behaviour, runs under the recorded names on a virtual clock, normalises the result the
 way the recordings were normalised, and compares status, error, cause, output and the
 order of history event types. The report goes to build/conformance.json; the test fails
-when the JSONPath pass rate drops below the target.
+when the JSONPath pass rate (or that of the whole corpus) drops below 98%.
 
 Run it alone for the report:  .venv/bin/python tests/workflow/engine/test_conformance.py
 """
@@ -29,7 +29,8 @@ CORPUS = Path(os.environ.get("ASL_CONFORMANCE", Path(__file__).resolve().parents
 if not CORPUS.exists():
     CORPUS = Path("/work/shared/asl-conformance")
 REPORT = Path(__file__).resolve().parents[3] / "build" / "conformance.json"
-JSONPATH_TARGET = 0.98
+JSONPATH_TARGET = 0.98  # the issue's acceptance: 98% of the 815 JSONPath cases
+TOTAL_TARGET = 0.98  # JSONata and mixed cases are supported too; keep the whole corpus there
 # The corpus was extracted at this moment; time-relative inputs are "now" relative to it.
 EXTRACTION_TIME = datetime.fromisoformat("2026-11-24T05:27:58+00:00").timestamp()
 
@@ -317,6 +318,8 @@ def test_jsonpath_conformance_meets_target() -> None:
     failing = [f"{failure['id']}: {failure['reason'][:200]}" for failure in report["failures"] if failure["query_language"] == "JSONPath"]
     assert jsonpath["cases"] == 815
     assert jsonpath["passed"] / jsonpath["cases"] >= JSONPATH_TARGET, "\n".join(failing)
+    everything = [f"{failure['id']}: {failure['reason'][:200]}" for failure in report["failures"]]
+    assert report["total"]["passed"] / report["total"]["cases"] >= TOTAL_TARGET, "\n".join(everything)
 
 
 if __name__ == "__main__":

@@ -37,8 +37,12 @@ def engine(tmp_path: Path) -> Engine:
         (machine({"A": {"Type": "Wait", "Seconds": 1, "Timestamp": "2020-01-01T00:00:00Z", "End": True}}), "States.A", "exactly one of Seconds"),
         (machine({"A": {"Type": "Map", "End": True, "ItemProcessor": {"StartAt": "I", "States": {"I": {"Type": "Pass", "Next": "J"}}}}}),
          "States.A.ItemProcessor.States.I.Next", "'J' is not a state"),
-        (machine({"A": {"Type": "Pass", "End": True}}, QueryLanguage="JSONata"), "definition.QueryLanguage", "JSONata is not supported"),
-        (machine({"A": {"Type": "Pass", "End": True, "QueryLanguage": "JSONata"}}), "States.A.QueryLanguage", "JSONata is not supported"),
+        (machine({"A": {"Type": "Pass", "End": True}}, QueryLanguage="JSONPathX"), "definition.QueryLanguage", "unknown query language"),
+        (machine({"A": {"Type": "Pass", "OutputPath": "$.x", "End": True}}, QueryLanguage="JSONata"), "States.A.OutputPath",
+         "not allowed in a JSONata state"),
+        (machine({"A": {"Type": "Pass", "Output": {"x": 1}, "End": True}}), "States.A.Output", "not allowed in a JSONPath state"),
+        (machine({"A": {"Type": "Pass", "QueryLanguage": "JSONata", "Output": "{% $states.input. %}", "End": True}}),
+         "States.A.Output", "invalid JSONata expression"),
     ],
 )
 def test_invalid_definitions_are_refused_with_the_location(engine: Engine, definition: dict, location: str, text: str) -> None:
