@@ -219,7 +219,15 @@ class Predictor:
             self.session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
         except Exception as error:  # noqa: BLE001 - onnxruntime raises its own untyped errors
             raise ModelArchiveError(f"{model}: model.onnx does not load in ONNX Runtime: {error}") from error
-        self.input_name = self.session.get_inputs()[0].name
+        graph_input = self.session.get_inputs()[0]
+        self.input_name = graph_input.name
+        batch_axis, *image_axes = graph_input.shape
+        expected = [self.spec.channels, self.spec.height, self.spec.width]
+        if all(isinstance(axis, int) for axis in image_axes) and list(image_axes) != expected:
+            raise ModelArchiveError(f"{model}: model.onnx takes {image_axes} images but model.json image_shape "
+                                    f"says {expected}")
+        # A graph exported with a fixed batch size takes batches of exactly that size.
+        self.fixed_batch = batch_axis if isinstance(batch_axis, int) else None
 
     @property
     def classes(self) -> list[str]:
@@ -248,8 +256,15 @@ class Predictor:
         return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        """float32 (N, 3, H, W) -> probabilities (N, num_classes), from the graph's softmax."""
-        return self.session.run(None, {self.input_name: batch})[0]
+        """float32 (N, C, H, W) -> probabilities (N, num_classes), from the graph's softmax."""
+        if self.fixed_batch is None or len(batch) == self.fixed_batch:
+            return self.session.run(None, {self.input_name: batch})[0]
+        rows = []
+        for start in range(0, len(batch), self.fixed_batch):
+            chunk = batch[start:start + self.fixed_batch]
+            padded = np.concatenate([chunk, np.zeros((self.fixed_batch - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+            rows.append(self.session.run(None, {self.input_name: padded})[0][: len(chunk)])
+        return np.concatenate(rows)
 
     def run_batch(self, images: list[bytes]) -> list[np.ndarray | InvalidImage]:
         """The server's batch step: decode each image and run the valid ones as one batch.

@@ -149,3 +149,26 @@ def test_a_directory_like_opt_ml_model_is_served(tmp_path: Path, archive: Path) 
         opened.extractall(tmp_path, filter="data")
     predictor = Predictor(tmp_path, threads=1)
     assert predictor.classes == CLASSES
+
+
+def test_a_graph_with_a_fixed_batch_size_still_serves_any_number_of_images(tmp_path: Path, network: ResNet) -> None:
+    buffer = io.BytesIO()
+    torch.onnx.export(Probabilities(network).eval(), (torch.zeros(1, 3, 48, 64),), buffer, dynamo=False)
+    document = b'{"classes": ["a","b","c","d","e","f","g","h","i","j"], "image_shape": "3,48,64"}'
+    archive = write_archive(tmp_path / "fixed.tar.gz", {"model.onnx": buffer.getvalue(), "model.json": document})
+    predictor = Predictor(archive, threads=1)
+    assert predictor.fixed_batch == 1
+    images = [encode(photo(seed=seed)) for seed in range(3)]
+    together = predictor.predict_images(images)
+    one_by_one = np.stack([predictor.predict_images([image])[0] for image in images])
+    assert together.shape == (3, 10)
+    np.testing.assert_allclose(together, one_by_one, atol=1e-5)
+
+
+def test_model_json_that_disagrees_with_the_graph_is_refused(tmp_path: Path, archive: Path) -> None:
+    with tarfile.open(archive) as opened:
+        onnx_model = opened.extractfile("model.onnx").read()  # type: ignore[union-attr]
+    document = b'{"classes": ["a"], "image_shape": "3,224,224"}'
+    wrong = write_archive(tmp_path / "wrong.tar.gz", {"model.onnx": onnx_model, "model.json": document})
+    with pytest.raises(ModelArchiveError, match=r"takes \[3, 48, 64\] images but model.json image_shape says \[3, 224, 224\]"):
+        Predictor(wrong)
