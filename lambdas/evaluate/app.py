@@ -20,6 +20,7 @@ the champion's metrics), StorageError, TooManyFailedInvocations (failed share ab
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import Any
 
@@ -35,12 +36,14 @@ from lambdas.events import parse_event
 REPORT_MARGIN_SECONDS = 30.0  # stop invoking this long before the Lambda times out, to compute and store
 
 
-def _deadline(context: Any) -> float:
-    """Monotonic time after which no invocation starts: the Lambda's end minus a margin (none locally)."""
+def _deadline(context: Any, time_limit_seconds: float) -> float:
+    """Monotonic time after which no invocation starts: the event's time limit, and on AWS
+    also the Lambda's end minus a margin to compute and store the result."""
+    limit = time_limit_seconds
     remaining = getattr(context, "get_remaining_time_in_millis", None)
-    if remaining is None:
-        return float("inf")
-    return time.monotonic() + max(0.0, remaining() / 1000 - REPORT_MARGIN_SECONDS)
+    if remaining is not None:
+        limit = min(limit, max(0.0, remaining() / 1000 - REPORT_MARGIN_SECONDS))
+    return time.monotonic() + limit
 
 
 def _png_uri(output_uri: str) -> str:
@@ -68,19 +71,24 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         timeout_seconds=request.invocation_timeout_seconds,
         max_attempts=request.max_attempts,
     )
-    invocations = invoke_all(settings, [item.image for item in images], _deadline(context))
+    max_failures = math.floor(request.max_failure_share * len(images))
+    deadline = _deadline(context, request.time_limit_seconds)
+    invocations = invoke_all(settings, [item.image for item in images], deadline, max_failures)
 
     scored = [(item.label, outcome.probabilities) for item, outcome in zip(images, invocations) if outcome.probabilities is not None]
     failures: dict[str, int] = {}
     for outcome in invocations:
         if outcome.error is not None:
             failures[outcome.error] = failures.get(outcome.error, 0) + 1
-    failed = sum(failures.values())
+    not_sent = failures.get("NotSent", 0)  # skipped once the evaluation had failed anyway
+    failed = sum(failures.values()) - not_sent
     failure_share = failed / len(images)
     if not scored or failure_share > request.max_failure_share:
         raise TooManyFailedInvocations(
             f"evaluate: {failed} of {len(images)} invocations of endpoint {request.endpoint_name} failed "
-            f"(share {failure_share:.4f} > max_failure_share {request.max_failure_share}); by kind: {dict(sorted(failures.items()))}"
+            f"(share {failure_share:.4f} > max_failure_share {request.max_failure_share})"
+            + (f", {not_sent} more images not sent after that" if not_sent else "")
+            + f"; by kind: {dict(sorted(failures.items()))}"
         )
 
     metrics = classification_metrics([label for label, _ in scored], [scores for _, scores in scored], classes)

@@ -25,5 +25,6 @@ class EvaluateEvent(Event):
     max_images: int | None = Field(None, ge=1)  # evaluate only the first N images (quick runs)
     invocation_timeout_seconds: float = Field(30.0, gt=0, le=300)  # read timeout per InvokeEndpoint attempt
     max_attempts: int = Field(3, ge=1, le=10)  # boto3 standard retries: throttling and 5xx, not ModelError
+    time_limit_seconds: float = Field(840.0, gt=0, le=900)  # no invocation starts after this (Lambda max: 900)
     content_type: str = Field("application/x-image", min_length=1)
     min_log_loss_improvement: float = Field(0.0, ge=0)  # how much lower than the champion's the log loss must be

@@ -6,13 +6,16 @@ ModelError) and its error codes. Threads, not asyncio: boto3 clients are thread-
 the pool is sized to the concurrency so no thread waits for a connection.
 
 An invocation that fails is recorded with the error code boto3 raised, not raised itself:
-the handler decides from the share of failures. Nothing is sent after the deadline (the
-Lambda's remaining time); images left over count as failures of kind `DeadlineReached`.
+the handler decides from the share of failures. Two things stop the sending early, so a
+dead or hanging endpoint cannot keep the Lambda busy: the deadline (images left over count
+as failures of kind `DeadlineReached`), and failures passing `max_failures`, after which
+the evaluation has failed anyway (images left over count as `NotSent`).
 """
 from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -54,7 +57,37 @@ def parse_probabilities(body: bytes, class_count: int) -> list[float]:
     return values
 
 
-def _invoke(settings: InvocationSettings, image: bytes, deadline: float) -> Invocation:
+class _Stop:
+    """Shared by the worker threads: the deadline, and the failure count that ends the run."""
+
+    def __init__(self, deadline: float, max_failures: int) -> None:
+        self.deadline = deadline
+        self.max_failures = max_failures
+        self.failures = 0
+        self.lock = threading.Lock()
+
+    def reason(self) -> str | None:
+        if self.failures > self.max_failures:
+            return "NotSent"
+        if time.monotonic() >= self.deadline:
+            return "DeadlineReached"
+        return None
+
+    def count(self, outcome: Invocation) -> Invocation:
+        if outcome.error is not None:
+            with self.lock:
+                self.failures += 1
+        return outcome
+
+
+def _invoke(settings: InvocationSettings, image: bytes, stop: _Stop) -> Invocation:
+    reason = stop.reason()
+    if reason is not None:
+        return Invocation(None, reason)
+    return stop.count(_call(settings, image))
+
+
+def _call(settings: InvocationSettings, image: bytes) -> Invocation:
     from botocore.exceptions import (
         BotoCoreError,
         ClientError,
@@ -63,8 +96,6 @@ def _invoke(settings: InvocationSettings, image: bytes, deadline: float) -> Invo
         ReadTimeoutError,
     )
 
-    if time.monotonic() >= deadline:
-        return Invocation(None, "DeadlineReached")
     client = sagemaker_runtime(CONNECT_TIMEOUT_SECONDS, settings.timeout_seconds, settings.max_attempts, settings.concurrency)
     try:
         response = client.invoke_endpoint(
@@ -85,7 +116,11 @@ def _invoke(settings: InvocationSettings, image: bytes, deadline: float) -> Invo
         return Invocation(None, "BadResponse")
 
 
-def invoke_all(settings: InvocationSettings, images: Sequence[bytes], deadline: float) -> list[Invocation]:
-    """One Invocation per image, in the images' order."""
+def invoke_all(
+    settings: InvocationSettings, images: Sequence[bytes], deadline: float, max_failures: int
+) -> list[Invocation]:
+    """One Invocation per image, in the images' order; nothing is sent after `deadline`
+    (time.monotonic) or once more than `max_failures` invocations have failed."""
+    stop = _Stop(deadline, max_failures)
     with ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="evaluate") as pool:
-        return list(pool.map(lambda image: _invoke(settings, image, deadline), images))
+        return list(pool.map(lambda image: _invoke(settings, image, stop), images))

@@ -75,9 +75,10 @@ def test_too_many_failures_fail_the_evaluation_with_a_catchable_error(runtime, k
     assert not (kit.root / kit.bucket / "runs/r1/evaluation.json").exists()
 
 
-def test_a_missing_endpoint_fails_with_the_boto3_error_code(runtime, kit) -> None:
-    with pytest.raises(TooManyFailedInvocations, match="ValidationError"):
-        handler(event(kit, kit.write_processed(cases()), endpoint_name="absent"))
+def test_a_missing_endpoint_fails_fast_with_the_boto3_error_code(runtime, kit) -> None:
+    with pytest.raises(TooManyFailedInvocations, match=r"'NotSent': \d+, 'ValidationError': \d+"):
+        handler(event(kit, kit.write_processed(cases()), endpoint_name="absent", max_concurrency=1, max_failure_share=0.1))
+    assert runtime.requests == 3  # two failures are allowed out of 20; the third ends the run
 
 
 def test_nothing_is_sent_once_the_lambda_is_about_to_time_out(runtime, kit) -> None:
@@ -85,6 +86,11 @@ def test_nothing_is_sent_once_the_lambda_is_about_to_time_out(runtime, kit) -> N
     with pytest.raises(TooManyFailedInvocations, match="DeadlineReached"):
         handler(event(kit, kit.write_processed(cases())), context)
     assert runtime.requests == 0
+
+
+def test_the_event_time_limit_bounds_a_run_with_no_lambda_context(runtime, kit) -> None:
+    with pytest.raises(TooManyFailedInvocations, match="'DeadlineReached': 20"):
+        handler(event(kit, kit.write_processed(cases()), time_limit_seconds=1e-9))
 
 
 OUR_LOG_LOSS = (18 * RIGHT + 2 * WRONG) / 20  # about 0.98
