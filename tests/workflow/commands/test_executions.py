@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,24 @@ def test_redrive_resumes_the_failed_state_and_exits_1_when_it_fails_again(home: 
     again = subprocess.run([sys.executable, "-m", "workflow.cli", "redrive", "good-run"], cwd=REPO, env=env,
                            capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and "only FAILED, ABORTED or TIMED_OUT can be redriven" in again.stderr
+
+
+def test_stop_reaches_an_execution_running_in_another_process(home: Path) -> None:
+    env = {**os.environ, "DDCICD_HOME": str(home), "PYTHONPATH": str(REPO)}
+    store = engine_store_path()
+    store.parent.mkdir(parents=True, exist_ok=True)
+    slow_run = REPO / "tests" / "workflow" / "engine" / "fixtures" / "slow_run.py"
+    process = subprocess.Popen([sys.executable, str(slow_run), str(store)], cwd=REPO, env=env)
+    try:
+        runner = CliRunner()
+        deadline = time.monotonic() + 60
+        while "followed" not in runner.invoke(cli, ["executions", "list"]).output:
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.05)
+        stopped = runner.invoke(cli, ["stop", "followed", "--cause", "test stop"])
+        assert stopped.exit_code == 0, stopped.output
+        assert process.wait(timeout=30) == 0
+    finally:
+        process.kill()
+    described = json.loads(CliRunner().invoke(cli, ["executions", "describe", "followed", "--json"]).output)
+    assert (described["status"], described["error"], described["cause"]) == ("ABORTED", "Stopped", "test stop")
