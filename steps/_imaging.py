@@ -97,8 +97,8 @@ class Target:
         return width, height
 
     def describe(self) -> str | None:
-        return {"keep": None, "shorter": f"shorter side {self.size}",
-                "exact": f"{self.width}x{self.height}"}[self.mode]
+        """The setting as `parse` reads it: '256', '64x48', or None for no resizing."""
+        return {"keep": None, "shorter": str(self.size), "exact": f"{self.width}x{self.height}"}[self.mode]
 
 
 @dataclass(frozen=True)

@@ -156,7 +156,7 @@ def test_job_entry_point_reads_and_writes_under_the_ml_root_without_the_cli(data
                           env=environment, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "wrote 80 training and 40 validation images (2 held-out drivers)" in done.stderr
-    assert json.loads((root / "processing" / "output" / "manifest.json").read_text())["settings"]["resize"] == "shorter side 24"
+    assert json.loads((root / "processing" / "output" / "manifest.json").read_text())["settings"]["resize"] == "24"
 
 
 def test_job_entry_point_fails_with_exit_2_and_a_failure_file(tmp_path: Path) -> None:
@@ -189,3 +189,17 @@ def test_staging_folders_of_killed_runs_are_removed(dataset: Path, tmp_path: Pat
     (stale / "train.rec").write_bytes(b"half")
     process(dataset, tmp_path, Settings(validation_drivers=2, resize=Target.shorter(16), workers=1))
     assert not stale.exists()
+
+
+@pytest.mark.parametrize(("text", "size"), [("256", (341, 256)), ("3,48,64", (64, 48)), ("64x48", (64, 48)),
+                                            (None, (640, 480)), ("1,60,80", (80, 60))])
+def test_resize_accepts_a_shorter_side_a_size_or_an_image_shape(text: str | None, size: tuple[int, int]) -> None:
+    target = Target.parse(text)
+    assert target.output_size(640, 480) == size
+    assert Target.parse(target.describe()) == target
+
+
+@pytest.mark.parametrize("text", ["big", "3,48", "2,48,64", "0x10", "-5"])
+def test_resize_rejects_what_is_not_a_size(text: str) -> None:
+    with pytest.raises(ValueError, match="resize"):
+        Target.parse(text)
