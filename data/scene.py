@@ -239,12 +239,12 @@ def _shade(color: Color, factor: float) -> Color:
     return tuple(int(min(255, c * factor)) for c in color)  # type: ignore[return-value]
 
 
-@lru_cache(maxsize=64)
-def _lighting_field(width: int, height: int, gain: float) -> np.ndarray:
+@lru_cache(maxsize=8)
+def _lighting_field(width: int, height: int) -> np.ndarray:
     """Per-pixel brightness: window light from the upper left, darker footwell."""
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     field = 1.15 - 0.35 * (xs / width) * 0.5 - 0.3 * (ys / height)
-    return (field * gain).astype(np.float32)[:, :, None]
+    return field.astype(np.float32)[:, :, None]
 
 
 def render(look: DriverLook, class_index: int, rng: np.random.Generator,
@@ -367,7 +367,7 @@ def _draw_held(paint: _Painter, held: str, hand: Point, rng: np.random.Generator
 def _expose(image: np.ndarray, look: DriverLook, rng: np.random.Generator) -> np.ndarray:
     """Lighting, a sun stripe now and then, and sensor noise."""
     height, width = image.shape[:2]
-    light = _lighting_field(width, height, round(look.gain, 3)) * np.float32(rng.uniform(0.9, 1.1))
+    light = _lighting_field(width, height) * np.float32(look.gain * rng.uniform(0.9, 1.1))
     frame = image.astype(np.float32) * light
     frame += np.asarray(look.tint, np.float32)
     if rng.random() < 0.3:  # a band of sunlight or shadow across the cabin

@@ -62,6 +62,8 @@ class Frame:
 
 @dataclass(frozen=True)
 class SynthSummary:
+    """What synthesize() wrote, for the caller's one-line report."""
+
     out: Path
     train_images: int
     test_images: int
