@@ -285,6 +285,20 @@ class LocalEndpoints:
         with self._locked():
             self.state_path(endpoint_name).unlink(missing_ok=True)
 
+    def shutdown(self) -> list[str]:
+        """Delete every endpoint and stop the runtime router: test teardown, `make clean`-like
+        resets. Returns the deleted endpoint names."""
+        from workflow.local.runtime import stop_runtime
+
+        names = [state["EndpointName"] for state in self.refresh_all()]
+        for name in names:
+            try:
+                self.delete_endpoint(name)
+            except ValidationError:  # deleted meanwhile by someone else
+                pass
+        stop_runtime(self.root.parent)
+        return names
+
     def refresh_all(self) -> list[dict[str, Any]]:
         """Move every endpoint along; returns their states (the router calls this on a timer)."""
         directory = self.root / "endpoints"

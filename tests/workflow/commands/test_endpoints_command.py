@@ -29,12 +29,9 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def home(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path
     from workflow.local.endpoints import LocalEndpoints
-    from workflow.local.runtime import stop_runtime
 
     local = LocalEndpoints(tmp_path)
-    for state in local.list_endpoints():
-        local.delete_endpoint(state["EndpointName"])
-    stop_runtime(tmp_path)
+    local.shutdown()
 
 
 def ddcicd(home: Path, *args: str) -> subprocess.CompletedProcess[str]:

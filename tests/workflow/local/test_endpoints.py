@@ -33,9 +33,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def endpoints(tmp_path: Path) -> Iterator[LocalEndpoints]:
     local = LocalEndpoints(tmp_path, cpu_count=2)
     yield local
-    for state in local.list_endpoints():
-        local.delete_endpoint(state["EndpointName"])
-    stop_runtime(tmp_path)
+    local.shutdown()
 
 
 @pytest.fixture(scope="module")
