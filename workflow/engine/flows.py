@@ -20,6 +20,7 @@ from workflow.engine.errors import StatesError
 from workflow.engine.history import HistoryStore
 
 Json = Any
+_ENCODER = json.JSONEncoder()
 
 
 class RuntimeFailure(Exception):
@@ -70,7 +71,7 @@ class Recorder:
             self.next_id += 1
             event_id = self.next_id
             if self.store is not None:
-                payload = json.dumps({details_key: details}) if details_key else None
+                payload = _ENCODER.encode({details_key: details}) if details_key else None
                 if not self._events:
                     self._oldest = time.monotonic()
                 self._events.append((self.execution_arn, event_id, previous, event_type, self.clock.now(), payload,

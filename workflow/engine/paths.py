@@ -342,6 +342,9 @@ def _copy_container(value: Json) -> Json:
     return dict(value) if isinstance(value, dict) else list(value)
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def dumps(value: Json) -> str:
     """Compact JSON as Step Functions prints it in messages and history."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _COMPACT.encode(value)
