@@ -8,8 +8,9 @@ Runs in the processing step's worker processes, so it stays small and fast:
   third faster than cv2.imdecode; when the target is at most half the source size they
   are decoded straight at 1/2, 1/4 or 1/8 scale (much less work; at 5/8 or 3/4 libjpeg's
   scaled IDCT is slower than a full decode, so those are not used);
-- CMYK JPEGs, PNG (also 16-bit, grey, with alpha) and other formats OpenCV reads are
-  decoded by OpenCV and converted to 8-bit BGR, with a note saying so;
+- CMYK JPEGs, JPEGs with an EXIF orientation (turned upright, as cv2.imread does for
+  im2rec), PNG (also 16-bit, grey, with alpha) and other formats OpenCV reads are decoded
+  by OpenCV and converted to 8-bit BGR, with a note saying so;
 - huge images are decoded at reduced scale (JPEG) or refused (others) before they can
   take gigabytes of memory;
 - the result is resized like im2rec (shorter side to N, INTER_LINEAR) or to an exact
@@ -147,12 +148,19 @@ def _convert_jpeg(data: bytes, target: Target, quality: int, pass_through: bool)
         height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
     except ValueError as error:
         raise _Unusable(f"corrupt JPEG header: {error}") from None
+    orientation = 1 if pass_through else _exif_orientation(data)
+    if orientation >= 5:  # turned a quarter: the stored size is the other way round
+        width, height = height, width
     factor = _reduction(width, height, target)
-    if colorspace in ("CMYK", "YCCK"):
+    if colorspace in ("CMYK", "YCCK") or orientation != 1:
+        # OpenCV converts CMYK and applies EXIF orientation, as im2rec's cv2.imread does
         flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
                 8: cv2.IMREAD_REDUCED_COLOR_8}[factor]
-        image = _imdecode(data, flag, "CMYK JPEG")
-        return Outcome(payload=_encode(_resize(image, target), quality), note="CMYK JPEG converted to BGR")
+        image = _imdecode(data, flag, f"{colorspace} JPEG")
+        notes = ["CMYK JPEG converted to BGR"] if colorspace in ("CMYK", "YCCK") else []
+        if orientation != 1:
+            notes.append(f"turned upright (EXIF orientation {orientation})")
+        return Outcome(payload=_encode(_resize(image, target), quality), note="; ".join(notes))
     try:
         if pass_through and colorspace != "Gray" and factor == 1:
             # decode only to prove the bytes are whole; at 1/8 scale that is cheap
@@ -170,6 +178,35 @@ def _convert_jpeg(data: bytes, target: Target, quality: int, pass_through: bool)
         notes.append("re-encoded instead of passed through")
     note = "; ".join(notes) or None
     return Outcome(payload=_encode(_resize(image, target), quality), note=note)
+
+
+def _exif_orientation(data: bytes) -> int:
+    """The EXIF Orientation tag (1-8) of a JPEG; 1 when there is none or it cannot be read."""
+    position = 2
+    while position + 4 <= len(data) and data[position] == 0xFF:
+        marker = data[position + 1]
+        if marker in (0xDA, 0xD9):  # start of scan: the metadata is over
+            break
+        (length,) = struct.unpack(">H", data[position + 2 : position + 4])
+        if marker == 0xE1 and data[position + 4 : position + 10] == b"Exif\0\0":
+            return _tiff_orientation(data[position + 10 : position + 2 + length])
+        position += 2 + length
+    return 1
+
+
+def _tiff_orientation(tiff: bytes) -> int:
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return 1
+    (offset,) = struct.unpack(order + "I", tiff[4:8])
+    if offset + 2 > len(tiff):
+        return 1
+    (count,) = struct.unpack(order + "H", tiff[offset : offset + 2])
+    for entry in range(offset + 2, min(offset + 2 + 12 * count, len(tiff) - 11), 12):
+        tag, _, _, value = struct.unpack(order + "HHIH", tiff[entry : entry + 10])
+        if tag == 0x0112:
+            return value if 1 <= value <= 8 else 1
+    return 1
 
 
 def _reduction(width: int, height: int, target: Target) -> int:

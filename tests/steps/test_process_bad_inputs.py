@@ -34,6 +34,15 @@ def cmyk_jpeg() -> bytes:
     return buffer.getvalue()
 
 
+def rotated_jpeg() -> bytes:
+    """A JPEG stored on its side with EXIF orientation 6, as phones write them."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    Image.new("RGB", (80, 60), (30, 200, 30)).save(buffer, "JPEG", exif=exif.tobytes())
+    return buffer.getvalue()
+
+
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG that declares a huge size (the pixels are never needed to refuse it)."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
@@ -60,6 +69,7 @@ BAD_FILES: dict[str, tuple[bytes, str, str]] = {
     "c7/img_huge_png.png": (png_header_only(12000, 12000), "skipped", "image too large: 12000x12000"),
     "c7/img_bmp.jpg": (cv2.imencode(".bmp", COLOUR)[1].tobytes(), "converted", "BMP converted"),
     "c8/notes.txt": (b"hello", "skipped", "not an image file name"),
+    "c9/img_rotated.jpg": (rotated_jpeg(), "converted", "turned upright (EXIF orientation 6)"),
 }
 
 
@@ -168,6 +178,15 @@ def test_huge_jpegs_are_decoded_at_reduced_scale_and_huge_others_refused() -> No
     with pytest.raises(_Unusable, match="too large"):
         _reduction(40000, 40000, Target.keep())
     assert MAX_PIXELS >= 4000 * 4000
+
+
+def test_exif_orientation_is_applied_like_cv2_imread(tmp_path: Path) -> None:
+    (tmp_path / "rotated.jpg").write_bytes(rotated_jpeg())
+    expected = cv2.imread(str(tmp_path / "rotated.jpg"))
+    outcome = convert(rotated_jpeg(), Target.keep(), 95, False)
+    image = cv2.imdecode(np.frombuffer(outcome.payload, np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == expected.shape == (80, 60, 3)
+    assert convert(rotated_jpeg(), Target.keep(), 95, True).payload == rotated_jpeg()  # readers turn it themselves
 
 
 def test_convert_never_raises_on_random_bytes() -> None:
