@@ -172,3 +172,11 @@ def test_model_json_that_disagrees_with_the_graph_is_refused(tmp_path: Path, arc
     wrong = write_archive(tmp_path / "wrong.tar.gz", {"model.onnx": onnx_model, "model.json": document})
     with pytest.raises(ModelArchiveError, match=r"takes \[3, 48, 64\] images but model.json image_shape says \[3, 224, 224\]"):
         Predictor(wrong)
+
+
+def test_a_twelve_megapixel_photo_decodes_at_one_eighth_and_a_tiny_one_is_upscaled(archive: Path) -> None:
+    predictor = Predictor(archive, threads=1)
+    big = encode(photo(3000, 4000))
+    assert decode_image(big, 48, 64).shape == (375, 500, 3)
+    assert predictor.preprocess(big).shape == (3, 48, 64)
+    assert predictor.preprocess(encode(photo(1, 1), ".png")).shape == (3, 48, 64)
