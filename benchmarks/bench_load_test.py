@@ -1,15 +1,17 @@
 """Benchmark: the load-test Lambda's request rate and median latency vs wrk, on one trivial endpoint.
 
-    .venv/bin/python benchmarks/bench_load_test.py [--seconds 8] [--rounds 2]
+    .venv/bin/python benchmarks/bench_load_test.py [--seconds 6] [--rounds 3]
 
 A trivial aiohttp server (uvloop, its own process) answers `POST /endpoints/bench/invocations`
 with a fixed reply, like a SageMaker runtime whose model costs nothing; so what is measured
 is the client. wrk (one thread, 32 connections, POSTing the same body with a Lua script)
-and the load-test handler (concurrency 32, signing every request with SigV4 as on AWS)
-take turns against it, `--rounds` times; each round compares the two runs it holds (so both
+and the load-test handler (concurrency 32, SigV4-signed requests as on AWS, in this
+process; the same code path as in a Lambda) take turns against it, `--rounds` times; each round compares the two runs it holds (so both
 see the same background load) and the round with the median rate ratio is reported.
 
 Target (issue 5): handler's requests/s >= 50 % of wrk's, and its p50 within 20 % of wrk's.
+On 2 cores the server and the client share the CPU, so every cycle the (Python) client
+spends is one the server cannot: run it on an otherwise idle machine.
 Last line: `RESULT load_test <handler rps / wrk rps>x target 0.5x PASS|FAIL`.
 """
 from __future__ import annotations
