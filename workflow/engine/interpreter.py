@@ -17,6 +17,7 @@ cause names the state and the event id it was entered at.
 """
 from __future__ import annotations
 
+import json
 import random
 import threading
 from typing import Any, Callable
@@ -410,14 +411,16 @@ class Interpreter(FanOutStates, JsonataStates):
         if binding is None:
             raise RuntimeFailure(self.integrations.check(state.resource))
         resource_fields = {"resource": binding.resource_name, "resourceType": binding.resource_type}
+        parameters_text = dumps(parameters)
+        parameters = json.loads(parameters_text)  # the integration gets its own copy, as over the wire
         if binding.lambda_events:
-            scheduled = {"input": dumps(parameters), "inputDetails": {"truncated": False}, "resource": state.resource}
+            scheduled = {"input": parameters_text, "inputDetails": {"truncated": False}, "resource": state.resource}
             if timeout is not None:
                 scheduled["timeoutInSeconds"] = int(timeout)
             self.emit(flow, "LambdaFunctionScheduled", "lambdaFunctionScheduledEventDetails", scheduled)
             self.emit(flow, "LambdaFunctionStarted")
         else:
-            scheduled = {"parameters": dumps(parameters), "region": self.info.region, **resource_fields}
+            scheduled = {"parameters": parameters_text, "region": self.info.region, **resource_fields}
             if timeout is not None:
                 scheduled["timeoutInSeconds"] = int(timeout)
             self.emit(flow, "TaskScheduled", "taskScheduledEventDetails", scheduled)

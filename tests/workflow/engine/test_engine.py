@@ -199,3 +199,18 @@ def test_two_engines_in_one_process_do_not_take_each_others_runs_for_orphans(tmp
     finally:
         release.set()
     assert first.wait(execution, timeout=10)["status"] == "SUCCEEDED"
+
+
+def test_a_handler_mutating_its_event_cannot_change_the_definition(tmp_path: Path, clock: VirtualClock) -> None:
+    def vandal(event: dict, context: Any) -> dict:
+        event["config"]["threshold"] = 0
+        return event
+
+    engine = make_engine(tmp_path, clock, vandal=vandal)
+    definition = {"StartAt": "Constant", "States": {
+        "Constant": {"Type": "Pass", "Result": {"config": {"threshold": 0.8}}, "Next": "Call"},
+        "Call": task("vandal", ResultPath="$.returned", End=True)}}
+    arn = engine.create_state_machine("constants", definition)
+    first = json.loads(engine.run_execution(arn)["output"])
+    second = json.loads(engine.run_execution(arn)["output"])
+    assert first["config"] == second["config"] == {"threshold": 0.8}
