@@ -109,3 +109,33 @@ def test_redriving_a_fail_state_fails_again_and_counts(tmp_path: Path) -> None:
     assert (again["status"], again["error"], again["redriveCount"]) == ("FAILED", "Always", 1)
     types = [event["type"] for event in events_after_redrive(engine, first["executionArn"])]
     assert types == ["ExecutionRedriven", "FailStateEntered", "ExecutionFailed"]
+
+
+def test_redrive_of_a_parallel_state_keeps_the_branch_that_succeeded(tmp_path: Path) -> None:
+    calls: list[str] = []
+    healthy = {"right": False}
+
+    def left(event: Any, context: Any) -> str:
+        calls.append("left")
+        return "L"
+
+    def right(event: Any, context: Any) -> str:
+        calls.append("right")
+        if not healthy["right"]:
+            raise TimeoutError("endpoint not ready")
+        return "R"
+
+    engine = Engine(tmp_path / "engine.sqlite3", clock=VirtualClock(), functions={"left": left, "right": right})
+    arn_of = "arn:aws:lambda:us-east-1:000000000000:function:{}".format
+    definition = {"StartAt": "Both", "States": {"Both": {"Type": "Parallel", "End": True, "Branches": [
+        {"StartAt": "L", "States": {"L": {"Type": "Task", "Resource": arn_of("left"), "End": True}}},
+        {"StartAt": "R", "States": {"R": {"Type": "Task", "Resource": arn_of("right"), "End": True}}}]}}}
+    first = engine.run_execution(engine.create_state_machine("both", definition))
+    assert (first["status"], first["error"]) == ("FAILED", "TimeoutError")
+    healthy["right"] = True
+    calls.clear()
+    engine.redrive_execution(first["executionArn"], wait=True)
+    result = engine.describe_execution(first["executionArn"])
+    assert result["status"] == "SUCCEEDED"
+    assert json.loads(result["output"]) == ["L", "R"]
+    assert calls == ["right"]
