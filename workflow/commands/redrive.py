@@ -28,11 +28,16 @@ def redrive(execution: str, no_follow: bool) -> None:
         engine.redrive_execution(before["executionArn"])
     except EngineError as error:
         raise CliError(str(error)) from error
-    if no_follow:
+    try:
+        if not no_follow:
+            follow_execution(engine, before["executionArn"], after_id=last_id)
         result = engine.wait(before["executionArn"])
-    else:
-        result = follow_execution(engine, before["executionArn"], after_id=last_id)
-        engine.wait(before["executionArn"])
+    except KeyboardInterrupt:  # stop the run this process is driving, then leave it redrivable
+        click.echo("\ninterrupted: stopping the execution ...", err=True)
+        engine.stop_execution(before["executionArn"], error="KeyboardInterrupt", cause="stopped with Ctrl-C")
+        engine.wait(before["executionArn"], timeout=60)
+        click.echo(f"execution {before['name']} stopped; resume it with: ddcicd redrive {before['name']}", err=True)
+        raise SystemExit(130) from None
     click.echo(f"{result['name']}: {result['status']} (redrive #{result['redriveCount']})")
     if result["status"] != "SUCCEEDED":
         raise RunFailed(f"execution {result['name']} ended {result['status']}: {result.get('error')}: {result.get('cause')}")
