@@ -1,4 +1,4 @@
-"""A local Step Functions engine: ASL (JSONPath) with persisted history, redrive and pluggable Task integrations.
+"""A local Step Functions engine: ASL (JSONPath and JSONata) with persisted history, redrive and pluggable Tasks.
 
 The public names are few: `Engine` (the API), the clocks, the errors a caller catches,
 and the integration building blocks for plugging in more Task resources.

@@ -310,6 +310,7 @@ def write_report(report: dict[str, Any], path: Path = REPORT) -> None:
     os.replace(temporary, path)
 
 
+@pytest.mark.slow  # ~6 s for 963 executions on the virtual clock
 @pytest.mark.skipif(not CORPUS.exists(), reason=f"conformance corpus not found at {CORPUS}")
 def test_jsonpath_conformance_meets_target() -> None:
     report = run_corpus()
