@@ -44,8 +44,7 @@ class JsonataStates:
     def jsonata_finish(self: "Interpreter", state: State | Catcher, bindings: dict[str, Json], default_output: Json,
                        next_name: str | None) -> Step:
         """Output (or the default) and Assign, both evaluated before any variable changes."""
-        has_output = state.has_output if isinstance(state, State) else state.has_output
-        output = evaluate_template(state.output, "Output", bindings) if has_output else default_output
+        output = evaluate_template(state.output, "Output", bindings) if state.has_output else default_output
         assigned = evaluate_template(state.assign, "Assign", bindings) if state.assign is not None else None
         return output, next_name, assigned
 
