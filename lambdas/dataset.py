@@ -6,8 +6,8 @@ The processing step writes, under one prefix (DESIGN.md, "Files between steps"):
     <data_uri>/validation.rec       MXNet RecordIO, one IRHeader + encoded image per record
     <data_uri>/validation.idx       key<TAB>offset per record
 
-Both handlers read every record in order, so only the .rec is fetched; the .idx would only
-help random access. Images stay encoded: the endpoint takes `application/x-image` bytes, so
+Evaluate reads every record in order, so it fetches only the .rec. The load test needs a
+small sample: it reads the .idx, picks records and fetches just their byte ranges. Images stay encoded: the endpoint takes `application/x-image` bytes, so
 no decoding (and no OpenCV) is needed inside a Lambda. RecordIO framing comes from
 `steps.recordio`, the same module the processing job writes with; the Lambda zip carries
 it under the same import path (see lambdas/packaging.py).
@@ -15,6 +15,7 @@ it under the same import path (see lambdas/packaging.py).
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass
 
 from lambdas import storage
@@ -63,4 +64,39 @@ def read_validation_images(data_uri: str, class_count: int | None = None) -> lis
         images.append(LabelledImage(label=label, image=image))
     if not images:
         raise InvalidData(f"{uri} holds no records")
+    return images
+
+
+def _read_index(uri: str) -> list[int]:
+    """Record offsets from a `.idx` file (`key<TAB>offset` lines), sorted."""
+    offsets = []
+    for number, line in enumerate(storage.read_bytes(uri).decode("utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            offsets.append(int(line.split("\t")[1]))
+        except (IndexError, ValueError):
+            raise InvalidData(f"{uri} line {number} is not 'key<TAB>offset': {line[:80]!r}") from None
+    if not offsets:
+        raise InvalidData(f"{uri} lists no records")
+    return sorted(set(offsets))
+
+
+def sample_validation_images(data_uri: str, count: int, seed: str) -> list[bytes]:
+    """`count` encoded images (or all, if fewer) picked at random with `seed`, read by byte range
+    through validation.idx."""
+    rec_uri = storage.join_uri(data_uri, "validation.rec")
+    offsets = _read_index(storage.join_uri(data_uri, "validation.idx"))
+    ends: dict[int, int | None] = dict(zip(offsets, [*offsets[1:], None]))
+    chosen = sorted(random.Random(seed).sample(offsets, min(count, len(offsets))))
+    images = []
+    for offset in chosen:
+        where = f"{rec_uri} record at byte {offset}"
+        try:
+            records = recordio.decode_records(storage.read_range(rec_uri, offset, ends[offset]))
+            if not records:
+                raise recordio.RecordIOError("no record there")
+            images.append(recordio.unpack(records[0])[1])
+        except recordio.RecordIOError as error:
+            raise InvalidData(f"{where}: {error}") from None
     return images

@@ -103,6 +103,35 @@ def read_bytes(uri: str) -> bytes:
         raise StorageError(f"cannot read {uri}: {error}") from error
 
 
+def read_range(uri: str, start: int, end: int | None = None) -> bytes:
+    """Bytes [start, end) of the object (to its end when `end` is None): an S3 ranged GET,
+    so a few records of a large RecordIO file cost a few small reads, not a download."""
+    if start < 0 or (end is not None and end <= start):
+        raise StorageError(f"bad byte range [{start}, {end}) for {uri}")
+    if local_root() is not None:
+        path = local_path(uri)
+        try:
+            with path.open("rb") as handle:
+                handle.seek(start)
+                return handle.read() if end is None else handle.read(end - start)
+        except FileNotFoundError:
+            raise ObjectNotFound(uri) from None
+        except OSError as error:
+            raise StorageError(f"cannot read {uri} ({path}): {error}") from error
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, key = split_uri(uri)
+    byte_range = f"bytes={start}-" if end is None else f"bytes={start}-{end - 1}"
+    try:
+        return s3_client().get_object(Bucket=bucket, Key=key, Range=byte_range)["Body"].read()
+    except ClientError as error:
+        if _is_missing(error):
+            raise ObjectNotFound(uri) from None
+        raise StorageError(f"cannot read {byte_range} of {uri}: {error}") from error
+    except BotoCoreError as error:
+        raise StorageError(f"cannot read {byte_range} of {uri}: {error}") from error
+
+
 def exists(uri: str) -> bool:
     """Whether an object is at `uri` (the champion's metrics may not exist yet)."""
     if local_root() is not None:

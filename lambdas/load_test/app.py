@@ -12,11 +12,10 @@ source), StorageError. A slow or failing endpoint is not an error: it is the res
 from __future__ import annotations
 
 import json
-import random
 from typing import Any
 
 from lambdas import storage
-from lambdas.dataset import read_validation_images
+from lambdas.dataset import sample_validation_images
 from lambdas.events import parse_event
 from lambdas.load_test.driver import LoadGenerator, LoadPlan, run_async
 from lambdas.load_test.events import LoadTestEvent, MergeEvent
@@ -29,10 +28,7 @@ def load_payloads(event: LoadTestEvent) -> list[bytes]:
     if event.payload_uri is not None:
         return [storage.read_bytes(event.payload_uri)]
     assert event.data_uri is not None  # the event model requires one of the two
-    images = read_validation_images(event.data_uri)
-    sampler = random.Random(f"{event.seed}/{event.shard}")
-    chosen = sampler.sample(images, min(event.sample_size, len(images)))
-    return [item.image for item in chosen]
+    return sample_validation_images(event.data_uri, event.sample_size, f"{event.seed}/{event.shard}")
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
