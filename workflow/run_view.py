@@ -165,7 +165,12 @@ def print_summary(engine: Engine, description: dict[str, Any], run_input: dict[s
     elapsed = (description.get("stopDate") or description["startDate"]) - description["startDate"]
     out.print(f"\n[bold]{description['name']}[/]: [{colour}]{status}[/] in {elapsed.total_seconds():.0f} s")
     if description.get("error"):
-        out.print(f"  error: {description['error']}: {_reason(description.get('cause'))}")
+        view = ExecutionView()
+        for event in history:
+            view.apply(event)
+        unfinished = [row.name for row in view.rows.values() if row.status in ("failed", "running")]
+        where = f" in state {unfinished[-1]}" if unfinished else ""
+        out.print(f"  error{where}: {description['error']}: {_reason(description.get('cause'))}")
 
     evaluation = (outputs.get("Evaluate") or {}).get("evaluation", {}).get("Payload")
     if evaluation:

@@ -158,6 +158,7 @@ class TrainingJobs:
 
     def start(self, action: str, parameters: Json, context: TaskContext) -> Json:
         name = _required(parameters, "TrainingJobName")
+        self._stop_other_writers(parameters)
         try:
             self.jobs.reserve(name, parameters)
         except ResourceInUse as error:
@@ -205,6 +206,20 @@ class TrainingJobs:
             ],
             failure_file=str(root / "output" / "failure"),
         )
+
+    def _stop_other_writers(self, parameters: Json) -> None:
+        """One writer per checkpoint prefix: a job left running by a killed engine is stopped
+        before its redriven successor resumes from the same checkpoints (and both fight for
+        the same two cores)."""
+        prefix = (parameters.get("CheckpointConfig") or {}).get("S3Uri")
+        if not prefix:
+            return
+        for other in self.jobs.names():
+            if self.jobs.status(other).get("status") not in ("InProgress", "Stopping"):
+                continue
+            if (self.jobs.request(other).get("CheckpointConfig") or {}).get("S3Uri") == prefix:
+                self.jobs.stop(other)
+                self.jobs.wait(other, timeout=30)
 
     @staticmethod
     def _output_prefix(name: str, parameters: Json) -> str:

@@ -21,15 +21,6 @@ from workflow.local.s3 import S3Root
 
 pytestmark = pytest.mark.slow
 
-TINY = [
-    "data.images=160", "data.drivers=6", "data.test_images=4", "processing.validation_drivers=2",
-    "processing.resize=40", "training.hyperparameters.epochs=1", "training.hyperparameters.image_shape=3,32,32",
-    "training.hyperparameters.mini_batch_size=32", "endpoint.poll_seconds=1", "load_test.duration_seconds=1",
-    "load_test.max_requests=100", "load_test.ramp_up_seconds=0", "load_test.p99_ms=5000",
-    "quality_gate.min_accuracy=0", "quality_gate.max_log_loss=100",
-]  # fmt: skip
-
-
 def ddcicd(home: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, "DDCICD_HOME": str(home)}
     return subprocess.run([sys.executable, "-m", "workflow.cli", *arguments], cwd=home, env=environment,
@@ -46,13 +37,9 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     stop_runtime(path)
 
 
-def _set(*pairs: str) -> list[str]:
-    return [part for pair in pairs for part in ("--set", pair)]
-
-
 @pytest.fixture(scope="module")
-def first_run(home: Path) -> subprocess.CompletedProcess[str]:
-    return ddcicd(home, "run", "--quiet", *_set(*TINY))
+def first_run(home: Path, tiny_run_options: list[str]) -> subprocess.CompletedProcess[str]:
+    return ddcicd(home, "run", "--quiet", *tiny_run_options)
 
 
 def test_first_run_deploys_production(first_run: subprocess.CompletedProcess[str], home: Path) -> None:
@@ -76,11 +63,13 @@ def test_history_has_every_stage(first_run: subprocess.CompletedProcess[str], ho
         assert state in history, state
 
 
-def test_a_model_that_does_not_beat_production_is_rejected(first_run: subprocess.CompletedProcess[str], home: Path) -> None:
+def test_a_model_that_does_not_beat_production_is_rejected(
+    first_run: subprocess.CompletedProcess[str], home: Path, tiny_run_options: list[str]
+) -> None:
     assert first_run.returncode == 0
     local = LocalEndpoints(home)
     before = local.describe_endpoint("ddcicd-production")["EndpointConfigName"]
-    second = ddcicd(home, "run", "--quiet", *_set(*TINY, "quality_gate.min_log_loss_improvement=50"))
+    second = ddcicd(home, "run", "--quiet", *tiny_run_options, "--set", "quality_gate.min_log_loss_improvement=50")
     assert second.returncode == 1, second.stdout + second.stderr
     assert "QualityGateFailed" in second.stderr
     assert "QualityGate rejected" in second.stdout
