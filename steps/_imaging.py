@@ -166,7 +166,7 @@ def _convert_jpeg(data: bytes, target: Target, quality: int, pass_through: bool)
             # decode only to prove the bytes are whole; at 1/8 scale that is cheap
             simplejpeg.decode_jpeg(data, "GRAY", fastdct=True, fastupsample=True, min_factor=8)
             return Outcome(payload=data)
-        image = simplejpeg.decode_jpeg(data, "BGR", fastdct=True, fastupsample=False, min_factor=factor)
+        image = simplejpeg.decode_jpeg(data, "BGR", fastdct=True, fastupsample=True, min_factor=factor)
     except ValueError as error:
         raise _Unusable(f"corrupt JPEG: {error}") from None
     notes = []

@@ -140,7 +140,8 @@ def process(input_dir: str | os.PathLike[str], output_dir: str | os.PathLike[str
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        written, skipped, converted = _write_records(root, staging, plan, settings, progress)
+        digests: dict[str, str] = {}
+        written, skipped, converted = _write_records(root, staging, plan, settings, progress, digests)
         skipped = inventory.skipped + skipped
         if not written["train"]:
             raise InputError(f"none of the {len(chosen.train)} training images under {root} could be used "
@@ -167,7 +168,7 @@ def process(input_dir: str | os.PathLike[str], output_dir: str | os.PathLike[str
             "converted": [asdict(entry) for entry in converted],
             "warnings": warnings,
             "settings": settings.as_manifest(),
-            "outputs": {name: _describe_file(staging / name) for name in OUTPUT_FILES},
+            "outputs": {name: _describe_file(staging / name, digests.get(name)) for name in OUTPUT_FILES},
         }
         _write_text(staging / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
         _publish(staging, output)
@@ -177,8 +178,11 @@ def process(input_dir: str | os.PathLike[str], output_dir: str | os.PathLike[str
 
 
 def _write_records(root: Path, staging: Path, plan: list[tuple[str, Item]], settings: Settings,
-                   progress: Progress | None) -> tuple[dict[str, list[int]], list[Skip], list[Skip]]:
-    """Encode every planned image into its split's .rec/.idx/.lst; labels written per split."""
+                   progress: Progress | None, digests: dict[str, str]) -> tuple[dict[str, list[int]], list[Skip], list[Skip]]:
+    """Encode every planned image into its split's .rec/.idx/.lst; labels written per split.
+
+    The .rec files' SHA-256 is computed while writing (into `digests`), not by reading them back.
+    """
     writers = {name: IndexedRecordIO(staging / f"{name}.idx", staging / f"{name}.rec", "w") for name in SPLITS}
     lists: dict[str, list[str]] = {name: [] for name in SPLITS}
     written: dict[str, list[int]] = {name: [] for name in SPLITS}
@@ -203,8 +207,10 @@ def _write_records(root: Path, staging: Path, plan: list[tuple[str, Item]], sett
             writer.abort()
         raise
     for name in SPLITS:
+        record_digest = writers[name].sha256()
         writers[name].close()
         _write_text(staging / f"{name}.lst", "".join(lists[name]))
+        digests[f"{name}.rec"] = record_digest
     return written, skipped, converted
 
 
@@ -229,12 +235,10 @@ def _remove_stale_staging(output: Path) -> None:
             continue
 
 
-def _describe_file(path: Path) -> dict[str, Any]:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return {"sha256": digest.hexdigest(), "bytes": path.stat().st_size}
+def _describe_file(path: Path, sha256: str | None = None) -> dict[str, Any]:
+    if sha256 is None:
+        sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    return {"sha256": sha256, "bytes": path.stat().st_size}
 
 
 def _write_text(path: Path, text: str) -> None:

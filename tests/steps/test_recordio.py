@@ -228,3 +228,13 @@ def test_pack_img_jpeg_is_what_opencv_encodes() -> None:
 def test_unpack_img_of_garbage_raises() -> None:
     with pytest.raises(RecordIOError, match="not a decodable image"):
         unpack_img(pack(IRHeader(0, 1.0, 5, 0), b"not an image"))
+
+
+def test_writer_sha256_is_the_file_checksum(tmp_path: Path) -> None:
+    import hashlib
+
+    with RecordIO(tmp_path / "a.rec", "w") as writer:
+        for payload in (b"x" * 5, MAGIC_BYTES * 3, b""):
+            writer.write(payload)
+        digest = writer.sha256()
+    assert digest == hashlib.sha256((tmp_path / "a.rec").read_bytes()).hexdigest()
