@@ -28,7 +28,7 @@ from lambdas import storage
 from lambdas.dataset import read_classes, read_validation_images
 from lambdas.errors import InvalidData, TooManyFailedInvocations
 from lambdas.evaluate.events import EvaluateEvent
-from lambdas.evaluate.invocations import InvocationSettings, invoke_all
+from lambdas.evaluate.invocations import InvocationSettings, Tally, invoke_all
 from lambdas.evaluate.metrics import classification_metrics, compare_with_production, production_scores
 from lambdas.evaluate.plot import confusion_matrix_png
 from lambdas.events import parse_event
@@ -51,17 +51,22 @@ def _png_uri(output_uri: str) -> str:
     return storage.sibling_uri(output_uri, f"{stem}-confusion-matrix.png")
 
 
+def _production(uri: str | None) -> tuple[float, float] | None:
+    """The champion's (accuracy, log loss), or None when there is no champion yet."""
+    if uri is None or not storage.exists(uri):
+        return None
+    try:
+        document = json.loads(storage.read_bytes(uri))
+    except json.JSONDecodeError as error:
+        raise InvalidData(f"{uri} is not JSON: {error}") from None
+    return production_scores(document, uri)
+
+
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     request = parse_event(EvaluateEvent, event, "evaluate")
     classes = read_classes(request.data_uri)
     images = read_validation_images(request.data_uri, len(classes))[: request.max_images]
-    production = None
-    if request.production_metrics_uri and storage.exists(request.production_metrics_uri):
-        try:
-            document = json.loads(storage.read_bytes(request.production_metrics_uri))
-        except json.JSONDecodeError as error:
-            raise InvalidData(f"{request.production_metrics_uri} is not JSON: {error}") from None
-        production = production_scores(document, request.production_metrics_uri)
+    production = _production(request.production_metrics_uri)
 
     settings = InvocationSettings(
         endpoint_name=request.endpoint_name,
@@ -72,25 +77,18 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         max_attempts=request.max_attempts,
     )
     max_failures = math.floor(request.max_failure_share * len(images))
-    deadline = _deadline(context, request.time_limit_seconds)
-    invocations = invoke_all(settings, [item.image for item in images], deadline, max_failures)
-
-    scored = [(item.label, outcome.probabilities) for item, outcome in zip(images, invocations) if outcome.probabilities is not None]
-    failures: dict[str, int] = {}
-    for outcome in invocations:
-        if outcome.error is not None:
-            failures[outcome.error] = failures.get(outcome.error, 0) + 1
-    not_sent = failures.get("NotSent", 0)  # skipped once the evaluation had failed anyway
-    failed = sum(failures.values()) - not_sent
-    failure_share = failed / len(images)
-    if not scored or failure_share > request.max_failure_share:
+    invocations = invoke_all(settings, [item.image for item in images], _deadline(context, request.time_limit_seconds), max_failures)
+    tally = Tally.of(invocations)
+    share = tally.failed / len(images)
+    if tally.failed == len(images) or share > request.max_failure_share:
         raise TooManyFailedInvocations(
-            f"evaluate: {failed} of {len(images)} invocations of endpoint {request.endpoint_name} failed "
-            f"(share {failure_share:.4f} > max_failure_share {request.max_failure_share})"
-            + (f", {not_sent} more images not sent after that" if not_sent else "")
-            + f"; by kind: {dict(sorted(failures.items()))}"
+            f"evaluate: {tally.failed} of {len(images)} invocations of endpoint {request.endpoint_name} failed "
+            f"(share {share:.4f} > max_failure_share {request.max_failure_share})"
+            + (f", {tally.not_sent} more images not sent after that" if tally.not_sent else "")
+            + f"; by kind: {tally.by_kind}"
         )
 
+    scored = [(item.label, outcome.probabilities) for item, outcome in zip(images, invocations) if outcome.probabilities is not None]
     metrics = classification_metrics([label for label, _ in scored], [scores for _, scores in scored], classes)
     png_uri = _png_uri(request.output_uri)
     result: dict[str, Any] = {
@@ -99,9 +97,9 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         "classes": classes,
         "images": len(images),
         "evaluated": len(scored),
-        "failed_invocations": failed,
-        "failure_share": failure_share,
-        "failures_by_kind": dict(sorted(failures.items())),
+        "failed_invocations": tally.failed,
+        "failure_share": share,
+        "failures_by_kind": tally.by_kind,
         **metrics,
         **compare_with_production(metrics["accuracy"], metrics["log_loss"], production, request.min_log_loss_improvement),
         "metrics_uri": request.output_uri,

@@ -124,3 +124,22 @@ def invoke_all(
     stop = _Stop(deadline, max_failures)
     with ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="evaluate") as pool:
         return list(pool.map(lambda image: _invoke(settings, image, stop), images))
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Failures of a run: `failed` counts images not scored because of the endpoint or the
+    deadline; `not_sent` those skipped after the evaluation had already failed."""
+
+    failed: int
+    not_sent: int
+    by_kind: dict[str, int]
+
+    @classmethod
+    def of(cls, invocations: Sequence[Invocation]) -> Tally:
+        by_kind: dict[str, int] = {}
+        for outcome in invocations:
+            if outcome.error is not None:
+                by_kind[outcome.error] = by_kind.get(outcome.error, 0) + 1
+        not_sent = by_kind.get("NotSent", 0)
+        return cls(sum(by_kind.values()) - not_sent, not_sent, dict(sorted(by_kind.items())))
