@@ -128,8 +128,9 @@ def process(input_dir: str | os.PathLike[str], output_dir: str | os.PathLike[str
     root, output = Path(input_dir), Path(output_dir)
     inventory = scan(root, DEFAULT_CLASSES)
     if not inventory.items:
-        raise InputError(f"no usable images under {root / inventory.train_dir} "
-                         f"({len(inventory.skipped)} entries skipped, e.g. {_first_reasons(inventory.skipped)})")
+        detail = (f"{len(inventory.skipped)} entries skipped, e.g. {_first_reasons(inventory.skipped)}"
+                  if inventory.skipped else "the class folders are empty")
+        raise InputError(f"no usable images under {root / inventory.train_dir} ({detail})")
     chosen = split(inventory.items, settings.validation_drivers, settings.seed, len(inventory.classes))
     plan: list[tuple[str, Item]] = [("train", item) for item in chosen.train]
     plan += [("validation", item) for item in chosen.validation]

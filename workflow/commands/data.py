@@ -50,5 +50,7 @@ def synth(out: str, images: int, drivers: int, test_images: int, seed: int, widt
             raise CliError(str(error)) from None
         except ValueError as error:
             raise CliError(str(error)) from None
+        except OSError as error:  # e.g. an output folder that cannot be written
+            raise CliError(f"cannot write the dataset to {out}: {error}") from None
     click.echo(f"wrote {summary.train_images} training images of {len(summary.drivers)} drivers and "
                f"{summary.test_images} test images of {summary.test_drivers} other drivers to {summary.out}")

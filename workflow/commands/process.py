@@ -44,5 +44,7 @@ def process(data_dir: str, out_dir: str, validation_drivers: str, resize: str | 
                                     progress=lambda done, total: bar.update(task, completed=done, total=total))
         except step.InputError as error:
             raise CliError(str(error)) from None
+        except OSError as error:  # e.g. an output folder that cannot be written
+            raise CliError(f"cannot process {data_dir} into {out_dir}: {error}") from None
     for line in step.summary_lines(manifest):
         click.echo(line, err=line.startswith("WARNING"))

@@ -6,6 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[3]
 
 
@@ -52,3 +55,17 @@ def test_process_explains_unusable_input_and_bad_options_in_one_line(tmp_path: P
         bad = ddcicd("process", "--data", str(tmp_path / "raw"), "--out", str(tmp_path / "out"), *options)
         assert bad.returncode == 2 and message in bad.stderr and bad.stderr.count("\n") == 1, bad.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_an_output_folder_that_cannot_be_made_is_a_one_line_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    synth = ddcicd("data", "synth", "--out", str(blocker / "x"), "--images", "2", "--drivers", "1")
+    assert synth.returncode == 2 and synth.stderr.startswith(f"error: cannot write the dataset to {blocker / 'x'}: ")
+    (tmp_path / "raw" / "c0").mkdir(parents=True)
+    assert ddcicd("process", "--data", str(tmp_path / "raw"), "--out", str(tmp_path / "out")).stderr == (
+        f"error: no usable images under {tmp_path / 'raw'} (the class folders are empty)\n")
+    image = cv2.imencode(".jpg", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
+    (tmp_path / "raw" / "c0" / "img_1.jpg").write_bytes(image)
+    process = ddcicd("process", "--data", str(tmp_path / "raw"), "--out", str(blocker / "x"))
+    assert process.returncode == 2 and process.stderr.count("\n") == 1 and "Not a directory" in process.stderr
