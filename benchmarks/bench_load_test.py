@@ -1,6 +1,6 @@
 """Benchmark: the load-test Lambda's request rate and median latency vs wrk, on one trivial endpoint.
 
-    .venv/bin/python benchmarks/bench_load_test.py [--seconds 6] [--rounds 3]
+    .venv/bin/python benchmarks/bench_load_test.py [--seconds 5] [--rounds 5]
 
 A trivial aiohttp server (uvloop, its own process) answers `POST /endpoints/bench/invocations`
 with a fixed reply, like a SageMaker runtime whose model costs nothing; so what is measured
@@ -131,8 +131,8 @@ def run_handler(seconds: float) -> tuple[float, float, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=6.0, help="length of each run")
-    parser.add_argument("--rounds", type=int, default=3, help="paired runs (wrk, then the handler); the median is kept")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each run")
+    parser.add_argument("--rounds", type=int, default=5, help="paired runs (wrk, then the handler); the median is kept")
     options = parser.parse_args()
 
     wrk = ensure_wrk()

@@ -90,7 +90,7 @@ class RequestSigner:
             method="POST",
             url=self.target.url,
             data=body,
-            headers={"Content-Type": self.content_type, "Accept": "application/json"},
+            headers={"Content-Type": self.content_type},  # as invoke_endpoint(ContentType=...) sends: no Accept
         )
         self.auth.add_auth(request)
         return dict(request.headers.items())
