@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "train": "workflow.commands.train:train",
     "definition": "workflow.commands.definition:definition",
     "run": "workflow.commands.run:run",
+    "predict": "workflow.commands.predict:predict",
     "serve": "workflow.commands.serve:serve",
     "endpoints": "workflow.commands.endpoints:endpoints",
 }
