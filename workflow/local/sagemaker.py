@@ -266,6 +266,70 @@ class TrainingJobs:
         self.jobs.stop(parameters["TrainingJobName"])
 
 
+# ------------------------------------------------------------------ transform jobs
+
+
+class TransformJobs:
+    """createTransformJob: steps/predict.py over the input prefix, one `<file>.out` per image.
+
+    Batch Transform runs the model's serving container over every object; locally the
+    model's archive is scored in-process with the same preprocessing (steps/predictor.py).
+    """
+
+    poll_seconds = 1.0
+
+    def __init__(self, s3: S3Root, endpoints: LocalEndpoints, home: Path | None = None) -> None:
+        self.s3 = s3
+        self.endpoints = endpoints
+        self.jobs = JobStore("transform", home, s3)
+
+    def start(self, action: str, parameters: Json, context: TaskContext) -> Json:
+        name = _required(parameters, "TransformJobName")
+        try:
+            self.jobs.reserve(name, parameters)
+        except ResourceInUse as error:
+            raise sagemaker_error("ResourceInUse", str(error)) from error
+        try:
+            spec = self._spec(name, parameters)
+        except (NoSuchKey, S3UriError, KeyError, TypeError, ValidationError) as error:
+            self.jobs.fail(name, f"ClientError: {error}")
+        else:
+            self.jobs.launch(name, spec)
+        return {"TransformJobArn": _job_arn("transform-job", name)}
+
+    def _spec(self, name: str, parameters: Json) -> JobSpec:
+        model = self.endpoints.describe_model(_required(parameters, "ModelName"))
+        archive = self.s3.path(model["PrimaryContainer"]["ModelDataUrl"])
+        source = parameters["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
+        inputs = self.jobs.container_path(name, "/opt/ml/input/data")
+        outputs = self.jobs.container_path(name, "/opt/ml/output/transform")
+        self.s3.download_prefix(source, inputs)
+        outputs.mkdir(parents=True, exist_ok=True)
+        return JobSpec(
+            command=[sys.executable, "-m", "steps.predict", "--model", str(archive), "--input", str(inputs),
+                     "--output", str(outputs)],  # fmt: skip
+            uploads=[{"directory": str(outputs), "uri": parameters["TransformOutput"]["S3OutputPath"]}],
+        )
+
+    def describe(self, action: str, parameters: Json, started: Json, context: TaskContext) -> tuple[str, Json]:
+        name = parameters["TransformJobName"]
+        status = self.jobs.status(name)
+        description = {
+            **parameters,
+            "TransformJobArn": _job_arn("transform-job", name),
+            "TransformJobStatus": status.get("status", "InProgress"),
+            "CreationTime": iso(status.get("created")),
+            "TransformStartTime": iso(status.get("started")),
+            "TransformEndTime": iso(status.get("ended")),
+        }
+        if status.get("failure_reason"):
+            description["FailureReason"] = status["failure_reason"]
+        return _outcome(description["TransformJobStatus"]), description
+
+    def stop(self, action: str, parameters: Json, started: Json, context: TaskContext) -> None:
+        self.jobs.stop(parameters["TransformJobName"])
+
+
 # ------------------------------------------------------------------ models and endpoints
 
 
@@ -379,6 +443,9 @@ def register_local_aws(registry: Any, s3: S3Root | None = None, home: Path | Non
                       label="arn:aws:states:::sagemaker:createProcessingJob[.sync]")  # fmt: skip
     registry.register(r"arn:[^:]+:states:::sagemaker:createTrainingJob(\.sync)?", JobIntegration(TrainingJobs(s3, home)),
                       label="arn:aws:states:::sagemaker:createTrainingJob[.sync]")  # fmt: skip
+    registry.register(r"arn:[^:]+:states:::sagemaker:createTransformJob(\.sync)?",
+                      JobIntegration(TransformJobs(s3, endpoints, home)),
+                      label="arn:aws:states:::sagemaker:createTransformJob[.sync]")  # fmt: skip
 
 
-__all__ = ["ProcessingJobs", "S3Integration", "SageMakerControlPlane", "TrainingJobs", "register_local_aws"]
+__all__ = ["ProcessingJobs", "S3Integration", "SageMakerControlPlane", "TrainingJobs", "TransformJobs", "register_local_aws"]
