@@ -28,7 +28,6 @@ setup(
         "httptools>=0.6",  # the load-test Lambda's HTTP/1.1 response parser (lambdas/load_test/connection.py)
         "uvloop>=0.19",
         "boto3>=1.34",
-        "jsonpath-ng>=1.6",
         "jsonata-python>=0.7,<0.8",  # JSONata query language in the local Step Functions engine
         "stepfunctions==2.3.0",
         "setuptools<81",  # stepfunctions 2.3.0 imports pkg_resources, gone from setuptools 81
