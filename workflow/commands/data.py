@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from workflow.commands._progress import terminal_progress
 from workflow.errors import CliError
 
 # mirrored from data.synth (importing it here would load OpenCV for `ddcicd --help`)
@@ -32,25 +33,17 @@ def data() -> None:
 def synth(out: str, images: int, drivers: int, test_images: int, seed: int, width: int, height: int,
           workers: int | None, overwrite: bool) -> None:
     """Write OUT/imgs/{train/c0..c9,test}, driver_imgs_list.csv and sample_submission.csv."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from data.synth import synthesize
 
     if drivers > images:
         raise CliError(f"--drivers {drivers} is more than --images {images}: every driver needs an image")
-    columns = (TextColumn("rendering"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    console = Console(stderr=True)
-    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
-        task = bar.add_task("render", total=images + test_images)
-        try:
+    try:
+        with terminal_progress("rendering") as update:
             summary = synthesize(out, images, drivers, test_images, seed, width, height, workers, overwrite,
-                                 progress=lambda done, total: bar.update(task, completed=done))
-        except FileExistsError as error:
-            raise CliError(str(error)) from None
-        except ValueError as error:
-            raise CliError(str(error)) from None
-        except OSError as error:  # e.g. an output folder that cannot be written
-            raise CliError(f"cannot write the dataset to {out}: {error}") from None
+                                 progress=update)
+    except (FileExistsError, ValueError) as error:
+        raise CliError(str(error)) from None
+    except OSError as error:  # e.g. an output folder that cannot be written
+        raise CliError(f"cannot write the dataset to {out}: {error}") from None
     click.echo(f"wrote {summary.train_images} training images of {len(summary.drivers)} drivers and "
                f"{summary.test_images} test images of {summary.test_drivers} other drivers to {summary.out}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from workflow.commands._progress import terminal_progress
 from workflow.errors import CliError
 
 
@@ -32,19 +33,12 @@ def process(data_dir: str, out_dir: str, validation_drivers: str, resize: str | 
     except (argparse.ArgumentTypeError, ValueError) as error:
         raise CliError(str(error)) from None
 
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    console = Console(stderr=True)
-    columns = (TextColumn("processing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
-        task = bar.add_task("process", total=None)
-        try:
-            manifest = step.process(data_dir, out_dir, settings,
-                                    progress=lambda done, total: bar.update(task, completed=done, total=total))
-        except step.InputError as error:
-            raise CliError(str(error)) from None
-        except OSError as error:  # e.g. an output folder that cannot be written
-            raise CliError(f"cannot process {data_dir} into {out_dir}: {error}") from None
+    try:
+        with terminal_progress("processing") as update:
+            manifest = step.process(data_dir, out_dir, settings, progress=update)
+    except step.InputError as error:
+        raise CliError(str(error)) from None
+    except OSError as error:  # e.g. an output folder that cannot be written
+        raise CliError(f"cannot process {data_dir} into {out_dir}: {error}") from None
     for line in step.summary_lines(manifest):
         click.echo(line, err=line.startswith("WARNING"))
