@@ -189,8 +189,8 @@ def _write_records(root: Path, staging: Path, plan: list[tuple[str, Item]], sett
     written: dict[str, list[int]] = {name: [] for name in SPLITS}
     skipped: list[Skip] = []
     converted: list[Skip] = []
+    outcomes = _outcomes(root, [item.path for _, item in plan], settings)
     try:
-        outcomes = _outcomes(root, [item.path for _, item in plan], settings)
         for done, ((name, item), outcome) in enumerate(zip(plan, outcomes), start=1):
             if outcome.payload is None:
                 skipped.append(Skip(item.path, outcome.reason or "unusable"))
@@ -204,6 +204,7 @@ def _write_records(root: Path, staging: Path, plan: list[tuple[str, Item]], sett
             if progress is not None and (done % 64 == 0 or done == len(plan)):
                 progress(done, len(plan))
     except BaseException:
+        outcomes.close()  # stops the pool now, not when the traceback is collected
         for writer in writers.values():
             writer.abort()
         raise
