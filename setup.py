@@ -42,6 +42,7 @@ setup(
             "moto[all]>=5",
             "playwright>=1.44",
             "cfn-lint>=1",
+            "pillow>=10",  # tests: CMYK and EXIF-rotated JPEG fixtures for the processing step
         ],
     },
     entry_points={"console_scripts": ["ddcicd=workflow.cli:main"]},
