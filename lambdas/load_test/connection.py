@@ -3,19 +3,21 @@
 Why not aiohttp's ClientSession: each `session.post` runs a few hundred microseconds of
 Python (timeouts, cookies, redirects, tracing, header merging). Measured on this machine
 kind against one trivial endpoint at concurrency 32, that capped an aiohttp client near
-2,000 req/s while wrk reached 4,000-6,500; the same loop over this class reached
-4,700-5,700. A load generator only ever sends one prebuilt request and waits for its
+2,000 req/s while wrk reached 4,000-6,500; a coroutine loop over a plain asyncio Protocol
+reached 4,700-5,700, and this callback-driven one more again (see bench_load_test.py). A load generator only ever sends one prebuilt request and waits for its
 reply on a connection it owns, so that is all this class does. Parsing the reply is left
 to httptools (llhttp, Node.js's HTTP parser; uvicorn's parser too), including chunked
 bodies and keep-alive rules. TLS (the AWS runtime is https) is asyncio's.
 
-    connection = await Connection.open("runtime.sagemaker.eu-west-1.amazonaws.com", 443, ssl_context, 5.0)
-    reply = await connection.send(request_bytes, timeout=10.0)   # Reply(status, headers, body)
+    origin = Origin.from_url("https://runtime.sagemaker.eu-west-1.amazonaws.com/endpoints/x/invocations")
+    connection = await Connection.open(origin, ssl_context, 5.0, listener)
+    connection.send(origin.request(signed_headers, body))   # later: listener(Reply(status, headers, body), None)
 """
 from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -64,44 +66,58 @@ class Origin:
         return "\r\n".join(lines).encode("latin-1") + body
 
 
-class Connection(asyncio.Protocol):
-    """One connection, one request in flight at a time; unusable (`closed`) after any failure."""
+Listener = Callable[[Reply | None, Exception | None], None]
 
-    def __init__(self) -> None:
-        self._loop = asyncio.get_running_loop()  # protocols are built by create_connection, inside the loop
+
+class Connection(asyncio.Protocol):
+    """One connection, one request in flight at a time, driven by callbacks.
+
+    `send` writes a request; when its reply is complete (or the request fails) the
+    connection calls `listener(reply, None)` or `listener(None, error)` from the event loop,
+    and the listener may send the next request right there. No future, task or timer per
+    request: that is where an asyncio client spends its time. Timeouts are enforced from
+    outside (`fail`), by one watchdog per load generator. A connection is unusable
+    (`closed`) after any failure.
+    """
+
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
         self.parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self._waiter: asyncio.Future[Reply] | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self.busy = False  # a request is in flight
         self._headers: dict[str, str] = {}
         self._body: list[bytes] = []
         self._keep_headers = False
 
     @classmethod
-    async def open(cls, origin: Origin, ssl_context: ssl.SSLContext | None, timeout: float) -> Connection:
+    async def open(cls, origin: Origin, ssl_context: ssl.SSLContext | None, timeout: float, listener: Listener) -> Connection:
         """Connect (TLS when the origin is https); TimeoutError or OSError if that fails in time."""
         loop = asyncio.get_running_loop()
         server_hostname = origin.host if origin.tls else None
         _, connection = await asyncio.wait_for(
             loop.create_connection(
-                cls, origin.host, origin.port, ssl=ssl_context if origin.tls else None, server_hostname=server_hostname
+                lambda: cls(listener), origin.host, origin.port,
+                ssl=ssl_context if origin.tls else None, server_hostname=server_hostname,
             ),
             timeout,
-        )
+        )  # fmt: skip
         return connection
 
-    def send(self, request: bytes, timeout: float) -> asyncio.Future[Reply]:
-        """Write `request`; the future gets the whole reply, or TimeoutError / ConnectionError.
-
-        A plain function returning the future (not a coroutine): one object less per request.
-        """
+    def send(self, request: bytes) -> None:
+        """Write `request`; the listener hears about its reply."""
         if self.closed or self.transport is None:
             raise ConnectionError("connection is closed")
-        waiter = self._waiter = self._loop.create_future()
-        self._timer = self._loop.call_later(timeout, self._fail, TimeoutError(f"no complete reply within {timeout} s"))
+        self.busy = True
         self.transport.write(request)
-        return waiter
+
+    def fail(self, error: Exception) -> None:
+        """End the request in flight with `error` (a timeout, a broken reply) and drop the connection."""
+        if not self.busy:
+            return
+        self.busy = False
+        self.close()
+        self.listener(None, error)
 
     def close(self) -> None:
         self.closed = True
@@ -117,11 +133,11 @@ class Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as error:
-            self._fail(ConnectionError(f"malformed HTTP reply: {error}"))
+            self.fail(ConnectionError(f"malformed HTTP reply: {error}"))
 
     def connection_lost(self, error: Exception | None) -> None:
         self.closed = True
-        self._fail(ConnectionError(f"connection lost: {error or 'closed by the server'}"))
+        self.fail(ConnectionError(f"connection lost: {error or 'closed by the server'}"))
 
     # -- httptools callbacks ---------------------------------------------------------
 
@@ -139,26 +155,9 @@ class Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         reply = Reply(self.parser.get_status_code(), self._headers, b"".join(self._body))
         self._headers, self._body = {}, []
+        if not self.busy:
+            return  # a reply nobody asked for (after a timeout): ignore it
+        self.busy = False
         if not self.parser.should_keep_alive():
             self.close()
-        self._settle(reply, None)
-
-    # -- completion ------------------------------------------------------------------
-
-    def _fail(self, error: Exception) -> None:
-        """A failed request leaves the stream in an unknown state: drop the connection."""
-        if self._waiter is not None and not self._waiter.done():
-            self.close()
-        self._settle(None, error)
-
-    def _settle(self, reply: Reply | None, error: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        waiter, self._waiter = self._waiter, None
-        if waiter is None or waiter.done():
-            return
-        if error is not None:
-            waiter.set_exception(error)
-        else:
-            waiter.set_result(reply)
+        self.listener(reply, None)

@@ -3,8 +3,8 @@
 Why not a boto3 loop: botocore spends most of a call building, signing and parsing, so a
 Lambda tops out well below what one endpoint instance serves. Why not aiohttp's
 ClientSession (nor httpx, ~170 req/s): see connection.py, its per-request overhead halves
-the rate. Here every worker owns one connection (connection.Connection) and sends
-requests whose headers were signed with botocore's own SigV4 signer (the credentials,
+the rate. Here every worker owns one connection (connection.Connection); each reply's
+callback records it and sends the next request, with headers signed with botocore's own SigV4 signer (the credentials,
 region and signing name boto3 would use; reused per payload for a minute, see
 RequestSigner). A failed reply is parsed with botocore's own response parser, so the
 error kinds are exactly the codes boto3 would raise (`ModelError`, `ValidationError`,
@@ -12,8 +12,8 @@ error kinds are exactly the codes boto3 would raise (`ModelError`, `ValidationEr
 Requests are not retried: a retry would hide the failures the SLO is about.
 
 Bounds: workers claim a ticket before each request, and no ticket is handed out after the
-deadline or past `max_requests`; each request has its own timeout. So a run ends at most
-`request_timeout` after its deadline, whatever the endpoint does.
+deadline or past `max_requests`; a watchdog fails any request older than its timeout. So a
+run ends at most `request_timeout` (+50 ms) after its deadline, whatever the endpoint does.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.parsers import create_parser
 
-from lambdas.load_test.connection import Connection, Origin
+from lambdas.load_test.connection import Connection, Origin, Reply
 from lambdas.load_test.histogram import Histogram
 from lambdas.runtime import InvocationTarget
 
@@ -117,6 +117,84 @@ class ErrorClassifier:
         return str(parsed.get("Error", {}).get("Code") or status)
 
 
+class _Worker:
+    """One connection's request loop: each reply's callback records it and sends the next request."""
+
+    def __init__(self, generator: LoadGenerator) -> None:
+        self.generator = generator
+        self.connection: Connection | None = None
+        self.started = 0  # perf_counter_ns of the request in flight
+        self.done: asyncio.Future[None] | None = None
+        self._connecting: asyncio.Task[None] | None = None
+
+    async def run(self, start_delay: float) -> None:
+        """Send requests until the generator hands out no more tickets."""
+        if start_delay > 0:
+            await asyncio.sleep(start_delay)
+        self.done = asyncio.get_running_loop().create_future()
+        self._next()
+        try:
+            await self.done
+        finally:
+            if self.connection is not None:
+                self.connection.close()
+
+    def _next(self) -> None:
+        generator = self.generator
+        ticket = generator.claim()
+        if ticket is None:
+            assert self.done is not None
+            if not self.done.done():
+                self.done.set_result(None)
+            return
+        request = generator.request(ticket % len(generator.payloads))
+        if self.connection is None or self.connection.closed:
+            self._connecting = asyncio.ensure_future(self._connect_and_send(request))
+            return
+        self.started = time.perf_counter_ns()
+        self.connection.send(request)
+
+    async def _connect_and_send(self, request: bytes) -> None:
+        """(Re)connect, then send; a failed connect counts as the request's failure."""
+        generator = self.generator
+        started = time.perf_counter_ns()  # a fresh connection's set-up is part of its first request's latency
+        try:
+            self.connection = await Connection.open(
+                generator.origin, generator.ssl_context, generator.connect_timeout, self.on_reply
+            )
+        except TimeoutError:
+            self._count("Timeout")
+            return
+        except OSError:  # refused, unreachable, TLS failures
+            self._count("ConnectionError")
+            return
+        except Exception as failure:  # noqa: BLE001 - anything else must end the run, not strand the worker
+            if self.done is not None and not self.done.done():
+                self.done.set_exception(failure)
+            return
+        self.started = started
+        self.connection.send(request)
+
+    def _count(self, kind: str) -> None:
+        self.generator.outcome.errors[kind] += 1
+        self._next()
+
+    def on_reply(self, reply: Reply | None, error: Exception | None) -> None:
+        """Connection callback: record the outcome, then send the next request."""
+        outcome = self.generator.outcome
+        try:
+            if reply is None:
+                outcome.errors["Timeout" if isinstance(error, TimeoutError) else "ConnectionError"] += 1
+            elif reply.status == 200:
+                outcome.histogram.record((time.perf_counter_ns() - self.started) // 1000)
+            else:
+                outcome.errors[self.generator.classifier.kind(reply.status, reply.headers, reply.body)] += 1
+            self._next()
+        except Exception as failure:  # noqa: BLE001 - a callback must not strand its worker: fail the run loudly
+            if self.done is not None and not self.done.done():
+                self.done.set_exception(failure)
+
+
 class LoadGenerator:
     """Runs one shard's plan against one endpoint and returns its Outcome."""
 
@@ -136,7 +214,7 @@ class LoadGenerator:
         self.issued = 0
         self.deadline = 0.0
 
-    def _claim(self) -> int | None:
+    def claim(self) -> int | None:
         """The next request's number, or None once the deadline or the request cap is reached."""
         if time.monotonic() >= self.deadline:
             return None
@@ -145,37 +223,7 @@ class LoadGenerator:
         self.issued += 1
         return self.issued - 1
 
-    async def _worker(self, start_delay: float) -> None:
-        if start_delay > 0:
-            await asyncio.sleep(start_delay)
-        plan = self.plan
-        histogram = self.outcome.histogram
-        errors = self.outcome.errors
-        connection: Connection | None = None
-        try:
-            while (ticket := self._claim()) is not None:
-                payload_index = ticket % len(self.payloads)
-                request = self._request(payload_index)
-                started = time.perf_counter_ns()
-                try:
-                    if connection is None or connection.closed:
-                        connection = await Connection.open(self.origin, self.ssl_context, self.connect_timeout)
-                    reply = await connection.send(request, plan.request_timeout_seconds)
-                except TimeoutError:
-                    errors["Timeout"] += 1
-                    continue
-                except OSError:  # ConnectionError and refused or unreachable connects
-                    errors["ConnectionError"] += 1
-                    continue
-                if reply.status == 200:
-                    histogram.record((time.perf_counter_ns() - started) // 1000)
-                else:
-                    errors[self.classifier.kind(reply.status, reply.headers, reply.body)] += 1
-        finally:
-            if connection is not None:
-                connection.close()
-
-    def _request(self, payload_index: int) -> bytes:
+    def request(self, payload_index: int) -> bytes:
         """The full request bytes for a payload, rebuilt whenever its signature is renewed."""
         body = self.payloads[payload_index]
         headers = self.signer.headers(payload_index, body)
@@ -185,13 +233,30 @@ class LoadGenerator:
             self._requests[payload_index] = cached
         return cached[1]
 
+    async def _watchdog(self, workers: Sequence[_Worker]) -> None:
+        """Fail requests that outlive the timeout (checked every 50 ms at most: one timer for all)."""
+        timeout_ns = int(self.plan.request_timeout_seconds * 1e9)
+        period = min(0.05, self.plan.request_timeout_seconds / 4)
+        while True:
+            await asyncio.sleep(period)
+            now = time.perf_counter_ns()
+            for worker in workers:
+                connection = worker.connection
+                if connection is not None and connection.busy and now - worker.started > timeout_ns:
+                    connection.fail(TimeoutError(f"no complete reply within {self.plan.request_timeout_seconds} s"))
+
     async def run(self) -> Outcome:
         """Start `concurrency` workers spread over the ramp-up, and wait for all of them to stop."""
         plan = self.plan
         started = time.monotonic()
         self.deadline = started + plan.time_limit_seconds
         step = plan.ramp_up_seconds / plan.concurrency
-        await asyncio.gather(*(self._worker(index * step) for index in range(plan.concurrency)))
+        workers = [_Worker(self) for _ in range(plan.concurrency)]
+        watchdog = asyncio.ensure_future(self._watchdog(workers))
+        try:
+            await asyncio.gather(*(worker.run(index * step) for index, worker in enumerate(workers)))
+        finally:
+            watchdog.cancel()
         self.outcome.elapsed_seconds = time.monotonic() - started
         return self.outcome
 

@@ -54,9 +54,11 @@ def test_the_runtime_rejects_a_request_whose_body_differs_from_the_signed_one(ru
     headers = RequestSigner(target, "application/x-image").sign(b"signed body")
 
     async def send(body: bytes) -> Any:
-        connection = await Connection.open(origin, None, 5.0)
+        replied: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        connection = await Connection.open(origin, None, 5.0, lambda reply, error: replied.set_result(reply or error))
         try:
-            return await connection.send(origin.request(headers, body), 5.0)
+            connection.send(origin.request(headers, body))
+            return await asyncio.wait_for(replied, 5.0)
         finally:
             connection.close()
 
