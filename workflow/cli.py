@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "predict": "workflow.commands.predict:predict",
     "serve": "workflow.commands.serve:serve",
     "endpoints": "workflow.commands.endpoints:endpoints",
+    "aws": "workflow.commands.aws:aws",
 }
 
 

@@ -1,0 +1,194 @@
+"""`ddcicd aws deploy`: make the account match this checkout, idempotently.
+
+Four things, in order, each skipped when already up to date:
+
+1. the job code: steps/*.py under `<CodeUri>steps/` (the processing container imports
+   `steps` from there, as the local pipeline's stage_code() does);
+2. the Lambda functions (names from `config.lambdas`): each zip goes to S3 first (zips with
+   numpy and matplotlib exceed the 50 MB direct-upload limit), then CreateFunction or, when
+   the deployed CodeSha256 differs, UpdateFunctionCode; settings are updated when they differ;
+3. the state machine, by name: CreateStateMachine, or UpdateStateMachine when it exists.
+   boto3 rather than the Data Science SDK's Workflow.create(): that method logs and
+   returns the old ARN when the name exists, without updating, and Workflow.update()
+   needs a separate lookup; one create-or-update path with boto3 is simpler to test;
+4. production autoscaling, once the production endpoint exists (see autoscaling.py).
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from workflow.aws.autoscaling import register_autoscaling
+from workflow.aws.clients import AwsContext, AwsError, split_s3_uri
+
+STEPS_PACKAGE = Path(__file__).resolve().parents[2] / "steps"
+LAMBDA_RUNTIME = "python3.12"  # lambdas.packaging.LAMBDA_RUNTIME: the zips' wheels target it
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """One Lambda function: which zip (lambdas.packaging name) and which handler."""
+
+    name: str
+    package: str
+    handler: str
+    memory_mb: int
+
+
+@dataclass
+class DeployReport:
+    code_uri: str = ""
+    state_machine_arn: str = ""
+    state_machine_created: bool = False
+    functions: dict[str, str] = field(default_factory=dict)  # name -> created|updated|unchanged
+    autoscaling: str = ""
+    definition: dict[str, Any] = field(default_factory=dict)
+
+
+def function_specs(context: AwsContext) -> list[FunctionSpec]:
+    """Memory sizes: evaluate decodes and plots (1.5 GB); a load-test shard mostly waits on sockets."""
+    names = context.config.lambdas
+    return [
+        FunctionSpec(names.evaluate, "evaluate", "lambdas.evaluate.app.handler", 1536),
+        FunctionSpec(names.load_test, "load_test", "lambdas.load_test.app.handler", 1024),
+        FunctionSpec(names.load_test_merge, "load_test", "lambdas.load_test.app.merge_handler", 512),
+    ]
+
+
+def lambda_packages() -> tuple[str, ...]:
+    return ("evaluate", "load_test")
+
+
+# ---------------------------------------------------------------- job code
+
+
+def upload_code(context: AwsContext) -> str:
+    """steps/*.py -> <CodeUri>steps/; returns CodeUri (what execution_input() names)."""
+    code_uri = context.s3_uri("code") + "/"
+    bucket, prefix = split_s3_uri(code_uri)
+    s3 = context.client("s3")
+    for source in sorted(STEPS_PACKAGE.glob("*.py")):
+        s3.upload_file(str(source), bucket, f"{prefix}steps/{source.name}")
+    return code_uri
+
+
+# ---------------------------------------------------------------- Lambda functions
+
+
+def code_sha256(path: Path) -> str:
+    """Lambda's CodeSha256: base64 of the zip's SHA-256."""
+    return base64.b64encode(hashlib.sha256(path.read_bytes()).digest()).decode()
+
+
+def upload_zip(context: AwsContext, package: str, path: Path) -> tuple[str, str]:
+    """Content-addressed key, so a redeploy of the same zip uploads nothing."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    bucket, key = split_s3_uri(context.s3_uri("lambdas", f"{package}-{digest}.zip"))
+    s3 = context.client("s3")
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        if error.response["Error"]["Code"] not in {"404", "NoSuchKey", "NotFound"}:
+            raise
+        s3.upload_file(str(path), bucket, key)
+    return bucket, key
+
+
+def _function_settings(context: AwsContext, spec: FunctionSpec) -> dict[str, Any]:
+    return {
+        "Role": context.config.aws.lambda_role_arn,
+        "Handler": spec.handler,
+        "Runtime": LAMBDA_RUNTIME,
+        "Timeout": context.config.lambdas.timeout_seconds,
+        "MemorySize": spec.memory_mb,
+    }
+
+
+def deploy_function(context: AwsContext, spec: FunctionSpec, zip_path: Path, location: tuple[str, str]) -> str:
+    """Create or update one function; returns created, updated or unchanged."""
+    functions = context.client("lambda")
+    settings = _function_settings(context, spec)
+    bucket, key = location
+    try:
+        current = functions.get_function_configuration(FunctionName=spec.name)
+    except functions.exceptions.ResourceNotFoundException:
+        functions.create_function(
+            FunctionName=spec.name, Code={"S3Bucket": bucket, "S3Key": key}, Architectures=["x86_64"],
+            Description=f"ddcicd {spec.package} ({context.config.name})", Publish=False, **settings,
+        )  # fmt: skip
+        functions.get_waiter("function_active_v2").wait(FunctionName=spec.name)
+        return "created"
+    outcome = "unchanged"
+    if current.get("CodeSha256") != code_sha256(zip_path):
+        functions.update_function_code(FunctionName=spec.name, S3Bucket=bucket, S3Key=key)
+        functions.get_waiter("function_updated_v2").wait(FunctionName=spec.name)
+        outcome = "updated"
+    changed = {name: value for name, value in settings.items() if current.get(name) != value}
+    if changed:
+        functions.update_function_configuration(FunctionName=spec.name, **changed)
+        functions.get_waiter("function_updated_v2").wait(FunctionName=spec.name)
+        outcome = "updated"
+    return outcome
+
+
+def deploy_lambdas(context: AwsContext, zips: dict[str, Path]) -> dict[str, str]:
+    """`zips`: lambdas.packaging name -> built zip (build_zip's output)."""
+    missing = sorted(set(lambda_packages()) - set(zips))
+    if missing:
+        raise AwsError(f"no Lambda zip for {missing}: build them with `python -m lambdas.packaging`")
+    locations = {package: upload_zip(context, package, zips[package]) for package in lambda_packages()}
+    return {
+        spec.name: deploy_function(context, spec, zips[spec.package], locations[spec.package])
+        for spec in function_specs(context)
+    }
+
+
+# ---------------------------------------------------------------- state machine
+
+
+def find_state_machine(context: AwsContext, name: str) -> str | None:
+    paginator = context.client("stepfunctions").get_paginator("list_state_machines")
+    for page in paginator.paginate():
+        for machine in page["stateMachines"]:
+            if machine["name"] == name:
+                return machine["stateMachineArn"]
+    return None
+
+
+def deploy_state_machine(context: AwsContext, definition: dict[str, Any]) -> tuple[str, bool]:
+    """Create or update the state machine named config.name; returns (arn, created)."""
+    sfn = context.client("stepfunctions")
+    text = json.dumps(definition)
+    role = context.config.aws.stepfunctions_role_arn
+    arn = find_state_machine(context, context.config.name)
+    if arn is None:
+        created = sfn.create_state_machine(
+            name=context.config.name, definition=text, roleArn=role, type="STANDARD",
+            tags=[{"key": "project", "value": "ddcicd"}],
+        )  # fmt: skip
+        return created["stateMachineArn"], True
+    sfn.update_state_machine(stateMachineArn=arn, definition=text, roleArn=role)
+    return arn, False
+
+
+# ---------------------------------------------------------------- all of it
+
+
+def deploy(context: AwsContext, zips: dict[str, Path]) -> DeployReport:
+    """Code, Lambdas, state machine (built for this account), then autoscaling if it can."""
+    from workflow.definition import render_definition
+
+    report = DeployReport()
+    report.code_uri = upload_code(context)
+    report.functions = deploy_lambdas(context, zips)
+    report.definition = render_definition(context.config, context.account)
+    report.state_machine_arn, report.state_machine_created = deploy_state_machine(context, report.definition)
+    registered = register_autoscaling(context)
+    report.autoscaling = registered or "waiting for the first promotion (no production endpoint yet)"
+    return report
