@@ -1,0 +1,128 @@
+"""deploy: job code, Lambdas, state machine and autoscaling, against moto; idempotent on rerun."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from workflow.aws.autoscaling import DIMENSION, register_autoscaling
+from workflow.aws.clients import AwsContext, AwsError
+from workflow.aws.deploy import code_sha256, deploy
+from workflow.cli import cli
+from workflow.config import load_config
+from workflow.definition import render_definition
+
+STEPS = Path(__file__).resolve().parents[3] / "steps"
+
+
+def test_deploy_creates_code_lambdas_and_state_machine(context: AwsContext, lambda_zips: dict[str, Path]) -> None:
+    report = deploy(context, lambda_zips)
+    config = context.config
+
+    listing = context.client("s3").list_objects_v2(Bucket=config.aws.bucket, Prefix="pipeline/code/steps/")
+    assert {item["Key"].rsplit("/", 1)[1] for item in listing["Contents"]} == {path.name for path in STEPS.glob("*.py")}
+    assert report.code_uri == f"s3://{config.aws.bucket}/pipeline/code/"
+
+    functions = context.client("lambda")
+    assert report.functions == {name: "created" for name in ("ddcicd-evaluate", "ddcicd-load-test", "ddcicd-load-test-merge")}
+    merge = functions.get_function_configuration(FunctionName="ddcicd-load-test-merge")
+    assert merge["Handler"] == "lambdas.load_test.app.merge_handler"
+    assert merge["Role"] == config.aws.lambda_role_arn
+    assert merge["Runtime"] == "python3.12"
+    assert merge["Timeout"] == config.lambdas.timeout_seconds
+    assert merge["CodeSha256"] == code_sha256(lambda_zips["load_test"])
+    evaluate = functions.get_function_configuration(FunctionName="ddcicd-evaluate")
+    assert evaluate["Handler"] == "lambdas.evaluate.app.handler"
+
+    sfn = context.client("stepfunctions")
+    machine = sfn.describe_state_machine(stateMachineArn=report.state_machine_arn)
+    assert report.state_machine_created
+    assert machine["name"] == config.name
+    assert machine["roleArn"] == config.aws.stepfunctions_role_arn
+    definition = json.loads(machine["definition"])
+    assert definition == render_definition(config, context.account)
+    evaluate_state = definition["States"]["Evaluate"]
+    assert evaluate_state["Parameters"]["FunctionName"] == evaluate["FunctionArn"]
+    assert report.autoscaling.startswith("waiting for the first promotion")
+
+
+def test_second_deploy_updates_in_place(context: AwsContext, lambda_zips: dict[str, Path], tmp_path: Path,
+                                        overrides: list[str]) -> None:  # fmt: skip
+    first = deploy(context, lambda_zips)
+    again = deploy(context, lambda_zips)
+    assert set(again.functions.values()) == {"unchanged"}
+    assert (again.state_machine_arn, again.state_machine_created) == (first.state_machine_arn, False)
+
+    # A changed zip and a changed setting: code and configuration are updated.
+    changed = tmp_path / "evaluate.zip"
+    changed.write_bytes(lambda_zips["evaluate"].read_bytes() + b"\0")
+    gate = load_config(None, [*overrides, "lambdas.timeout_seconds=600", "quality_gate.min_accuracy=0.5"])
+    report = deploy(AwsContext.from_config(gate), {**lambda_zips, "evaluate": changed})
+    assert set(report.functions.values()) == {"updated"}
+    functions = context.client("lambda")
+    assert functions.get_function_configuration(FunctionName="ddcicd-evaluate")["CodeSha256"] == code_sha256(changed)
+    assert functions.get_function_configuration(FunctionName="ddcicd-load-test")["Timeout"] == 600
+    machines = context.client("stepfunctions").list_state_machines()["stateMachines"]
+    assert len(machines) == 1
+    definition = json.loads(context.client("stepfunctions").describe_state_machine(stateMachineArn=first.state_machine_arn)["definition"])
+    assert definition == render_definition(gate, context.account)
+
+
+def test_deploy_without_a_zip_names_the_missing_one(context: AwsContext, lambda_zips: dict[str, Path]) -> None:
+    with pytest.raises(AwsError, match=r"no Lambda zip for \['load_test'\]"):
+        deploy(context, {"evaluate": lambda_zips["evaluate"]})
+
+
+def create_production_endpoint(context: AwsContext) -> None:
+    sagemaker = context.client("sagemaker")
+    sagemaker.create_model(ModelName="m", ExecutionRoleArn=context.config.aws.sagemaker_role_arn,
+                           PrimaryContainer={"Image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/x:1"})  # fmt: skip
+    sagemaker.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[
+        {"VariantName": "AllTraffic", "ModelName": "m", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}
+    ])  # fmt: skip
+    sagemaker.create_endpoint(EndpointName=context.config.endpoint.production_name, EndpointConfigName="c")
+
+
+def test_autoscaling_is_registered_once_production_exists(overrides: list[str]) -> None:
+    config = load_config(None, [*overrides, "endpoint.autoscaling_min=2", "endpoint.autoscaling_max=6",
+                                "endpoint.autoscaling_invocations_per_instance=750"])  # fmt: skip
+    context = AwsContext.from_config(config)
+    assert register_autoscaling(context) is None
+    create_production_endpoint(context)
+    for _ in range(2):  # idempotent
+        assert register_autoscaling(context) == "endpoint/ddcicd-production/variant/AllTraffic"
+    scaling = context.client("application-autoscaling")
+    (target,) = scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    assert (target["ResourceId"], target["ScalableDimension"]) == ("endpoint/ddcicd-production/variant/AllTraffic", DIMENSION)
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (2, 6)
+    (policy,) = scaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
+    tracking = policy["TargetTrackingScalingPolicyConfiguration"]
+    assert policy["PolicyType"] == "TargetTrackingScaling"
+    assert tracking["TargetValue"] == 750.0
+    assert tracking["PredefinedMetricSpecification"]["PredefinedMetricType"] == "SageMakerVariantInvocationsPerInstance"
+
+
+def test_autoscaling_refuses_max_below_min(overrides: list[str]) -> None:
+    config = load_config(None, [*overrides, "endpoint.autoscaling_min=3", "endpoint.autoscaling_max=2"])
+    with pytest.raises(AwsError, match=r"autoscaling_max \(2\) is below endpoint.autoscaling_min \(3\)"):
+        register_autoscaling(AwsContext.from_config(config))
+
+
+def test_deploy_command_reports_each_part_and_writes_the_definition(
+    overrides: list[str], lambda_zips: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "build" / "state-machine.json"
+    result = CliRunner().invoke(cli, ["aws", "deploy", "--lambda-zips", str(lambda_zips["evaluate"].parent),
+                                      "--definition-out", str(out), *(f"--set={item}" for item in overrides)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "lambda        ddcicd-evaluate: created" in result.output
+    assert "state machine arn:aws:states:eu-west-1:123456789012:stateMachine:ddcicd: created" in result.output
+    assert json.loads(out.read_text())["StartAt"] == "Process"
+
+
+def test_deploy_command_with_missing_zips_is_a_one_line_error(overrides: list[str], tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["aws", "deploy", "--lambda-zips", str(tmp_path), *(f"--set={item}" for item in overrides)])
+    assert result.exit_code == 2
+    assert f"--lambda-zips {tmp_path}: missing {tmp_path}/evaluate.zip" in result.output
