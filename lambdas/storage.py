@@ -188,3 +188,27 @@ def fetch(uri: str, directory: Path) -> Path:
     target = directory / split_uri(uri)[1].rsplit("/", 1)[-1]
     target.write_bytes(read_bytes(uri))
     return target
+
+
+def list_uris(prefix_uri: str) -> list[str]:
+    """Every object URI whose key starts with the prefix, sorted (S3 ListObjectsV2, paginated)."""
+    if local_root() is not None:
+        base = local_path(prefix_uri)
+        if prefix_uri.endswith("/"):
+            paths = sorted(path for path in base.rglob("*") if path.is_file()) if base.is_dir() else []
+        else:
+            paths = sorted(path for path in base.parent.glob(base.name + "*") if path.is_file())
+        bucket, _ = split_uri(prefix_uri)
+        bucket_root = local_path(f"s3://{bucket}/")
+        return [f"s3://{bucket}/{path.relative_to(bucket_root).as_posix()}" for path in paths
+                if not path.name.startswith(".")]  # fmt: skip
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, prefix = split_uri(prefix_uri)
+    uris: list[str] = []
+    try:
+        for page in s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            uris += [f"s3://{bucket}/{item['Key']}" for item in page.get("Contents", [])]
+    except (ClientError, BotoCoreError) as error:
+        raise StorageError(f"cannot list {prefix_uri}: {error}") from error
+    return sorted(uris)

@@ -120,6 +120,7 @@ class LambdaSettings(Section):
     evaluate: str = "ddcicd-evaluate"
     load_test: str = "ddcicd-load-test"
     load_test_merge: str = "ddcicd-load-test-merge"
+    submission: str = "ddcicd-submission"  # assembles submission.csv when batch_score.enabled
     timeout_seconds: int = Field(900, ge=1, le=900)
 
 

@@ -9,7 +9,7 @@ an explicit region, role and output path, so building the definition works offli
     -> PrepareLoadTest -> LoadTest (Map) -> MergeLoadTest -> SloGate
     -> CreateProductionEndpointConfig -> FindProductionEndpoint -> ProductionEndpointExists
        -> UpdateProductionEndpoint | CreateProductionEndpoint
-    -> (production InService loop) -> RecordProductionMetrics -> [BatchScore]
+    -> (production InService loop) -> RecordProductionMetrics -> [BatchScore -> AssembleSubmission]
     -> DeleteStagingEndpoint -> PipelineSucceeded
 
 Everything after the staging endpoint exists is caught and routed through
@@ -69,6 +69,8 @@ EXECUTION_INPUT_SCHEMA: dict[str, type] = {
     "TestImagesUri": str,
     "TransformJobName": str,
     "TransformOutputUri": str,
+    "SampleSubmissionUri": str,  # RawDataUri + sample_submission.csv: the submission's row order
+    "SubmissionUri": str,
 }
 
 
@@ -657,6 +659,21 @@ def create_batch_score_step(config: PipelineConfig, inputs: ExecutionInput) -> S
     return step
 
 
+def create_submission_step(config: PipelineConfig, inputs: ExecutionInput, resources: Resources) -> State:
+    """Batch Transform writes one .out per image; this Lambda assembles Kaggle's submission.csv."""
+    return _lambda_step(
+        config,
+        "AssembleSubmission",
+        resources.lambda_arns["submission"],
+        {
+            "transform_output_uri": inputs["TransformOutputUri"],
+            "sample_submission_uri": inputs["SampleSubmissionUri"],
+            "output_uri": inputs["SubmissionUri"],
+        },
+        "$.submission",
+    )
+
+
 def create_delete_endpoint_step(config: PipelineConfig, state_id: str, endpoint_name: Any) -> State:
     from stepfunctions.steps import Task
 
@@ -688,6 +705,7 @@ def resources_for(config: PipelineConfig, account: str = "000000000000") -> Reso
             "evaluate": arn + config.lambdas.evaluate,
             "load_test": arn + config.lambdas.load_test,
             "load_test_merge": arn + config.lambdas.load_test_merge,
+            "submission": arn + config.lambdas.submission,
         },
     )
 
@@ -710,7 +728,9 @@ def create_graph(config: PipelineConfig, resources: Resources) -> State:
     after_promotion = delete_staging
     if config.batch_score.enabled:
         batch = create_batch_score_step(config, inputs)
-        batch.next(delete_staging)
+        submission = create_submission_step(config, inputs, resources)
+        batch.next(submission)
+        submission.next(delete_staging)
         after_promotion = batch
 
     promote = create_promote_steps(config, inputs, resources, after_promotion, clean_up)

@@ -58,4 +58,6 @@ def execution_input(config: PipelineConfig, execution_name: str, raw_data_uri: s
         "TestImagesUri": f"{raw}imgs/test/",
         "TransformJobName": f"{execution_name}-transform",
         "TransformOutputUri": f"{run}/batch-score/",
+        "SampleSubmissionUri": f"{raw}sample_submission.csv",
+        "SubmissionUri": f"{run}/submission.csv",
     }

@@ -134,6 +134,8 @@ def test_batch_scoring_is_optional() -> None:
     asl = render_definition(load_config(None, ["batch_score.enabled=true"]))
     assert asl["States"]["RecordProductionMetrics"]["Next"] == "BatchScore"
     assert asl["States"]["BatchScore"]["Resource"] == "arn:aws:states:::sagemaker:createTransformJob.sync"
+    assert asl["States"]["BatchScore"]["Next"] == "AssembleSubmission"
+    assert asl["States"]["AssembleSubmission"]["Next"] == "DeleteStagingEndpoint"
 
 
 def test_rendering_is_deterministic() -> None:

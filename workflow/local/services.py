@@ -24,6 +24,7 @@ HANDLERS = {
     "evaluate": "lambdas.evaluate.app:handler",
     "load_test": "lambdas.load_test.app:handler",
     "load_test_merge": "lambdas.load_test.app:merge_handler",
+    "submission": "lambdas.submission.app:handler",
 }
 
 
@@ -49,7 +50,7 @@ def _with_local_environment(handler_path: str, s3: S3Root) -> Callable[[Any, Any
 
 def local_functions(config: PipelineConfig, s3: S3Root) -> FunctionRegistry:
     names = {"evaluate": config.lambdas.evaluate, "load_test": config.lambdas.load_test,
-             "load_test_merge": config.lambdas.load_test_merge}  # fmt: skip
+             "load_test_merge": config.lambdas.load_test_merge, "submission": config.lambdas.submission}  # fmt: skip
     return FunctionRegistry(
         {names[key]: _with_local_environment(path, s3) for key, path in HANDLERS.items()},
         region=config.aws.region,

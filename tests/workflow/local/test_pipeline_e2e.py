@@ -39,7 +39,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def first_run(home: Path, tiny_run_options: list[str]) -> subprocess.CompletedProcess[str]:
-    return ddcicd(home, "run", "--quiet", *tiny_run_options)
+    return ddcicd(home, "run", "--quiet", *tiny_run_options, "--set", "batch_score.enabled=true")
 
 
 def test_first_run_deploys_production(first_run: subprocess.CompletedProcess[str], home: Path) -> None:
@@ -51,6 +51,16 @@ def test_first_run_deploys_production(first_run: subprocess.CompletedProcess[str
     assert endpoints["ddcicd-production"]["EndpointStatus"] == "InService"
     metrics = json.loads(S3Root(home / "s3").path("s3://ddcicd-local/ddcicd/production/metrics.json").read_text())
     assert 0 <= metrics["accuracy"] <= 1 and metrics["log_loss"] > 0
+
+
+def test_batch_scoring_writes_the_kaggle_submission(first_run: subprocess.CompletedProcess[str], home: Path) -> None:
+    assert first_run.returncode == 0, first_run.stdout + first_run.stderr
+    [submission] = (home / "s3").rglob("submission.csv")
+    [sample] = (home / "datasets").rglob("sample_submission.csv")
+    rows = [line.split(",") for line in submission.read_text().splitlines()]
+    expected = [line.split(",")[0] for line in sample.read_text().splitlines()]
+    assert [row[0] for row in rows] == expected  # header first, then the sample's order
+    assert all(abs(sum(map(float, row[1:])) - 1) < 1e-4 for row in rows[1:])
 
 
 def test_history_has_every_stage(first_run: subprocess.CompletedProcess[str], home: Path) -> None:

@@ -1,0 +1,1 @@
+"""Assemble Kaggle's submission.csv from a Batch Transform's .out files."""
