@@ -28,6 +28,8 @@ COMMANDS: dict[str, str] = {
     "predict": "workflow.commands.predict:predict",
     "serve": "workflow.commands.serve:serve",
     "endpoints": "workflow.commands.endpoints:endpoints",
+    "console": "workflow.commands.console:console",
+    "report": "workflow.commands.report:report",
     "aws": "workflow.commands.aws:aws",
 }
 
