@@ -30,7 +30,8 @@ def _svg(figure: Figure) -> str:
     figure.savefig(buffer, format="svg", bbox_inches="tight")
     plt.close(figure)
     text = buffer.getvalue()
-    return re.sub(r"^.*?(<svg)", r"\1", text, flags=re.S)  # drop the XML prolog and DOCTYPE: inline in HTML
+    text = re.sub(r"^.*?(<svg)", r"\1", text, flags=re.S)  # drop the XML prolog and DOCTYPE: inline in HTML
+    return re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)  # creator/date RDF: noise in a report
 
 
 def grouped_bars(categories: Sequence[str], series: dict[str, Sequence[float]], ylabel: str, title: str) -> str:
@@ -125,4 +126,5 @@ def state_times(names: list[str], seconds: list[float], statuses: list[str]) -> 
     for index, value in enumerate(seconds):
         axes.text(value, index, f" {value:.1f} s", va="center", fontsize=8)
     axes.margins(x=0.12)
+    axes.set_xlim(left=0)
     return _svg(figure)

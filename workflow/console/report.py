@@ -155,6 +155,19 @@ def _why_missing(data: RunData, state: str, artifact: str) -> str:
     return f"No {artifact}: the file is missing from the local S3 root (cleaned up?)."
 
 
+def readable_cause(cause: str) -> str:
+    """A Lambda's cause is its error JSON and a .sync job's its Describe* response: show the message."""
+    try:
+        parsed = json.loads(cause)
+    except ValueError:
+        return cause[:2000]
+    if isinstance(parsed, dict):
+        for key in ("FailureReason", "errorMessage", "Cause", "cause"):
+            if parsed.get(key):
+                return str(parsed[key])[:2000]
+    return cause[:2000]
+
+
 def header_section(data: RunData) -> str:
     description = data.description
     start: datetime = description["startDate"]
@@ -166,7 +179,11 @@ def header_section(data: RunData) -> str:
     facts = "".join(f"<tr><th>{_e(key)}</th><td>{_e(value)}</td></tr>" for key, value in rows)
     error = ""
     if description.get("error"):
-        error = f'<div class="error"><strong>{_e(description["error"])}</strong>: {_e((description.get("cause") or "")[:3000])}</div>'
+        cause = description.get("cause") or ""
+        failed = [run.name for run in data.runs.values() if run.status in ("failed", "aborted")]
+        where = f" in state {failed[-1]}" if failed else ""
+        error = (f'<div class="error"><strong>{_e(description["error"])}</strong>{_e(where)}: {_e(readable_cause(cause))}'
+                 f"<details><summary>full cause</summary>{_e(cause[:20000])}</details></div>")  # fmt: skip
     status = description["status"]
     return (f'<h1>{_e(description["name"])} <span class="status {_e(status)}">{_e(status)}</span></h1>'
             f'<table class="facts">{facts}</table>{error}')  # fmt: skip

@@ -66,7 +66,13 @@ def state_runs(events: list[dict[str, Any]], execution_status: str = "RUNNING") 
             name = groups[-1]
         else:
             name = owner.get(event.get("previousEventId", 0))
-        if name is None or kind.startswith("Execution"):
+        if kind.startswith("Execution"):
+            if kind != "ExecutionStarted":  # ended or redriven: no visit is still open
+                for run in runs.values():
+                    run.active = 0
+                groups.clear()
+            continue
+        if name is None:
             continue
         owner[event["id"]] = name
         run = runs[name]
@@ -82,8 +88,8 @@ def state_runs(events: list[dict[str, Any]], execution_status: str = "RUNNING") 
             run.error, run.cause = details.get("error"), details.get("cause")
         elif kind in ("TaskScheduled", "TaskStarted") and run.status == "failed":
             run.status = "running"  # a Retrier is trying again
-        if kind == "TaskScheduled":
-            run.resource = details.get("resource")
+        if kind == "TaskScheduled":  # "lambda:invoke", "sagemaker:createTrainingJob.sync"
+            run.resource = ":".join(part for part in (details.get("resourceType"), details.get("resource")) if part)
     if execution_status != "RUNNING":
         for run in runs.values():
             if run.status == "running":

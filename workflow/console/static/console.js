@@ -177,7 +177,7 @@ function statePanel(description, name) {
   if (!run) return element("div", {}, element("h3", {}, name), element("p", {class: "muted"}, "Not entered in this execution."));
   const rows = [["Status", badge(run.status.toUpperCase())], ["Visits", run.visits],
                 ["Time", duration(run.entered, run.status === "running" ? null : run.entered + run.seconds)]];
-  if (run.resource) rows.push(["Resource", run.resource.replace("arn:aws:states:::", "")]);
+  if (run.resource) rows.push(["Resource", run.resource]);
   const parts = [element("h3", {}, name),
                  element("table", {class: "facts"}, rows.map(([k, v]) => element("tr", {}, element("th", {}, k), element("td", {}, v))))];
   if (run.error) parts.push(element("div", {class: "error-box"}, element("strong", {}, run.error), element("div", {}, run.cause || "")));
