@@ -11,6 +11,8 @@ and `ddcicd aws start --wait` after a successful run. Both calls are upserts.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from botocore.exceptions import ClientError
 
 from workflow.aws.clients import AwsContext, AwsError
@@ -20,33 +22,57 @@ SCALE_IN_COOLDOWN_SECONDS = 300  # scale in slowly: a cold instance costs minute
 SCALE_OUT_COOLDOWN_SECONDS = 60
 
 
-def production_variant(context: AwsContext) -> str | None:
-    """The production endpoint's first variant name, or None while it does not exist."""
-    name = context.config.endpoint.production_name
+@dataclass(frozen=True)
+class ScalingOutcome:
+    """What register_autoscaling did, for the command's report."""
+
+    resource_id: str | None
+    message: str
+
+    @property
+    def registered(self) -> bool:
+        return self.message == "registered"
+
+
+def production_variant(context: AwsContext) -> tuple[str, str] | None:
+    """(variant name, deployed instance type) of the production endpoint, None while it does not exist."""
+    sagemaker = context.client("sagemaker")
     try:
-        endpoint = context.client("sagemaker").describe_endpoint(EndpointName=name)
+        endpoint = sagemaker.describe_endpoint(EndpointName=context.config.endpoint.production_name)
     except ClientError as error:
         if error.response["Error"]["Code"] == "ValidationException":  # SageMaker's "Could not find endpoint"
             return None
         raise
-    variants = endpoint.get("ProductionVariants") or []
-    if not variants:
-        return None  # still Creating: variants appear once it is InService
-    return variants[0]["VariantName"]
+    configuration = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    variant = configuration["ProductionVariants"][0]
+    return variant["VariantName"], variant.get("InstanceType", "")
 
 
-def register_autoscaling(context: AwsContext) -> str | None:
-    """Register the scalable target and its policy; returns the resource id, None if no endpoint yet."""
+def register_autoscaling(context: AwsContext) -> ScalingOutcome:
+    """Register the scalable target and its policy (an upsert) once the production endpoint exists.
+
+    UpdateEndpoint refuses to change the instance type of a variant that is a scalable
+    target; when the config names another type than the deployed one, the target is
+    deregistered instead, so the next promotion can update the endpoint, after which
+    `ddcicd aws start --wait` registers it again.
+    """
     settings = context.config.endpoint
     if settings.autoscaling_max < settings.autoscaling_min:
         raise AwsError(
             f"endpoint.autoscaling_max ({settings.autoscaling_max}) is below endpoint.autoscaling_min ({settings.autoscaling_min})"
         )
-    variant = production_variant(context)
-    if variant is None:
-        return None
+    found = production_variant(context)
+    if found is None:
+        return ScalingOutcome(None, "waiting for the first promotion (no production endpoint yet)")
+    variant, instance_type = found
     resource_id = f"endpoint/{settings.production_name}/variant/{variant}"
     scaling = context.client("application-autoscaling")
+    if instance_type != settings.instance_type:
+        targets = scaling.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[resource_id], ScalableDimension=DIMENSION)
+        if targets["ScalableTargets"]:
+            scaling.deregister_scalable_target(ServiceNamespace="sagemaker", ResourceId=resource_id, ScalableDimension=DIMENSION)
+        return ScalingOutcome(resource_id, f"released: {instance_type} deployed, {settings.instance_type} configured; "
+                                           "registered again after the next promotion")  # fmt: skip
     scaling.register_scalable_target(
         ServiceNamespace="sagemaker",
         ResourceId=resource_id,
@@ -67,4 +93,4 @@ def register_autoscaling(context: AwsContext) -> str | None:
             "ScaleOutCooldown": SCALE_OUT_COOLDOWN_SECONDS,
         },
     )
-    return resource_id
+    return ScalingOutcome(resource_id, "registered")

@@ -189,6 +189,6 @@ def deploy(context: AwsContext, zips: dict[str, Path]) -> DeployReport:
     report.functions = deploy_lambdas(context, zips)
     report.definition = render_definition(context.config, context.account)
     report.state_machine_arn, report.state_machine_created = deploy_state_machine(context, report.definition)
-    registered = register_autoscaling(context)
-    report.autoscaling = registered or "waiting for the first promotion (no production endpoint yet)"
+    outcome = register_autoscaling(context)
+    report.autoscaling = f"{outcome.resource_id}: {outcome.message}" if outcome.resource_id else outcome.message
     return report

@@ -37,6 +37,9 @@ class Failure:
     event_type: str
     error: str
     cause: str
+    # False when the error was caught and the run ended in a Fail state (PipelineFailed):
+    # redriving reruns only that Fail state, so a new execution is the way forward.
+    redrivable: bool = True
 
 
 def start_execution(context: AwsContext, raw_data_uri: str, name: str | None = None) -> StartedExecution:
@@ -132,6 +135,7 @@ def find_failure(context: AwsContext, execution_arn: str, events: list[dict[str,
     """
     events = events if events is not None else history(context, execution_arn)
     state: str | None = None
+    entered_kind = ""
     pending: Failure | None = None
     caught: Failure | None = None
     for event in events:
@@ -140,12 +144,12 @@ def find_failure(context: AwsContext, execution_arn: str, events: list[dict[str,
         if kind == "ExecutionRedriven":
             pending = caught = None  # an earlier attempt's story; explain the latest one
         elif kind.endswith("StateEntered"):
-            state, pending = details.get("name"), None
+            state, entered_kind, pending = details.get("name"), kind, None
         elif kind.endswith(("Scheduled", "Started")):
             pending = None  # another attempt: the earlier failure was retried
         elif kind.endswith("StateExited"):
             if pending is not None and caught is None:
-                caught = pending
+                caught = Failure(pending.state, pending.event_type, pending.error, pending.cause, redrivable=False)
             pending = None
         elif kind.endswith(_FAILURE_SUFFIXES) and not kind.startswith("Execution") and pending is None:
             pending = Failure(state, kind, details.get("error", ""), details.get("cause", ""))
@@ -155,7 +159,8 @@ def find_failure(context: AwsContext, execution_arn: str, events: list[dict[str,
     if ended is None:
         return None
     details = _details(ended)
-    return Failure(state, ended["type"], details.get("error", ""), details.get("cause", ""))
+    return Failure(state, ended["type"], details.get("error", ""), details.get("cause", ""),
+                   redrivable=entered_kind != "FailStateEntered")  # fmt: skip
 
 
 def redrive_execution(context: AwsContext, execution_arn: str) -> dict[str, Any]:

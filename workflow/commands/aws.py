@@ -259,13 +259,15 @@ def _follow(context: AwsContext, execution_arn: str, poll: float, summary_out: P
     _print_description(description)
     if failure is not None:
         _print_failure(context, execution_arn, failure)
-        raise RunFailed(f"execution {description.get('name')} {description['status']}"
-                        f"{f' in {failure.state}' if failure.state else ''}: {failure.error} "
-                        f"(resume: ddcicd aws redrive {description.get('name')})")  # fmt: skip
-    resource = register_autoscaling(context)
-    if resource:
-        click.echo(f"autoscaling   {resource}: {context.config.endpoint.autoscaling_min}.."
-                   f"{context.config.endpoint.autoscaling_max} instances", err=True)  # fmt: skip
+        name = description.get("name")
+        next_step = (f"resume: ddcicd aws redrive {name}" if failure.redrivable
+                     else "the failure was handled (staging deleted); fix the cause and start a new run: ddcicd aws start")  # fmt: skip
+        where = f" in {failure.state}" if failure.state else ""
+        raise RunFailed(f"execution {name} {description['status']}{where}: {failure.error} ({next_step})")
+    outcome = register_autoscaling(context)
+    if outcome.registered:
+        settings = context.config.endpoint
+        click.echo(f"autoscaling   {outcome.resource_id}: {settings.autoscaling_min}..{settings.autoscaling_max} instances", err=True)
 
 
 def _print_description(description: dict[str, Any]) -> None:

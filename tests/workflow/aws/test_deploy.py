@@ -89,10 +89,11 @@ def test_autoscaling_is_registered_once_production_exists(overrides: list[str]) 
     config = load_config(None, [*overrides, "endpoint.autoscaling_min=2", "endpoint.autoscaling_max=6",
                                 "endpoint.autoscaling_invocations_per_instance=750"])  # fmt: skip
     context = AwsContext.from_config(config)
-    assert register_autoscaling(context) is None
+    assert register_autoscaling(context).resource_id is None
     create_production_endpoint(context)
     for _ in range(2):  # idempotent
-        assert register_autoscaling(context) == "endpoint/ddcicd-production/variant/AllTraffic"
+        outcome = register_autoscaling(context)
+        assert (outcome.resource_id, outcome.registered) == ("endpoint/ddcicd-production/variant/AllTraffic", True)
     scaling = context.client("application-autoscaling")
     (target,) = scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
     assert (target["ResourceId"], target["ScalableDimension"]) == ("endpoint/ddcicd-production/variant/AllTraffic", DIMENSION)
@@ -102,6 +103,19 @@ def test_autoscaling_is_registered_once_production_exists(overrides: list[str]) 
     assert policy["PolicyType"] == "TargetTrackingScaling"
     assert tracking["TargetValue"] == 750.0
     assert tracking["PredefinedMetricSpecification"]["PredefinedMetricType"] == "SageMakerVariantInvocationsPerInstance"
+
+
+def test_autoscaling_is_released_when_the_configured_instance_type_changes(overrides: list[str]) -> None:
+    """UpdateEndpoint cannot change the instance type of a scalable target: deregister first."""
+    context = AwsContext.from_config(load_config(None, overrides))
+    create_production_endpoint(context)
+    assert register_autoscaling(context).registered
+    bigger = AwsContext.from_config(load_config(None, [*overrides, "endpoint.instance_type=ml.c5.xlarge"]))
+    outcome = register_autoscaling(bigger)
+    assert not outcome.registered
+    assert outcome.message.startswith("released: ml.m5.large deployed, ml.c5.xlarge configured")
+    assert bigger.client("application-autoscaling").describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"] == []
+    assert not register_autoscaling(bigger).registered  # nothing left to release: still fine
 
 
 def test_autoscaling_refuses_max_below_min(overrides: list[str]) -> None:

@@ -71,10 +71,12 @@ def test_start_wait_on_a_failed_run_exits_1_with_the_state_error_and_summary(
     assert "failed in state A State: AnError (ExecutionFailed)" in result.stdout
     assert "cause: An error occurred!" in result.stdout
     assert "FailStateEntered" in result.stdout
-    assert "resume: ddcicd aws redrive ddcicd-" in result.stderr
+    # moto's failed run ends in a Fail state: redrive would only fail again, so a new run is advised.
+    assert "fix the cause and start a new run: ddcicd aws start" in result.stderr
     summary = json.loads(summary_path.read_text())
     assert summary["status"] == "FAILED"
-    assert summary["failure"] == {"state": "A State", "event_type": "ExecutionFailed", "error": "AnError", "cause": "An error occurred!"}
+    assert summary["failure"] == {"state": "A State", "event_type": "ExecutionFailed", "error": "AnError", "cause": "An error occurred!",
+                                  "redrivable": False}
     assert summary["input"]["RawDataUri"] == f"s3://{BUCKET}/pipeline/datasets/kaggle/"
 
 
@@ -184,7 +186,7 @@ def test_failure_is_the_caught_error_not_the_clean_up_or_a_retried_one() -> None
         event("FailStateEntered", name="PipelineFailed"),
         event("ExecutionFailed", error="Lambda.Unknown", cause="out of memory"),
     ]
-    assert find_failure(None, "arn", events) == Failure("Evaluate", "LambdaFunctionFailed", "Lambda.Unknown", "out of memory")  # type: ignore[arg-type]
+    assert find_failure(None, "arn", events) == Failure("Evaluate", "LambdaFunctionFailed", "Lambda.Unknown", "out of memory", redrivable=False)  # type: ignore[arg-type]
 
 
 def test_failure_of_an_uncaught_state_and_of_the_latest_redrive() -> None:

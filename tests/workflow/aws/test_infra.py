@@ -65,3 +65,48 @@ def task_resources(node: Any) -> set[str]:
         for value in node:
             found |= task_resources(value)
     return found
+
+
+# S3 and STS calls whose IAM action has another name (or needs none).
+CALL_TO_ACTION = {
+    "s3:HeadObject": "s3:GetObject",
+    "s3:ListObjectsV2": "s3:ListBucket",
+    "s3:CreateMultipartUpload": "s3:PutObject",
+    "s3:UploadPart": "s3:PutObject",
+    "s3:CompleteMultipartUpload": "s3:PutObject",
+    "sts:GetCallerIdentity": None,  # needs no permission
+}
+
+
+def test_codebuild_role_allows_every_call_the_build_makes(context: Any, lambda_zips: dict[str, Path]) -> None:
+    """Record each AWS call of `deploy`, `start` and a status read, as CodeBuild runs them, under moto."""
+    from workflow.aws.autoscaling import register_autoscaling
+    from workflow.aws.deploy import deploy
+    from workflow.aws.executions import find_failure, list_executions, start_execution, wait_for_execution
+
+    calls: set[str] = set()
+
+    def record(model: Any, **_: Any) -> None:
+        calls.add(f"{model.service_model.signing_name}:{model.name}")
+
+    context.session.events.register("before-call", record)
+    deploy(context, lambda_zips)
+    deploy(context, lambda_zips)  # the update path
+    started = start_execution(context, f"s3://{context.config.aws.bucket}/pipeline/datasets/kaggle/")
+    context.client("stepfunctions").stop_execution(executionArn=started.execution_arn)
+    wait_for_execution(context, started.execution_arn, poll_seconds=0)
+    find_failure(context, started.execution_arn)
+    list_executions(context)
+    context.client("sagemaker").create_model(ModelName="m", ExecutionRoleArn=context.config.aws.sagemaker_role_arn,
+                                             PrimaryContainer={"Image": "1.dkr.ecr.eu-west-1.amazonaws.com/x:1"})  # fmt: skip
+    context.client("sagemaker").create_endpoint_config(EndpointConfigName="c", ProductionVariants=[
+        {"VariantName": "AllTraffic", "ModelName": "m", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])  # fmt: skip
+    context.client("sagemaker").create_endpoint(EndpointName="ddcicd-production", EndpointConfigName="c")
+    calls -= {"sagemaker:CreateModel", "sagemaker:CreateEndpointConfig", "sagemaker:CreateEndpoint", "states:StopExecution"}
+    assert register_autoscaling(context).registered
+
+    template, _ = decode(str(TEMPLATES[0]))
+    allowed = role_actions(template, "CodeBuildRole")
+    needed = {CALL_TO_ACTION.get(call, call) for call in calls} - {None}
+    assert {"lambda:CreateFunction", "states:UpdateStateMachine", "application-autoscaling:PutScalingPolicy"} <= needed
+    assert needed - allowed == set(), sorted(needed - allowed)
