@@ -3,7 +3,8 @@
 Four things, in order, each skipped when already up to date:
 
 1. the job code: steps/*.py under `<CodeUri>steps/` (the processing container imports
-   `steps` from there, as the local pipeline's stage_code() does);
+   `steps` from there, as the local pipeline's stage_code() does), and the same files as
+   `<CodeUri>sourcedir.tar.gz` for the PyTorch training container;
 2. the Lambda functions (names from `config.lambdas`): each zip goes to S3 first (zips with
    numpy and matplotlib exceed the 50 MB direct-upload limit), then CreateFunction or, when
    the deployed CodeSha256 differs, UpdateFunctionCode; settings are updated when they differ;
@@ -16,8 +17,11 @@ Four things, in order, each skipped when already up to date:
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
+import io
 import json
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,7 @@ from workflow.aws.autoscaling import register_autoscaling
 from workflow.aws.clients import AwsContext, AwsError, split_s3_uri
 
 STEPS_PACKAGE = Path(__file__).resolve().parents[2] / "steps"
+SOURCE_TARBALL = "sourcedir.tar.gz"
 LAMBDA_RUNTIME = "python3.12"  # lambdas.packaging.LAMBDA_RUNTIME: the zips' wheels target it
 
 
@@ -69,13 +74,32 @@ def lambda_packages() -> tuple[str, ...]:
 
 
 def upload_code(context: AwsContext) -> str:
-    """steps/*.py -> <CodeUri>steps/; returns CodeUri (what execution_input() names)."""
+    """steps/*.py -> <CodeUri>steps/, and <CodeUri>sourcedir.tar.gz; returns CodeUri.
+
+    The loose files are the processing job's code input (execution_input()'s CodeUri). The
+    tarball is the same files in the layout SageMaker framework containers unpack into
+    /opt/ml/code (`sagemaker_submit_directory`), for `training.algorithm: pytorch`.
+    """
     code_uri = context.s3_uri("code") + "/"
     bucket, prefix = split_s3_uri(code_uri)
     s3 = context.client("s3")
-    for source in sorted(STEPS_PACKAGE.glob("*.py")):
+    sources = sorted(STEPS_PACKAGE.glob("*.py"))
+    for source in sources:
         s3.upload_file(str(source), bucket, f"{prefix}steps/{source.name}")
+    s3.put_object(Bucket=bucket, Key=f"{prefix}{SOURCE_TARBALL}", Body=source_tarball(sources))
     return code_uri
+
+
+def source_tarball(sources: list[Path]) -> bytes:
+    """A deterministic tar.gz of steps/*.py (fixed times and owners): same code, same bytes."""
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as zipped, tarfile.open(fileobj=zipped, mode="w") as archive:
+        for source in sources:
+            data = source.read_bytes()
+            info = tarfile.TarInfo(f"steps/{source.name}")
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 # ---------------------------------------------------------------- Lambda functions

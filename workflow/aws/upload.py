@@ -91,16 +91,20 @@ def upload_data(
     uploaded = skipped = sent_bytes = 0
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="upload") as pool:
         futures = {pool.submit(send, path): path for path in files}
-        for done, future in enumerate(as_completed(futures), start=1):
-            try:
+        try:
+            for done, future in enumerate(as_completed(futures), start=1):
                 sent = future.result()
-            except OSError as error:
-                raise AwsError(f"cannot read {futures[future]}: {error.strerror}") from error
-            if sent:
-                uploaded += 1
-                sent_bytes += futures[future].stat().st_size
-            else:
-                skipped += 1
-            if progress is not None:
-                progress(done, len(files))
+                if sent:
+                    uploaded += 1
+                    sent_bytes += futures[future].stat().st_size
+                else:
+                    skipped += 1
+                if progress is not None:
+                    progress(done, len(files))
+        except OSError as error:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise AwsError(f"cannot read {error.filename}: {error.strerror}") from error
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # one failure (or Ctrl-C) stops the queue
+            raise
     return UploadReport(f"s3://{bucket}/{prefix}", uploaded, skipped, sent_bytes)

@@ -1,7 +1,9 @@
 """deploy: job code, Lambdas, state machine and autoscaling, against moto; idempotent on rerun."""
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,9 @@ def test_deploy_creates_code_lambdas_and_state_machine(context: AwsContext, lamb
 
     listing = context.client("s3").list_objects_v2(Bucket=config.aws.bucket, Prefix="pipeline/code/steps/")
     assert {item["Key"].rsplit("/", 1)[1] for item in listing["Contents"]} == {path.name for path in STEPS.glob("*.py")}
+    tarball = context.client("s3").get_object(Bucket=config.aws.bucket, Key="pipeline/code/sourcedir.tar.gz")["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(tarball)) as archive:
+        assert archive.extractfile("steps/train.py").read() == (STEPS / "train.py").read_bytes()  # type: ignore[union-attr]
     assert report.code_uri == f"s3://{config.aws.bucket}/pipeline/code/"
 
     functions = context.client("lambda")
