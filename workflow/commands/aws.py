@@ -185,17 +185,19 @@ def start_command(context: AwsContext, dataset: str | None, data_uri: str | None
 @_with_context
 def status_command(context: AwsContext, identifier: str | None, as_json: bool) -> None:
     """Status of an execution (name or ARN; default the latest), and why it failed if it did."""
-    from workflow.aws.executions import describe_execution, find_failure, resolve_execution, summary
+    from workflow.aws.executions import describe_execution, find_failure, history, resolve_execution, summary
 
     execution_arn = resolve_execution(context, identifier)
     description = describe_execution(context, execution_arn)
-    failure = find_failure(context, execution_arn) if description["status"] in {"FAILED", "TIMED_OUT", "ABORTED"} else None
+    ended_badly = description["status"] in {"FAILED", "TIMED_OUT", "ABORTED"}
+    events = history(context, execution_arn) if ended_badly else []
+    failure = find_failure(context, execution_arn, events) if ended_badly else None
     if as_json:
         click.echo(json.dumps(summary(description, failure), indent=2, default=str))
         return
     _print_description(description)
     if failure is not None:
-        _print_failure(context, execution_arn, failure)
+        _print_failure(failure, events)
 
 
 @aws.command("redrive")
@@ -240,7 +242,7 @@ def executions_command(context: AwsContext, limit: int, as_json: bool) -> None:
 def _follow(context: AwsContext, execution_arn: str, poll: float, summary_out: Path | None) -> None:
     """Wait, print each state as it starts, write the summary, register autoscaling on success."""
     from workflow.aws.autoscaling import register_autoscaling
-    from workflow.aws.executions import find_failure, summary, wait_for_execution
+    from workflow.aws.executions import find_failure, history, summary, wait_for_execution
 
     began = time.monotonic()
 
@@ -253,15 +255,19 @@ def _follow(context: AwsContext, execution_arn: str, poll: float, summary_out: P
     except KeyboardInterrupt:
         click.echo(f"\nstopped following; the execution keeps running: ddcicd aws status {execution_arn}", err=True)
         raise SystemExit(130) from None
-    failure = find_failure(context, execution_arn) if description["status"] != "SUCCEEDED" else None
+    succeeded = description["status"] == "SUCCEEDED"
+    events = [] if succeeded else history(context, execution_arn)
+    failure = None if succeeded else find_failure(context, execution_arn, events)
     if summary_out is not None:
         _write_json(summary_out, summary(description, failure))
     _print_description(description)
-    if failure is not None:
-        _print_failure(context, execution_arn, failure)
+    if not succeeded:
         name = description.get("name")
+        if failure is None:
+            raise RunFailed(f"execution {name} {description['status']} (ddcicd aws status {name})")
+        _print_failure(failure, events)
         next_step = (f"resume: ddcicd aws redrive {name}" if failure.redrivable
-                     else "the failure was handled (staging deleted); fix the cause and start a new run: ddcicd aws start")  # fmt: skip
+                     else "the state machine caught it and cleaned up; fix the cause and start a new run: ddcicd aws start")  # fmt: skip
         where = f" in {failure.state}" if failure.state else ""
         raise RunFailed(f"execution {name} {description['status']}{where}: {failure.error} ({next_step})")
     outcome = register_autoscaling(context)
@@ -276,15 +282,13 @@ def _print_description(description: dict[str, Any]) -> None:
     click.echo(f"execution {description.get('name')}: {description['status']}{suffix}")
 
 
-def _print_failure(context: AwsContext, execution_arn: str, failure: Failure) -> None:
-    from workflow.aws.executions import history
-
+def _print_failure(failure: Failure, events: list[dict[str, Any]]) -> None:
     where = f"in state {failure.state}" if failure.state else "before any state"
     click.echo(f"failed {where}: {failure.error} ({failure.event_type})")
     if failure.cause:
         click.echo(f"  cause: {failure.cause[:2000]}")
     click.echo("last events:")
-    for event in history(context, execution_arn)[-HISTORY_LINES:]:
+    for event in events[-HISTORY_LINES:]:
         details = next((value for key, value in event.items() if key.endswith("EventDetails") and isinstance(value, dict)), {})
         label = details.get("name") or details.get("error") or details.get("resourceType") or ""
         click.echo(f"  {event['timestamp']:%H:%M:%S}  {event['type']:<28} {label}")

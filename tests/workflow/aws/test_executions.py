@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 from click.testing import CliRunner
 
 from workflow.aws import clients
@@ -72,7 +72,7 @@ def test_start_wait_on_a_failed_run_exits_1_with_the_state_error_and_summary(
     assert "cause: An error occurred!" in result.stdout
     assert "FailStateEntered" in result.stdout
     # moto's failed run ends in a Fail state: redrive would only fail again, so a new run is advised.
-    assert "fix the cause and start a new run: ddcicd aws start" in result.stderr
+    assert "start a new run: ddcicd aws start" in result.stderr
     summary = json.loads(summary_path.read_text())
     assert summary["status"] == "FAILED"
     assert summary["failure"] == {"state": "A State", "event_type": "ExecutionFailed", "error": "AnError", "cause": "An error occurred!",
@@ -208,3 +208,35 @@ def test_failure_of_an_uncaught_state_and_of_the_latest_redrive() -> None:
     ]
     assert find_failure(None, "arn", redriven) == Failure("Train", "TaskTimedOut", "States.Timeout", "")  # type: ignore[arg-type]
     assert find_failure(None, "arn", [event("ExecutionStarted"), event("ExecutionSucceeded")]) is None  # type: ignore[arg-type]
+
+
+def test_start_wait_on_success_registers_production_autoscaling(
+    context: AwsContext, overrides: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """moto cannot run the pipeline, so Step Functions is stubbed; SageMaker and autoscaling are moto's."""
+    sagemaker = context.client("sagemaker")
+    sagemaker.create_model(ModelName="m", ExecutionRoleArn=context.config.aws.sagemaker_role_arn,
+                           PrimaryContainer={"Image": "1.dkr.ecr.eu-west-1.amazonaws.com/x:1"})  # fmt: skip
+    sagemaker.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[
+        {"VariantName": "AllTraffic", "ModelName": "m", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])  # fmt: skip
+    sagemaker.create_endpoint(EndpointName="ddcicd-production", EndpointConfigName="c")
+    monkeypatch.setattr(clients.AwsContext, "from_config", classmethod(lambda cls, config: context))
+    machine = "arn:aws:states:eu-west-1:123456789012:stateMachine:ddcicd"
+    arn = "arn:aws:states:eu-west-1:123456789012:execution:ddcicd:run"
+    described = {"executionArn": arn, "stateMachineArn": machine, "name": "run", "status": "SUCCEEDED", "startDate": WHEN,
+                 "stopDate": WHEN, "input": "{}", "output": '{"ok": true}'}  # fmt: skip
+    with Stubber(context.client("stepfunctions")) as stubber:
+        stubber.add_response("start_execution", {"executionArn": arn, "startDate": WHEN},
+                             {"stateMachineArn": machine, "name": ANY, "input": ANY})  # fmt: skip
+        stubber.add_response("describe_execution", described, {"executionArn": arn})
+        stubber.add_response("get_execution_history", {"events": [
+            {"timestamp": WHEN, "type": "SucceedStateEntered", "id": 9, "stateEnteredEventDetails": {"name": "PipelineSucceeded"}}]},
+            {"executionArn": arn, "reverseOrder": True, "maxResults": 20, "includeExecutionData": False})  # fmt: skip
+        result = invoke(overrides, "start", "--data-uri", f"s3://{BUCKET}/any/", "--wait", "--summary-out", str(tmp_path / "s.json"))
+        assert result.exit_code == 0, result.output
+        stubber.assert_no_pending_responses()
+    assert "PipelineSucceeded" in result.stderr
+    assert "autoscaling   endpoint/ddcicd-production/variant/AllTraffic: 1..4 instances" in result.stderr
+    assert json.loads((tmp_path / "s.json").read_text())["output"] == {"ok": True}
+    targets = context.client("application-autoscaling").describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    assert [target["ResourceId"] for target in targets] == ["endpoint/ddcicd-production/variant/AllTraffic"]
