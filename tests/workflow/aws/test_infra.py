@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 from cfnlint.decode import decode
 
-from workflow.config import PipelineConfig
+from workflow.config import AwsSettings, PipelineConfig, load_config
 from workflow.definition import render_definition
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -110,3 +111,14 @@ def test_codebuild_role_allows_every_call_the_build_makes(context: Any, lambda_z
     needed = {CALL_TO_ACTION.get(call, call) for call in calls} - {None}
     assert {"lambda:CreateFunction", "states:UpdateStateMachine", "application-autoscaling:PutScalingPolicy"} <= needed
     assert needed - allowed == set(), sorted(needed - allowed)
+
+
+def test_stack_output_config_overrides_name_real_config_keys() -> None:
+    """The `ConfigOverrides` output is pasted after `ddcicd aws ...`: every key must exist."""
+    template, _ = decode(str(TEMPLATES[0]))
+    text = template["Outputs"]["ConfigOverrides"]["Value"]["Fn::Sub"]
+    pairs = re.findall(r"--set (\S+?)=(\S+)", text)
+    keys = {key for key, _ in pairs}
+    assert keys == {f"aws.{name}" for name in AwsSettings.model_fields} - {"aws.prefix"}
+    config = load_config(None, [f"{key}=placeholder" for key in keys])
+    assert config.aws.bucket == "placeholder"
