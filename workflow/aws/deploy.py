@@ -28,12 +28,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from lambdas.packaging import LAMBDA_RUNTIME  # the runtime the zips' wheels are built for
 from workflow.aws.autoscaling import register_autoscaling
 from workflow.aws.clients import AwsContext, AwsError, split_s3_uri
 
 STEPS_PACKAGE = Path(__file__).resolve().parents[2] / "steps"
 SOURCE_TARBALL = "sourcedir.tar.gz"
-LAMBDA_RUNTIME = "python3.12"  # lambdas.packaging.LAMBDA_RUNTIME: the zips' wheels target it
 
 
 @dataclass(frozen=True)
