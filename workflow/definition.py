@@ -326,6 +326,10 @@ def create_train_step(config: PipelineConfig, inputs: ExecutionInput) -> State:
         hyperparameters.pop(name, None)
     hyperparameters["num_training_samples.$"] = "States.Format('{}', $.dataset.train_count)"
     hyperparameters["num_classes.$"] = "States.Format('{}', $.dataset.num_classes)"
+    if training.algorithm == "pytorch":  # script mode: the framework container runs steps/train.py from CodeUri
+        hyperparameters["sagemaker_program"] = "steps/train.py"
+        hyperparameters["sagemaker_region"] = config.aws.region
+        hyperparameters["sagemaker_submit_directory.$"] = "States.Format('{}sourcedir.tar.gz', $$.Execution.Input.CodeUri)"
     step.parameters["TrainingJobName.$"] = _unique_per_attempt("TrainingJobName")
     step.parameters.pop("TrainingJobName", None)
     _set(step, result_selector={

@@ -146,3 +146,11 @@ def test_arns_use_the_configured_regions_partition(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")  # the SDK alone would take this one
     asl = render_definition(load_config(None, ["aws.region=cn-north-1"]))
     assert asl["States"]["Train"]["Resource"] == "arn:aws-cn:states:::sagemaker:createTrainingJob.sync"
+
+
+def test_the_pytorch_algorithm_runs_our_trainer_in_script_mode() -> None:
+    asl = render_definition(load_config(None, ["training.algorithm=pytorch"]))
+    parameters = asl["States"]["Train"]["Parameters"]
+    assert "pytorch-training" in parameters["AlgorithmSpecification"]["TrainingImage"]
+    assert parameters["HyperParameters"]["sagemaker_program"] == "steps/train.py"
+    assert "sourcedir.tar.gz" in parameters["HyperParameters"]["sagemaker_submit_directory.$"]
