@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import http.client as http_client
 import json
+import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -84,23 +85,40 @@ def failed_execution(setup: Setup, name: str = "first-try") -> str:
 
 @contextlib.contextmanager
 def serve(engine: Engine, actions: Engine | None = None, token: str = TOKEN) -> Iterator[str]:
-    """The console app on 127.0.0.1 (a free port) in a background thread; yields its base URL."""
+    """The console app on 127.0.0.1 (a free port) with its own event loop in a background thread.
+
+    Everything asyncio happens in that thread: Playwright's sync API runs a loop of its own
+    in the test's thread.
+    """
     app = create_app(Engine(engine.store.path), lambda: actions or engine, token)
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app, access_log=None)
-    loop.run_until_complete(runner.setup())
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    loop.run_until_complete(site.start())
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    thread = threading.Thread(target=loop.run_forever, name="console-test-server", daemon=True)
+    ready: queue.Queue[int | BaseException] = queue.Queue()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        runner = web.AppRunner(app, access_log=None)
+        try:
+            loop.run_until_complete(runner.setup())
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            loop.run_until_complete(site.start())
+            ready.put(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        except BaseException as error:  # noqa: BLE001 - handed to the test's thread
+            ready.put(error)
+            return
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+    thread = threading.Thread(target=run, name="console-test-server", daemon=True)
     thread.start()
+    port = ready.get(timeout=30)
+    if isinstance(port, BaseException):
+        raise port
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.run_until_complete(runner.cleanup())
-        loop.close()
+        thread.join(30)
 
 
 @pytest.fixture()

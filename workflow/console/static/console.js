@@ -71,10 +71,12 @@ async function loadMachines(selected) {
   list.textContent = "";
   list.append(element("li", {class: selected ? "" : "active"}, element("a", {href: "#/"}, "All executions")));
   for (const machine of machines) {
-    const latest = machine.latest ? badge(machine.latest.status) : element("span", {class: "muted"}, "no runs");
+    const meta = machine.latest
+      ? [badge(machine.latest.status), ` ${machine.executions} execution${machine.executions === 1 ? "" : "s"}`]
+      : ["no executions yet"];
     list.append(element("li", {class: selected === machine.stateMachineArn ? "active" : ""},
       element("a", {href: `#/machine/${encodeURIComponent(machine.stateMachineArn)}`}, machine.name),
-      element("div", {class: "machine-meta"}, latest, ` ${machine.executions} execution${machine.executions === 1 ? "" : "s"}`)));
+      element("div", {class: "machine-meta"}, ...meta)));
   }
   return machines;
 }
@@ -164,6 +166,18 @@ function summarise(details) {
   return Object.keys(details).join(", ");
 }
 
+// A Lambda's cause is its error JSON, a .sync job's its Describe* response: lead with the message.
+function causeBlock(error, cause) {
+  let message = cause || "";
+  try {
+    const parsed = JSON.parse(cause);
+    message = parsed.errorMessage || parsed.FailureReason || parsed.Cause || cause;
+  } catch (parseError) { /* plain text */ }
+  const parts = [element("strong", {}, error || "Error"), element("div", {class: "cause"}, String(message).slice(0, 2000))];
+  if (cause && message !== cause) parts.push(element("details", {}, element("summary", {}, "full cause"), element("pre", {}, cause.slice(0, 20000))));
+  return element("div", {class: "error-box"}, ...parts);
+}
+
 function jsonBlock(text) {
   if (text === null || text === undefined) return element("p", {class: "muted"}, "–");
   let shown = text;
@@ -180,7 +194,7 @@ function statePanel(description, name) {
   if (run.resource) rows.push(["Resource", run.resource]);
   const parts = [element("h3", {}, name),
                  element("table", {class: "facts"}, rows.map(([k, v]) => element("tr", {}, element("th", {}, k), element("td", {}, v))))];
-  if (run.error) parts.push(element("div", {class: "error-box"}, element("strong", {}, run.error), element("div", {}, run.cause || "")));
+  if (run.error) parts.push(causeBlock(run.error, run.cause));
   parts.push(element("h4", {}, "Input"), jsonBlock(run.input), element("h4", {}, "Output"), jsonBlock(run.output));
   return element("div", {id: "state-detail"}, ...parts);
 }
@@ -228,7 +242,7 @@ async function showExecution(arn) {
         element("button", {id: "redrive-button", class: "primary", disabled: !(redrivable && session.actions), onclick: () => act("/api/redrive", "redrive")}, "Redrive"),
         element("a", {class: "button", id: "report-link", href: `/report?arn=${encodeURIComponent(arn)}`, target: "_blank"}, "Run report")));
     output.replaceChildren(...(description.error
-      ? [element("div", {class: "error-box"}, element("strong", {}, description.error), element("div", {}, (description.cause || "").slice(0, 2000)))]
+      ? [causeBlock(description.error, description.cause)]
       : description.output ? [element("details", {}, element("summary", {}, "Execution output"), jsonBlock(description.output))] : []));
     drawing.colour(description.states);
     if (state.selected) panel.replaceChildren(statePanel(description, state.selected));
@@ -255,6 +269,7 @@ async function showExecution(arn) {
         historyBody.append(historyRow(event, start, state.stateOf));
         state.lastEvent = event.id;
       }
+      if (latest.status !== state.description.status) loadMachines(null);  // the sidebar's latest status
       render(latest);
       // finished executions are still polled, slowly: a redrive from another process restarts them
       schedule(poll, latest.status === "RUNNING" ? POLL_MS : IDLE_POLL_MS);

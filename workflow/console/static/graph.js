@@ -36,6 +36,14 @@ function drawGraph(container, graph, onSelect) {
   container.textContent = "";
   const width = graph.width + 2 * MARGIN + 80;
   const height = graph.height + 2 * MARGIN;
+  const toggle = document.createElement("label");
+  toggle.className = "graph-toggle";
+  const checkbox = document.createElement("input");
+  checkbox.type = "checkbox";
+  checkbox.checked = true;
+  checkbox.addEventListener("change", () => svg.classList.toggle("hide-catch", !checkbox.checked));
+  toggle.append(checkbox, " error paths (Catch)");
+  container.append(toggle);
   const svg = svgElement("svg", {viewBox: `${-MARGIN} ${-MARGIN} ${width} ${height}`, width, height,
                                  class: "graph", role: "img", "aria-label": "state machine graph"}, container);
   const defs = svgElement("defs", {}, svg);
@@ -73,10 +81,9 @@ function drawGraph(container, graph, onSelect) {
     const d = edge.kind === "catch" && edge.points.length === 2 ? catchPath(edge.points) : edgePath(edge.points);
     svgElement("path", {d, "marker-end": `url(#arrow-${edge.kind})`}, g);
     if (edge.title) svgElement("title", {}, g).textContent = edge.title;
-    if (edge.label) {
-      const [x0, y0] = edge.points[0];
-      const [x1, y1] = edge.points[Math.min(1, edge.points.length - 1)];
-      const text = svgElement("text", {x: (x0 + x1) / 2 + 4, y: y0 + Math.min(22, (y1 - y0) / 2 + 4), class: "edge-label"}, g);
+    if (edge.label) {  // just above the target, where sibling Choice edges have spread apart
+      const [x1, y1] = edge.points[edge.points.length - 1];
+      const text = svgElement("text", {x: x1, y: y1 - 7, class: "edge-label"}, g);
       text.textContent = edge.label;
     }
   }

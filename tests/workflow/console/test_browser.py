@@ -1,0 +1,100 @@
+"""The console in a real browser: Playwright driving Debian's Chromium (`make browser` installs it).
+
+One walk through what a user does: open the printed token URL, find a failed execution,
+see its graph and history, fix the cause, press Redrive and watch it succeed. Screenshots
+go to build/screenshots/ as test artifacts.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = os.environ.get("DDCICD_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]  # fmt: skip
+SCREENSHOTS = Path(__file__).resolve().parents[3] / "build" / "screenshots"
+TOKEN = "test-token-0123456789"  # conftest.TOKEN
+TIMEOUT_MS = 30_000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no Chromium at {CHROMIUM}: install it with `make browser` (apt-get install -y chromium)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture()
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 950})
+    opened = context.new_page()
+    opened.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    yield opened
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def _shot(page: Any, name: str, full_page: bool = False) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"console-{name}.png"), full_page=full_page)
+
+
+def test_redrive_a_failed_execution_from_the_console(setup: Any, console: str, fail: Any, page: Any) -> None:
+    fail("first-try")
+    page.goto(f"{console}/?token={TOKEN}")
+    assert page.url == f"{console}/"  # the token moved into a cookie and out of the address bar
+    page.wait_for_selector("#session >> text=actions enabled")
+    page.wait_for_selector("tr[data-execution='first-try'] >> text=FAILED")
+    _shot(page, "1-executions")
+
+    page.click("text=first-try")
+    page.wait_for_selector("svg.graph g.state.status-failed[data-state='CallFlaky']")
+    assert page.locator("svg.graph g.state.status-succeeded[data-state='Prepare']").count() == 1
+    assert page.locator("svg.graph g.group[data-state='FanOut']").count() == 1  # the Map is drawn as a group
+    assert page.locator("svg.graph g.state[data-state='Double']").count() == 1
+    assert page.locator("svg.graph .edge-label", has_text="default").count() == 1
+    page.wait_for_selector("#history-body >> text=ExecutionFailed")
+    page.click("svg.graph g.state[data-state='CallFlaky']")
+    page.wait_for_selector("#state-detail >> text=broken is present")
+    _shot(page, "2-failed-execution")
+
+    setup.flag.unlink()  # "fix the bug", then redrive from the page
+    page.click("#redrive-button")
+    page.wait_for_selector("h1 .badge.status-succeeded")
+    page.wait_for_selector("svg.graph g.state.status-succeeded[data-state='FanOut']")
+    page.wait_for_selector("svg.graph g.state.status-succeeded[data-state='CallFlaky']")
+    assert page.text_content("#redrive-count") == "1"
+    page.wait_for_selector("#history-body >> text=ExecutionRedriven")
+    page.wait_for_selector("#history-body >> text=ExecutionSucceeded")
+    assert page.is_disabled("#redrive-button")
+    _shot(page, "3-redriven-execution")
+
+    report_url = page.get_attribute("#report-link", "href")
+    page.goto(f"{console}{report_url}")
+    page.wait_for_selector("text=Time per state")
+    assert "first-try" in page.title()
+    _shot(page, "4-run-report", full_page=True)
+
+
+def test_without_the_token_the_console_is_read_only(setup: Any, console: str, fail: Any, page: Any) -> None:
+    arn = fail("read-only")
+    page.goto(f"{console}/#/execution/{arn}")
+    page.wait_for_selector("svg.graph g.state.status-failed[data-state='CallFlaky']")
+    page.wait_for_selector("#session >> text=read-only")
+    assert page.is_disabled("#redrive-button")
+    status = page.evaluate("""async (arn) => (await fetch('/api/redrive', {method: 'POST', body: JSON.stringify({arn}),
+                                                          headers: {'Content-Type': 'application/json'}})).status""", arn)
+    assert status == 403
+    assert setup.engine.describe_execution(arn)["redriveCount"] == 0
