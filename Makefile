@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast install bench clean
+.PHONY: demo test test-fast install bench clean browser
 
 NODE_TOOLS := node_modules/.installed
 
@@ -24,12 +24,17 @@ install: $(STAMP) $(NODE_TOOLS)
 demo: $(STAMP)
 	$(BIN)/ddcicd run
 
-test: $(STAMP) $(NODE_TOOLS)
+test: $(STAMP) $(NODE_TOOLS) browser
 	$(BIN)/python -m pytest
 
 # Skips the slow end-to-end tests: for the edit-test loop, not for CI.
 test-fast: $(STAMP) $(NODE_TOOLS)
 	$(BIN)/python -m pytest -m "not slow"
+
+# Debian's Chromium for the console's browser tests (Playwright drives it; no `playwright install`).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	command -v chromium >/dev/null || ($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium)
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
