@@ -34,17 +34,24 @@ def _svg(figure: Figure) -> str:
     return re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)  # creator/date RDF: noise in a report
 
 
-def grouped_bars(categories: Sequence[str], series: dict[str, Sequence[float]], ylabel: str, title: str) -> str:
-    """Bars per category, one colour per series (e.g. images per class, train vs validation)."""
-    figure, axes = plt.subplots(figsize=(max(5.0, 0.45 * len(categories) + 2), 2.8))
-    width = 0.8 / max(1, len(series))
+def grouped_bars(categories: Sequence[str], series: dict[str, Sequence[float]], ylabel: str, title: str,
+                 stacked: bool = False) -> str:
+    """Bars per category, one colour per series (images per class, train vs validation);
+    stacked when the series do not overlap (each driver is in one split only)."""
+    figure, axes = plt.subplots(figsize=(min(12.0, max(5.0, 0.45 * len(categories) + 2)), 2.8))
+    width = 0.8 if stacked else 0.8 / max(1, len(series))
+    bottom = [0.0] * len(categories)
     for offset, ((label, values), colour) in enumerate(zip(series.items(), (BLUE, ORANGE, GREEN, GREY))):
+        if stacked:
+            axes.bar(range(len(categories)), values, width, bottom=bottom, label=label, color=colour)
+            bottom = [base + value for base, value in zip(bottom, values)]
+            continue
         positions = [index + (offset - (len(series) - 1) / 2) * width for index in range(len(categories))]
         axes.bar(positions, values, width, label=label, color=colour)
     axes.set_xticks(range(len(categories)), categories, rotation=45 if len(categories) > 12 else 0)
     axes.set_ylabel(ylabel)
     axes.set_title(title, loc="left")
-    axes.legend(frameon=False)
+    axes.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     axes.grid(axis="x", visible=False)
     return _svg(figure)
 

@@ -12,6 +12,7 @@ the files were cleaned up) says so in one line instead of failing the whole repo
 from __future__ import annotations
 
 import contextlib
+import csv
 import html
 import json
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ class RunData:
     execution_input: dict[str, Any]
     definition: dict[str, Any]
     manifest: dict[str, Any] | None = None
+    per_driver: dict[str, dict[str, dict[str, int]]] | None = None  # split -> driver -> class -> images
     training: dict[str, Any] | None = None
     evaluation: dict[str, Any] | None = None
     load_test: dict[str, Any] | None = None
@@ -95,6 +97,38 @@ def _training_metrics(s3: S3Root, outputs: dict[str, Any], execution_input: dict
     return None, ""
 
 
+def _images_per_driver(s3: S3Root, manifest: dict[str, Any], processed_uri: str, raw_uri: Any) -> dict[str, dict[str, dict[str, int]]] | None:
+    """What each split holds per driver and class: the written .lst files joined with the
+    dataset's driver_imgs_list.csv (the manifest lists a split's drivers, not their counts)."""
+    csv_name = (manifest.get("source") or {}).get("csv") or "driver_imgs_list.csv"
+    if not isinstance(raw_uri, str):
+        return None
+    try:
+        with s3.path(raw_uri.rstrip("/") + "/" + csv_name).open(newline="") as stream:
+            driver_of = {row["img"]: row["subject"] for row in csv.DictReader(stream)}
+    except (S3UriError, OSError, KeyError, csv.Error):
+        return None
+    classes = list(manifest.get("classes") or [])
+    result: dict[str, dict[str, dict[str, int]]] = {}
+    for split in manifest.get("splits") or {}:
+        try:
+            lines = s3.path(processed_uri.rstrip("/") + f"/{split}.lst").read_text().splitlines()
+        except (S3UriError, OSError):
+            return None
+        counts: dict[str, dict[str, int]] = {}
+        for line in lines:
+            fields = line.split("\t")
+            if len(fields) < 3:
+                continue
+            label = int(float(fields[1]))
+            name = classes[label] if 0 <= label < len(classes) else str(label)
+            driver = driver_of.get(fields[-1].rsplit("/", 1)[-1], "unknown")
+            counts.setdefault(driver, {}).setdefault(name, 0)
+            counts[driver][name] += 1
+        result[split] = dict(sorted(counts.items()))
+    return result
+
+
 def collect(engine: Engine, execution_arn: str, s3: S3Root | None = None) -> RunData:
     s3 = s3 or S3Root.default()
     description = engine.describe_execution(execution_arn)
@@ -113,6 +147,8 @@ def collect(engine: Engine, execution_arn: str, s3: S3Root | None = None) -> Run
         uri = processed.rstrip("/") + "/manifest.json"
         data.manifest = _read_json(s3, uri)
         data.sources["manifest"] = uri
+        if data.manifest is not None:
+            data.per_driver = _images_per_driver(s3, data.manifest, processed, execution_input.get("RawDataUri"))
     data.training, data.sources["training"] = _training_metrics(s3, outputs, execution_input)
     data.evaluation = _payload(outputs, "Evaluate", "evaluation")
     if data.evaluation is not None:
@@ -204,12 +240,19 @@ def dataset_section(data: RunData) -> str:
         parts.append(plots.grouped_bars(classes, series, "images", "Images per class"))
         rows = [[label] + [values[index] for values in series.values()] for index, label in enumerate(classes)]
         parts.append(_table(["class"] + list(series), rows))
-    parts.append("<h3>Drivers per split</h3>")
-    parts.append(_table(["split", "drivers"], [[name, ", ".join(split.get("drivers") or []) or "–"] for name, split in splits.items()], 2))
-    per_driver = {name: split.get("per_driver") for name, split in splits.items() if isinstance(split.get("per_driver"), dict)}
-    if per_driver:
-        rows = [[name, driver, count] for name, drivers in per_driver.items() for driver, count in sorted(drivers.items())]
-        parts.append(_table(["split", "driver", "images"], rows, 2))
+    if data.per_driver:
+        drivers = [driver for split in data.per_driver.values() for driver in split]
+        by_split = {name: [sum(data.per_driver[name].get(driver, {}).values()) for driver in drivers] for name in data.per_driver}
+        parts.append(plots.grouped_bars(drivers, by_split, "images", "Images per driver", stacked=True))
+        for name, drivers_in_split in data.per_driver.items():
+            parts.append(f"<h3>{_e(name)}: images per driver and class</h3>")
+            rows = [[driver] + [counts.get(label, 0) for label in classes] + [sum(counts.values())]
+                    for driver, counts in drivers_in_split.items()]  # fmt: skip
+            parts.append(_table(["driver", *classes, "total"], rows))
+    else:
+        parts.append("<h3>Drivers per split</h3>")
+        parts.append(_table(["split", "drivers"], [[name, ", ".join(split.get("drivers") or []) or "–"] for name, split in splits.items()], 2))
+        parts.append(_missing("No per-driver counts: the processed .lst files or the dataset's driver list are missing."))
     skipped = manifest.get("skipped") or []
     if skipped:
         parts.append(f"<h3>Skipped files ({len(skipped)})</h3>")

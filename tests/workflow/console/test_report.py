@@ -15,6 +15,7 @@ from workflow.engine import Engine
 from workflow.local.s3 import S3Root
 
 RUN = "s3://bucket/runs/r1"
+RAW = "s3://bucket/datasets/d1"
 CLASSES = ["c0", "c1", "c2"]
 
 
@@ -25,6 +26,16 @@ def _artifacts(s3: S3Root) -> dict[str, Any]:
                            "validation": {"count": 4, "per_class": {"c0": 2, "c1": 1, "c2": 1}, "drivers": ["p015"]}},
                 "skipped": [{"path": "imgs/train/c1/broken.jpg", "reason": "not a JPEG"}]}  # fmt: skip
     s3.put_bytes(json.dumps(manifest).encode(), f"{RUN}/processed/manifest.json")
+    drivers = {"p002": ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg"], "p012": ["f.jpg", "g.jpg", "h.jpg", "i.jpg"], "p015": ["j.jpg", "k.jpg", "l.jpg", "m.jpg"]}
+    rows = ["subject,classname,img"] + [f"{driver},c0,{image}" for driver, images in drivers.items() for image in images]
+    s3.put_bytes("\n".join(rows).encode(), f"{RAW}/driver_imgs_list.csv")
+    train = ["0\t0.000000\timgs/train/c0/a.jpg", "1\t1.000000\timgs/train/c1/b.jpg", "2\t2.000000\timgs/train/c2/c.jpg",
+             "3\t0.000000\timgs/train/c0/d.jpg", "4\t1.000000\timgs/train/c1/e.jpg", "5\t2.000000\timgs/train/c2/f.jpg",
+             "6\t0.000000\timgs/train/c0/g.jpg", "7\t1.000000\timgs/train/c1/h.jpg", "8\t2.000000\timgs/train/c2/i.jpg"]
+    validation = ["0\t0.000000\timgs/train/c0/j.jpg", "1\t0.000000\timgs/train/c0/k.jpg", "2\t1.000000\timgs/train/c1/l.jpg",
+                  "3\t2.000000\timgs/train/c2/m.jpg"]  # fmt: skip
+    s3.put_bytes("\n".join(train).encode(), f"{RUN}/processed/train.lst")
+    s3.put_bytes("\n".join(validation).encode(), f"{RUN}/processed/validation.lst")
     metrics = {"epochs": [{"epoch": 0, "train_loss": 1.1, "train_accuracy": 0.4, "validation_loss": 1.0, "validation_accuracy": 0.5},
                           {"epoch": 1, "train_loss": 0.7, "train_accuracy": 0.7, "validation_loss": 0.8, "validation_accuracy": 0.75}],
                "final": {"validation_accuracy": 0.75, "validation_log_loss": 0.8}}  # fmt: skip
@@ -68,7 +79,7 @@ def _pipeline_like(engine: Engine, payloads: dict[str, Any], fail_at: str | None
         states[fail_at] = {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Next": states[fail_at]["Next"],
                            "Parameters": {"FunctionName": "boom", "Payload": {"state": fail_at}}}  # fmt: skip
     arn = engine.create_state_machine("pipeline", {"StartAt": "Process", "States": states})
-    execution_input = {"ProcessedDataUri": f"{RUN}/processed/", "ModelOutputUri": f"{RUN}/model/", "LoadTestUri": f"{RUN}/load-test.json"}
+    execution_input = {"ProcessedDataUri": f"{RUN}/processed/", "RawDataUri": f"{RAW}/", "ModelOutputUri": f"{RUN}/model/", "LoadTestUri": f"{RUN}/load-test.json"}
     return engine.run_execution(arn, execution_input, name=f"run-{fail_at or 'ok'}")["executionArn"]
 
 
@@ -89,12 +100,14 @@ def test_full_report_has_every_section(tmp_path: Path, s3: S3Root) -> None:
     assert "run-ok SUCCEEDED" in text
     assert "train: 9 images from 2 drivers, validation: 4 images from 1 drivers" in text
     assert "imgs/train/c1/broken.jpg" in text and "not a JPEG" in text
+    assert "train: images per driver and class driver c0 c1 c2 total p002 2 2 1 5 p012 1 1 2 4" in text
+    assert "validation: images per driver and class driver c0 c1 c2 total p015 2 1 1 4" in text
     assert "2 epochs; final validation accuracy 0.7500" in text
     assert "Accuracy 0.7500 , log loss 0.8000 on 4 images" in text
     assert "QualityGate passed accuracy >= 0.7 → PrepareLoadTest" in text
     assert "SloGate passed" in text and "The new model is better than production" in text
     assert "50 requests in 1.0 s" in text and "met" in text and "timeout" in text
-    assert html.count("<svg") == 4  # classes, training curves, confusion matrix, latency
+    assert html.count("<svg") == 5  # classes, drivers, training curves, confusion matrix, latency
     assert "Under 0.05 s each: Process, Train" in text  # Pass states are too quick for a time-per-state bar
     assert "No " not in text.replace("No files", "")  # nothing reported missing
     assert "<script" not in html and not re.search(r"(src|href)=[\"']?(https?:)?//", html)  # self-contained
@@ -106,6 +119,7 @@ def test_early_failure_says_what_is_missing(tmp_path: Path, s3: S3Root) -> None:
     text = _text(render_report(engine, arn, s3))
     assert "run-Train FAILED" in text and "RuntimeError in state Train: Train broke full cause" in text
     assert "No processing manifest: the file is missing from the local S3 root" in text
+    assert "Images per driver" not in text
     assert "No training metrics: the Train state failed." in text
     assert "No evaluation: the Evaluate state did not run in this execution." in text
     assert "No load-test results: the MergeLoadTest state did not run in this execution." in text
@@ -119,3 +133,12 @@ def test_write_report_is_atomic_and_readable(tmp_path: Path, s3: S3Root) -> None
     assert out.read_text().startswith("<!doctype html>")
     assert out.stat().st_mode & 0o044 == 0o044
     assert [path.name for path in out.parent.iterdir()] == ["r.html"]
+
+
+def test_manifest_without_the_driver_list_still_shows_the_split(tmp_path: Path, s3: S3Root) -> None:
+    engine = Engine(tmp_path / "engine.sqlite3")
+    payloads = _artifacts(s3)
+    s3.path(f"{RAW}/driver_imgs_list.csv").unlink()
+    text = _text(render_report(engine, _pipeline_like(engine, payloads), s3))
+    assert "Drivers per split split drivers train p002, p012 validation p015" in text
+    assert "No per-driver counts: the processed .lst files or the dataset's driver list are missing." in text
