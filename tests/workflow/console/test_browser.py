@@ -98,3 +98,21 @@ def test_without_the_token_the_console_is_read_only(setup: Any, console: str, fa
                                                           headers: {'Content-Type': 'application/json'}})).status""", arn)
     assert status == 403
     assert setup.engine.describe_execution(arn)["redriveCount"] == 0
+
+
+def test_start_with_input_then_stop(setup: Any, console: str, page: Any) -> None:
+    page.goto(f"{console}/?token={TOKEN}")
+    page.click("#machine-list >> text=waiting")
+    page.click("#start-form summary")
+    page.fill("#start-input", '{"from": "the browser"}')
+    page.fill("#start-name", "from-browser")
+    page.click("#start-button")
+    page.wait_for_selector("h1 >> text=from-browser")
+    page.wait_for_selector("svg.graph g.state.status-running[data-state='Hold']")  # drawn live while it runs
+    _shot(page, "5-running-execution")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#stop-button")
+    page.wait_for_selector("h1 .badge.status-aborted")
+    page.wait_for_selector("svg.graph g.state.status-aborted[data-state='Hold']")
+    description = setup.engine.describe_execution("from-browser")
+    assert description["status"] == "ABORTED" and description["input"] == '{"from": "the browser"}'

@@ -43,7 +43,7 @@ function drawGraph(container, graph, onSelect) {
   checkbox.checked = true;
   checkbox.addEventListener("change", () => svg.classList.toggle("hide-catch", !checkbox.checked));
   toggle.append(checkbox, " error paths (Catch)");
-  container.append(toggle);
+  if (graph.edges.some((edge) => edge.kind === "catch")) container.append(toggle);
   const svg = svgElement("svg", {viewBox: `${-MARGIN} ${-MARGIN} ${width} ${height}`, width, height,
                                  class: "graph", role: "img", "aria-label": "state machine graph"}, container);
   const defs = svgElement("defs", {}, svg);
