@@ -28,7 +28,7 @@ def console(port: int, host: str, allow_hosts: tuple[str, ...], config_path: Pat
 
     from aiohttp import web
 
-    from workflow.console.app import create_app
+    from workflow.console.app import ACTIONS, create_app
     from workflow.console.guard import new_token
     from workflow.engine import Engine
     from workflow.home import engine_store_path
@@ -64,4 +64,7 @@ def console(port: int, host: str, allow_hosts: tuple[str, ...], config_path: Pat
     try:
         asyncio.run(serve())
     except KeyboardInterrupt:
+        stopped = app[ACTIONS].stop_own_executions()
+        if stopped:
+            click.echo(f"stopped {', '.join(stopped)} (redrive to resume)", err=True)
         click.echo("console stopped", err=True)

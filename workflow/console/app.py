@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -72,11 +74,27 @@ class Actions:
     def __init__(self, build: Callable[[], Engine]) -> None:
         self._build = build
         self._engine: Engine | None = None
+        self._lock = threading.Lock()
 
     def engine(self) -> Engine:
+        with self._lock:
+            if self._engine is None:
+                self._engine = self._build()
+            return self._engine
+
+    def stop_own_executions(self, timeout: float = 60.0) -> list[str]:
+        """Stops the executions this process runs (started or redriven here), so they end ABORTED
+        and redrivable instead of keeping the process alive; returns their names."""
         if self._engine is None:
-            self._engine = self._build()
-        return self._engine
+            return []
+        engine, stopped = self._engine, []
+        for item in engine.list_executions(status_filter="RUNNING"):
+            if engine.store.execution(item["executionArn"]).owner_pid == os.getpid():
+                engine.stop_execution(item["executionArn"], "Console.Stopped", "the console was stopped")
+                stopped.append(item["executionArn"])
+        for arn in stopped:
+            engine.wait(arn, timeout)
+        return [arn.rsplit(":", 1)[-1] for arn in stopped]
 
 
 async def index(request: web.Request) -> web.FileResponse:

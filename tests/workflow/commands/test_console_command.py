@@ -22,6 +22,7 @@ def home(isolated_home: Path) -> Path:
     engine = Engine(isolated_home / "engine.sqlite3")
     arn = engine.create_state_machine("tiny", MACHINE)
     engine.run_execution(arn, {}, name="tiny-run")
+    engine.create_state_machine("held", {"StartAt": "Hold", "States": {"Hold": {"Type": "Wait", "Seconds": 600, "End": True}}})
     return isolated_home
 
 
@@ -53,10 +54,16 @@ def test_console_prints_a_token_url_and_guards_actions(home: Path) -> None:
         assert _post(f"{base}/api/stop", {"arn": arn}, {}) == 403
         assert _post(f"{base}/api/stop", {"arn": arn}, {"X-Ddcicd-Token": token, "Origin": "http://attacker.example"}) == 403
         assert _post(f"{base}/api/stop", {"arn": arn}, {"X-Ddcicd-Token": token}) == 409  # allowed, but it is not running
+        held = "arn:aws:states:us-east-1:000000000000:stateMachine:held"
+        assert _post(f"{base}/api/start", {"stateMachineArn": held, "name": "held-run"}, {"X-Ddcicd-Token": token}) == 200
     finally:
         process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
-    assert "console stopped" in process.stderr.read()  # type: ignore[union-attr]
+        process.wait(timeout=60)
+    errors = process.stderr.read()  # type: ignore[union-attr]
+    assert "stopped held-run (redrive to resume)" in errors and "console stopped" in errors
+    assert process.returncode == 0
+    description = Engine(home / "engine.sqlite3").describe_execution("held-run")
+    assert description["status"] == "ABORTED" and description["error"] == "Console.Stopped"
 
 
 def test_console_reports_a_busy_port(home: Path) -> None:
