@@ -154,6 +154,39 @@ def _depth_first(start: str, successors: dict[str, list[str]]) -> tuple[list[str
     return post[::-1], back
 
 
+def _rank(nodes: dict[str, Node], edges: list[Edge], start: str) -> tuple[list[tuple[str, str]], set[tuple[str, str]]]:
+    """Sets each node's rank; returns the edges that shape the layout (loops reversed) and the loops.
+
+    Ranks follow the non-Catch edges; a state reached only through Catch is ranked below its
+    catchers, as if those Catch edges were ordinary ones.
+    """
+    successors: dict[str, list[str]] = {node_id: [] for node_id in nodes}
+    for edge in edges:
+        if edge.kind != "catch" and edge.target not in successors[edge.source]:
+            successors[edge.source].append(edge.target)
+    order, back = _depth_first(start, successors)
+    remaining = [node_id for node_id in nodes if node_id not in set(order)]
+    while remaining:
+        catchers = {edge.source for edge in edges if edge.kind == "catch" and edge.target == remaining[0]}
+        more, more_back = _depth_first(remaining[0], successors)
+        more = [node_id for node_id in more if node_id not in set(order)]
+        back |= more_back
+        order += more
+        remaining = [node_id for node_id in remaining if node_id not in set(more)]
+        for catcher in catchers:
+            successors[catcher].append(more[0])
+    layered = [(source, target) if (source, target) not in back else (target, source)
+               for source, targets in successors.items() for target in targets if source != target]  # fmt: skip
+    for _ in range(len(nodes)):  # longest path; `layered` is acyclic, so this settles within len(nodes) rounds
+        changed = False
+        for source, target in layered:
+            if nodes[target].rank < nodes[source].rank + 1:
+                nodes[target].rank, changed = nodes[source].rank + 1, True
+        if not changed:
+            break
+    return layered, back
+
+
 def layout_states(machine: dict[str, Any], prefix: str = "") -> Layout:
     """Lays out a `{"StartAt", "States"}` object (a whole definition, a Map processor or a branch)."""
     states: dict[str, dict[str, Any]] = machine.get("States") or {}
@@ -167,33 +200,9 @@ def layout_states(machine: dict[str, Any], prefix: str = "") -> Layout:
     if not nodes:
         return Layout({}, [], 0.0, 0.0)
 
-    # 1. ranks, over the non-catch edges first, then catch edges for what is left unreached
-    main_successors: dict[str, list[str]] = {node_id: [] for node_id in nodes}
-    for edge in edges:
-        if edge.kind != "catch" and edge.target not in main_successors[edge.source]:
-            main_successors[edge.source].append(edge.target)
     start = prefix + str(machine.get("StartAt", next(iter(states))))
-    order, back = _depth_first(start if start in nodes else next(iter(nodes)), main_successors)
-    remaining = [node_id for node_id in nodes if node_id not in set(order)]
-    while remaining:  # states reached only through Catch (or not at all): ranked after their catchers
-        catchers = {edge.source for edge in edges if edge.kind == "catch" and edge.target == remaining[0]}
-        more, more_back = _depth_first(remaining[0], main_successors)
-        more = [node_id for node_id in more if node_id not in set(order)]
-        back |= more_back
-        order += more
-        remaining = [node_id for node_id in remaining if node_id not in set(more)]
-        for catcher in catchers:
-            main_successors[catcher].append(more[0])
-    layered = [(source, target) if (source, target) not in back else (target, source)
-               for source, targets in main_successors.items() for target in targets if source != target]  # fmt: skip
-    for _ in range(len(nodes)):  # longest path; `layered` is acyclic, so this settles within len(nodes) rounds
-        changed = False
-        for source, target in layered:
-            if nodes[target].rank < nodes[source].rank + 1:
-                nodes[target].rank, changed = nodes[source].rank + 1, True
-        if not changed:
-            break
-    # 2. dummy bend points for long edges
+    layered, back = _rank(nodes, edges, start if start in nodes else next(iter(nodes)))
+    # a bend point per rank a long edge crosses, so it is routed around the boxes in between
     chains: dict[tuple[str, str], list[str]] = {}
     all_nodes = dict(nodes)
     for source, target in layered:
@@ -203,8 +212,7 @@ def layout_states(machine: dict[str, Any], prefix: str = "") -> Layout:
             all_nodes[dummy.id] = dummy
             chain.append(dummy.id)
         chains[(source, target)] = chain + [target]
-    _order_and_place(all_nodes, [chain for chain in chains.values()])
-    # 3. routes
+    _order_and_place(all_nodes, list(chains.values()))
     for edge in edges:
         key, reverse = (edge.source, edge.target), (edge.target, edge.source)
         if key in chains:
@@ -219,6 +227,7 @@ def layout_states(machine: dict[str, Any], prefix: str = "") -> Layout:
 
 
 def _order_and_place(nodes: dict[str, Node], chains: list[list[str]]) -> None:
+    """Barycentre sweeps order each rank; then x follows the neighbours above, y the rank."""
     ranks: dict[int, list[Node]] = {}
     for node in nodes.values():
         ranks.setdefault(node.rank, []).append(node)
