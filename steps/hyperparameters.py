@@ -26,28 +26,6 @@ OPTIMIZERS = ("sgd", "adam", "rmsprop", "nag")
 AUGMENTATION_TYPES = ("crop", "crop_color", "crop_color_transform")
 PRECISION_DTYPES = ("float32", "float16")
 
-# The default local configuration: what `ddcicd train` and the local pipeline use unless told
-# otherwise (num_classes and num_training_samples come from the processing manifest).
-# A small-image ResNet-20 on 48x64 inputs: the State Farm frames are 640x480, so 48x64 keeps
-# their 3:4 aspect ratio with no cropping, and is the largest size at which 2 CPU cores still
-# get through enough epochs in a few minutes (ResNet-20 keeps full resolution in its first
-# stage, 48x64 -> 12x16 in the last). SGD with Nesterov momentum, two learning-rate drops.
-LOCAL_DEFAULTS: dict[str, str] = {
-    "num_layers": "20",
-    "image_shape": "3,48,64",
-    "mini_batch_size": "64",
-    "epochs": "12",
-    "learning_rate": "0.1",
-    "optimizer": "nag",
-    "momentum": "0.9",
-    "weight_decay": "0.0005",
-    "lr_scheduler_step": "8,11",
-    "lr_scheduler_factor": "0.1",
-    "augmentation_type": "crop_color",
-    "checkpoint_frequency": "1",
-}
-
-
 class HyperparameterError(ValueError):
     """A hyperparameter that is unknown, missing or has an invalid value."""
 

@@ -110,7 +110,12 @@ def read_config(paths: JobPaths, seed: int = 0, num_workers: int = 2) -> TrainCo
 
 
 def setup_logging() -> None:
-    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format=LOG_FORMAT, datefmt=LOG_DATE_FORMAT, force=True)
+    """The job's lines go to stdout (SageMaker ships stdout to CloudWatch); the root logger is left alone."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt=LOG_DATE_FORMAT))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.INFO)
+    log.propagate = False
 
 
 def log_metric(epoch: int, name: str, value: float) -> None:

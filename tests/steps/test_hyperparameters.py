@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from steps.hyperparameters import LOCAL_DEFAULTS, HyperparameterError, parse_hyperparameters
+from steps.hyperparameters import HyperparameterError, parse_hyperparameters
 
 REQUIRED = {"num_classes": "10", "num_training_samples": "800"}
 
@@ -24,8 +24,9 @@ def test_string_values_are_parsed_to_their_types() -> None:
     assert config.early_stopping is True and config.top_k == 3
 
 
-def test_the_local_defaults_are_valid_and_round_trip() -> None:
-    config = parse_hyperparameters({**REQUIRED, **LOCAL_DEFAULTS})
+def test_a_config_round_trips_through_its_hyperparameter_strings() -> None:
+    config = parse_hyperparameters({**REQUIRED, "num_layers": "20", "lr_scheduler_step": "8,11", "top_k": "3",
+                                    "augmentation_type": "crop", "early_stopping": "True"})
     assert parse_hyperparameters(config.hyperparameters()) == config
 
 

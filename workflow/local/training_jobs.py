@@ -80,7 +80,10 @@ class TrainingResult:
 
 
 def job_hyperparameters(data: Path, defaults: Mapping[str, Any], overrides: Mapping[str, str]) -> dict[str, str]:
-    """defaults < values from the manifest (num_classes, num_training_samples) < overrides; all strings."""
+    """defaults < values from the manifest (num_classes, num_training_samples) < overrides; all strings.
+
+    An override with an empty value removes the name (`augmentation_type=` means no augmentation).
+    """
     manifest_path = data / "manifest.json"
     try:
         manifest = json.loads(manifest_path.read_text())
@@ -92,7 +95,8 @@ def job_hyperparameters(data: Path, defaults: Mapping[str, Any], overrides: Mapp
         raise TrainingInputError(f"{data} has no manifest.json: is it a folder written by `ddcicd process`?") from None
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise TrainingInputError(f"{manifest_path} lacks classes or splits.train.count ({error})") from None
-    return {**{name: str(value) for name, value in defaults.items()}, **from_data, **dict(overrides)}
+    merged = {**{name: str(value) for name, value in defaults.items()}, **from_data, **dict(overrides)}
+    return {name: value for name, value in merged.items() if value != ""}
 
 
 def prepare_job(data: Path, root: Path, hyperparameters: Mapping[str, str]) -> None:

@@ -1,0 +1,84 @@
+"""Tiny RecordIO datasets for the training tests, written with steps.recordio like the processing step."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from steps.recordio import IndexedRecordIO, IRHeader, pack_img
+
+TINY_CLASSES = ["c0", "c1", "c2", "c3"]
+TINY_SHAPE = "3,24,32"
+
+
+COLORS = [(230, 40, 40), (40, 200, 40), (40, 60, 230), (240, 240, 240)]  # BGR, one per class
+
+
+def _square_image(label: int, rng: np.random.Generator) -> np.ndarray:
+    """A noisy 48x64 frame with a square whose colour is the class, anywhere: easy, but needs learning."""
+    image = rng.integers(60, 180, size=(48, 64, 3), dtype=np.uint8)
+    top, left = int(rng.integers(0, 48 - 14)), int(rng.integers(0, 64 - 14))
+    image[top : top + 14, left : left + 14] = COLORS[label]
+    return image
+
+
+def write_tiny_processed(out: Path, train: int = 160, validation: int = 48, seed: int = 0) -> Path:
+    """A processed folder (train/validation .rec/.idx, manifest.json) of 4-class coloured-square images."""
+    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for split, size in (("train", train), ("validation", validation)):
+        labels = [index % len(TINY_CLASSES) for index in range(size)]
+        with IndexedRecordIO(out / f"{split}.idx", out / f"{split}.rec", "w") as records:
+            for index, label in enumerate(labels):
+                records.write_idx(index, pack_img(IRHeader(0, float(label), index, 0), _square_image(label, rng), quality=90))
+        counts[split] = {"count": size, "per_class": {name: labels.count(i) for i, name in enumerate(TINY_CLASSES)}}
+    manifest = {"classes": TINY_CLASSES, "splits": counts, "skipped": [], "settings": {}, "outputs": {}}
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_processed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_processed(tmp_path_factory.mktemp("tiny") / "processed")
+
+
+def _make_job(root: Path, data: Path, hyperparameters: dict[str, str]) -> Path:
+    """An /opt/ml-like job root whose channels link to a processed folder's files."""
+    for channel in ("train", "validation"):
+        directory = root / "input" / "data" / channel
+        directory.mkdir(parents=True, exist_ok=True)
+        for suffix in (".rec", ".idx"):
+            (directory / f"{channel}{suffix}").symlink_to(data / f"{channel}{suffix}")
+    (root / "input" / "data" / "train" / "manifest.json").symlink_to(data / "manifest.json")
+    config = root / "input" / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
+    return root
+
+
+TINY_HYPERPARAMETERS = {
+    "num_classes": "4",
+    "num_training_samples": "160",
+    "num_layers": "20",
+    "image_shape": TINY_SHAPE,
+    "mini_batch_size": "16",
+    "epochs": "4",
+    "learning_rate": "0.05",
+    "optimizer": "nag",
+    "momentum": "0.9",
+    "weight_decay": "0.0005",
+}
+
+
+@pytest.fixture(scope="session")
+def make_job():  # noqa: ANN201 - returns the helper
+    """make_job(root, data, hyperparameters) -> root laid out like /opt/ml."""
+    return _make_job
+
+
+@pytest.fixture(scope="session")
+def tiny_hyperparameters() -> dict[str, str]:
+    return dict(TINY_HYPERPARAMETERS)
