@@ -53,31 +53,93 @@ def _python(command: list[str]) -> list[str]:
     return [sys.executable if part in ("python", "python3") else part for part in command]
 
 
-# ------------------------------------------------------------------ processing jobs
+# ------------------------------------------------------------------ jobs
 
 
-class ProcessingJobs:
-    """createProcessingJob: run the container command with its inputs mapped into the job dir."""
+class LocalJobAdapter:
+    """What every local SageMaker job shares: unique names, set-up failures as the job's own
+    failure (as SageMaker reports a bad channel), the Describe* timestamps, stop.
+
+    Subclasses name their API's fields (`name_key`, `status_key`, ...) and build the
+    supervisor's JobSpec in `_spec`; a set-up error there fails the job with a ClientError
+    reason instead of failing the API call, which is what SageMaker does for bad inputs.
+    """
 
     poll_seconds = 1.0
+    kind = ""  # jobs/<kind>/ under the ddcicd home
+    name_key = ""  # e.g. TrainingJobName
+    arn_kind = ""  # e.g. training-job
+    status_key = ""  # e.g. TrainingJobStatus
+    time_keys = ("", "")  # (start, end) timestamp keys, e.g. TrainingStartTime, TrainingEndTime
+    setup_errors: tuple[type[Exception], ...] = (NoSuchKey, S3UriError, KeyError, TypeError, ValueError, ValidationError)
 
     def __init__(self, s3: S3Root, home: Path | None = None) -> None:
         self.s3 = s3
-        self.jobs = JobStore("processing", home, s3)
+        self.jobs = JobStore(self.kind, home, s3)
 
     def start(self, action: str, parameters: Json, context: TaskContext) -> Json:
-        name = _required(parameters, "ProcessingJobName")
+        name = _required(parameters, self.name_key)
+        self._before_start(parameters)
         try:
             self.jobs.reserve(name, parameters)
         except ResourceInUse as error:
             raise sagemaker_error("ResourceInUse", str(error)) from error
         try:
             spec = self._spec(name, parameters)
-        except (NoSuchKey, S3UriError, KeyError, TypeError) as error:
+        except self.setup_errors as error:
             self.jobs.fail(name, f"ClientError: {error}")
         else:
             self.jobs.launch(name, spec)
-        return {"ProcessingJobArn": _job_arn("processing-job", name)}
+        return {self.name_key.replace("Name", "Arn"): _job_arn(self.arn_kind, name)}
+
+    def _before_start(self, parameters: Json) -> None:
+        """Hook: anything to settle before a new job starts."""
+
+    def _spec(self, name: str, parameters: Json) -> JobSpec:
+        raise NotImplementedError
+
+    def describe(self, action: str, parameters: Json, started: Json, context: TaskContext) -> tuple[str, Json]:
+        name = parameters[self.name_key]
+        status = self.jobs.status(name)
+        state = status.get("status", "InProgress")
+        description = {
+            **parameters,
+            self.name_key.replace("Name", "Arn"): _job_arn(self.arn_kind, name),
+            self.status_key: state,
+            "CreationTime": iso(status.get("created")),
+            self.time_keys[0]: iso(status.get("started")),
+            self.time_keys[1]: iso(status.get("ended")),
+            "LastModifiedTime": iso(status.get("ended") or status.get("started") or status.get("created")),
+        }
+        if status.get("failure_reason"):
+            description["FailureReason"] = status["failure_reason"]
+        description.update(self._describe_more(name, parameters, status))
+        return _outcome(state), description
+
+    def _describe_more(self, name: str, parameters: Json, status: dict[str, Any]) -> dict[str, Any]:
+        """Hook: the fields only this kind of job reports."""
+        return {}
+
+    def stop(self, action: str, parameters: Json, started: Json, context: TaskContext) -> None:
+        self.jobs.stop(parameters[self.name_key])
+
+
+def _outcome(status: str) -> str:
+    return {"Completed": "SUCCEEDED", "Failed": "FAILED", "Stopped": "STOPPED"}.get(status, "RUNNING")
+
+
+def _required(parameters: Json, key: str) -> str:
+    value = parameters.get(key) if isinstance(parameters, dict) else None
+    if not isinstance(value, str) or not value:
+        raise sagemaker_error("ValidationException", f"1 validation error detected: Value null at '{key}' failed to satisfy constraint: Member must not be null")
+    return value
+
+
+class ProcessingJobs(LocalJobAdapter):
+    """createProcessingJob: run the container command with its inputs mapped into the job dir."""
+
+    kind, name_key, arn_kind = "processing", "ProcessingJobName", "processing-job"
+    status_key, time_keys = "ProcessingJobStatus", ("ProcessingStartTime", "ProcessingEndTime")
 
     def _spec(self, name: str, parameters: Json) -> JobSpec:
         def local(path: str) -> str:
@@ -98,26 +160,8 @@ class ProcessingJobs:
         return JobSpec(command=[_remap(part, local) for part in command], environment=environment,
                        cwd=local("/"), uploads=uploads, failure_file=local("/opt/ml/output/failure"))  # fmt: skip
 
-    def describe(self, action: str, parameters: Json, started: Json, context: TaskContext) -> tuple[str, Json]:
-        name = parameters["ProcessingJobName"]
-        status = self.jobs.status(name)
-        description = {
-            **parameters,
-            "ProcessingJobArn": _job_arn("processing-job", name),
-            "ProcessingJobStatus": status.get("status", "InProgress"),
-            "CreationTime": iso(status.get("created")),
-            "ProcessingStartTime": iso(status.get("started")),
-            "ProcessingEndTime": iso(status.get("ended")),
-            "LastModifiedTime": iso(status.get("ended") or status.get("started") or status.get("created")),
-        }
-        if status.get("failure_reason"):
-            description["FailureReason"] = status["failure_reason"]
-        if status.get("exit_code") is not None:
-            description["ExitMessage"] = f"exit code {status['exit_code']}"
-        return _outcome(description["ProcessingJobStatus"]), description
-
-    def stop(self, action: str, parameters: Json, started: Json, context: TaskContext) -> None:
-        self.jobs.stop(parameters["ProcessingJobName"])
+    def _describe_more(self, name: str, parameters: Json, status: dict[str, Any]) -> dict[str, Any]:
+        return {"ExitMessage": f"exit code {status['exit_code']}"} if status.get("exit_code") is not None else {}
 
 
 def _remap(value: str, local: Any) -> str:
@@ -127,21 +171,7 @@ def _remap(value: str, local: Any) -> str:
     return value
 
 
-def _outcome(status: str) -> str:
-    return {"Completed": "SUCCEEDED", "Failed": "FAILED", "Stopped": "STOPPED"}.get(status, "RUNNING")
-
-
-def _required(parameters: Json, key: str) -> str:
-    value = parameters.get(key) if isinstance(parameters, dict) else None
-    if not isinstance(value, str) or not value:
-        raise sagemaker_error("ValidationException", f"1 validation error detected: Value null at '{key}' failed to satisfy constraint: Member must not be null")
-    return value
-
-
-# ------------------------------------------------------------------ training jobs
-
-
-class TrainingJobs:
+class TrainingJobs(LocalJobAdapter):
     """createTrainingJob: steps/train.py in a job directory laid out like /opt/ml.
 
     Channels are copied from the local S3 root into input/data/<channel>; the checkpoint
@@ -150,26 +180,8 @@ class TrainingJobs:
     checkpoint; model/ is tarred to <S3OutputPath>/<job>/output/model.tar.gz as SageMaker does.
     """
 
-    poll_seconds = 1.0
-
-    def __init__(self, s3: S3Root, home: Path | None = None) -> None:
-        self.s3 = s3
-        self.jobs = JobStore("training", home, s3)
-
-    def start(self, action: str, parameters: Json, context: TaskContext) -> Json:
-        name = _required(parameters, "TrainingJobName")
-        self._stop_other_writers(parameters)
-        try:
-            self.jobs.reserve(name, parameters)
-        except ResourceInUse as error:
-            raise sagemaker_error("ResourceInUse", str(error)) from error
-        try:
-            spec = self._spec(name, parameters)
-        except (NoSuchKey, S3UriError, KeyError, TypeError, ValueError) as error:
-            self.jobs.fail(name, f"ClientError: {error}")
-        else:
-            self.jobs.launch(name, spec)
-        return {"TrainingJobArn": _job_arn("training-job", name)}
+    kind, name_key, arn_kind = "training", "TrainingJobName", "training-job"
+    status_key, time_keys = "TrainingJobStatus", ("TrainingStartTime", "TrainingEndTime")
 
     def _spec(self, name: str, parameters: Json) -> JobSpec:
         image = parameters["AlgorithmSpecification"].get("TrainingImage", "")
@@ -207,7 +219,7 @@ class TrainingJobs:
             failure_file=str(root / "output" / "failure"),
         )
 
-    def _stop_other_writers(self, parameters: Json) -> None:
+    def _before_start(self, parameters: Json) -> None:
         """One writer per checkpoint prefix: a job left running by a killed engine is stopped
         before its redriven successor resumes from the same checkpoints (and both fight for
         the same two cores)."""
@@ -225,31 +237,19 @@ class TrainingJobs:
     def _output_prefix(name: str, parameters: Json) -> str:
         return parameters["OutputDataConfig"]["S3OutputPath"].rstrip("/") + "/" + name
 
-    def describe(self, action: str, parameters: Json, started: Json, context: TaskContext) -> tuple[str, Json]:
-        name = parameters["TrainingJobName"]
-        status = self.jobs.status(name)
+    def _describe_more(self, name: str, parameters: Json, status: dict[str, Any]) -> dict[str, Any]:
         state = status.get("status", "InProgress")
-        secondary = {"InProgress": "Training" if status.get("pid") else "Starting", "Stopping": "Stopping"}.get(state, state)
-        description = {
-            **parameters,
-            "TrainingJobArn": _job_arn("training-job", name),
-            "TrainingJobStatus": state,
-            "SecondaryStatus": secondary,
-            "CreationTime": iso(status.get("created")),
-            "TrainingStartTime": iso(status.get("started")),
-            "TrainingEndTime": iso(status.get("ended")),
-            "LastModifiedTime": iso(status.get("ended") or status.get("started") or status.get("created")),
+        more: dict[str, Any] = {
+            "SecondaryStatus": {"InProgress": "Training" if status.get("pid") else "Starting"}.get(state, state)
         }
-        if status.get("failure_reason"):
-            description["FailureReason"] = status["failure_reason"]
         if state == "Completed":
             output = self._output_prefix(name, parameters)
-            description["ModelArtifacts"] = {"S3ModelArtifacts": f"{output}/output/model.tar.gz"}
-            description["FinalMetricDataList"] = self._final_metrics(f"{output}/output/data/metrics.json", status)
+            more["ModelArtifacts"] = {"S3ModelArtifacts": f"{output}/output/model.tar.gz"}
+            more["FinalMetricDataList"] = self._final_metrics(f"{output}/output/data/metrics.json", status)
             if status.get("started") and status.get("ended"):
                 seconds = max(1, round(status["ended"] - status["started"]))
-                description["TrainingTimeInSeconds"] = description["BillableTimeInSeconds"] = seconds
-        return _outcome(state), description
+                more["TrainingTimeInSeconds"] = more["BillableTimeInSeconds"] = seconds
+        return more
 
     def _final_metrics(self, uri: str, status: dict[str, Any]) -> list[dict[str, Any]]:
         """The built-in algorithm's metric names, from the job's metrics.json."""
@@ -262,40 +262,20 @@ class TrainingJobs:
         return [{"MetricName": metric, "Value": float(final[key]), "Timestamp": timestamp}
                 for metric, key in names.items() if key in final]  # fmt: skip
 
-    def stop(self, action: str, parameters: Json, started: Json, context: TaskContext) -> None:
-        self.jobs.stop(parameters["TrainingJobName"])
 
-
-# ------------------------------------------------------------------ transform jobs
-
-
-class TransformJobs:
+class TransformJobs(LocalJobAdapter):
     """createTransformJob: steps/predict.py over the input prefix, one `<file>.out` per image.
 
     Batch Transform runs the model's serving container over every object; locally the
     model's archive is scored in-process with the same preprocessing (steps/predictor.py).
     """
 
-    poll_seconds = 1.0
+    kind, name_key, arn_kind = "transform", "TransformJobName", "transform-job"
+    status_key, time_keys = "TransformJobStatus", ("TransformStartTime", "TransformEndTime")
 
     def __init__(self, s3: S3Root, endpoints: LocalEndpoints, home: Path | None = None) -> None:
-        self.s3 = s3
+        super().__init__(s3, home)
         self.endpoints = endpoints
-        self.jobs = JobStore("transform", home, s3)
-
-    def start(self, action: str, parameters: Json, context: TaskContext) -> Json:
-        name = _required(parameters, "TransformJobName")
-        try:
-            self.jobs.reserve(name, parameters)
-        except ResourceInUse as error:
-            raise sagemaker_error("ResourceInUse", str(error)) from error
-        try:
-            spec = self._spec(name, parameters)
-        except (NoSuchKey, S3UriError, KeyError, TypeError, ValidationError) as error:
-            self.jobs.fail(name, f"ClientError: {error}")
-        else:
-            self.jobs.launch(name, spec)
-        return {"TransformJobArn": _job_arn("transform-job", name)}
 
     def _spec(self, name: str, parameters: Json) -> JobSpec:
         model = self.endpoints.describe_model(_required(parameters, "ModelName"))
@@ -310,24 +290,6 @@ class TransformJobs:
                      "--output", str(outputs)],  # fmt: skip
             uploads=[{"directory": str(outputs), "uri": parameters["TransformOutput"]["S3OutputPath"]}],
         )
-
-    def describe(self, action: str, parameters: Json, started: Json, context: TaskContext) -> tuple[str, Json]:
-        name = parameters["TransformJobName"]
-        status = self.jobs.status(name)
-        description = {
-            **parameters,
-            "TransformJobArn": _job_arn("transform-job", name),
-            "TransformJobStatus": status.get("status", "InProgress"),
-            "CreationTime": iso(status.get("created")),
-            "TransformStartTime": iso(status.get("started")),
-            "TransformEndTime": iso(status.get("ended")),
-        }
-        if status.get("failure_reason"):
-            description["FailureReason"] = status["failure_reason"]
-        return _outcome(description["TransformJobStatus"]), description
-
-    def stop(self, action: str, parameters: Json, started: Json, context: TaskContext) -> None:
-        self.jobs.stop(parameters["TransformJobName"])
 
 
 # ------------------------------------------------------------------ models and endpoints
