@@ -24,7 +24,6 @@ Augmentations follow the built-in algorithm's `augmentation_type`:
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator

@@ -26,6 +26,7 @@ Exit codes: 0 done, 2 bad hyperparameters or data (ClientError), 1 anything else
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import math
@@ -379,8 +380,6 @@ def write_checkpoint(
     paths: JobPaths, config: TrainConfig, model: ResNet, optimizer: torch.optim.Optimizer, state: dict[str, Any]
 ) -> None:
     """Everything needed to continue, in one file replaced atomically (a kill mid-write loses nothing)."""
-    import io
-
     buffer = io.BytesIO()
     torch.save(
         {
