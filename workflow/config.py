@@ -50,16 +50,19 @@ class ProcessingSettings(Section):
     image_uri: str = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.3.0-cpu-py311-ubuntu20.04-sagemaker"
 
 
+# ResNet-20 on 48x64 (the frames' 3:4 shape, small enough for 2 cores) with Adam: on the default
+# synthetic data, drivers held out, 0.976 accuracy and 0.109 log loss in about 5 minutes. No
+# augmentation_type: the built-in `crop` mirrors images, which swaps texting right/left (c1/c3, c2/c4).
 DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
     "num_layers": 20,
     "image_shape": "3,48,64",
-    "mini_batch_size": 64,
-    "epochs": 8,
-    "learning_rate": 0.05,
-    "optimizer": "sgd",
-    "momentum": 0.9,
+    "mini_batch_size": 32,
+    "epochs": 13,
+    "optimizer": "adam",
+    "learning_rate": 0.002,
+    "lr_scheduler_step": "9,12",
+    "lr_scheduler_factor": 0.1,
     "weight_decay": 0.0005,
-    "augmentation_type": "crop_color",
     "checkpoint_frequency": 1,
 }
 
