@@ -92,8 +92,8 @@ class EndpointSettings(Section):
     instance_type: str = "ml.m5.large"
     staging_instances: int = Field(1, ge=1)
     production_instances: int = Field(1, ge=1)
-    poll_seconds: int = Field(30, ge=1)  # between DescribeEndpoint calls while Creating/Updating
-    max_polls: int = Field(60, ge=1)
+    poll_seconds: int = Field(10, ge=1)  # between DescribeEndpoint calls while Creating/Updating
+    max_polls: int = Field(180, ge=1)  # 30 minutes at 10 s: SageMaker endpoints take 5-15
     # AWS only: target tracking on invocations per instance for the production variant.
     autoscaling_min: int = Field(1, ge=1)
     autoscaling_max: int = Field(4, ge=1)
