@@ -60,7 +60,7 @@ def process_cpu_seconds(pid: int) -> float:
 
 def default_model(directory: Path) -> Path:
     from steps.export import export_model_archive
-    from steps.hyperparameters import LOCAL_DEFAULTS
+    from workflow.config import DEFAULT_HYPERPARAMETERS as LOCAL_DEFAULTS  # the pipeline's default model
     from steps.model import ResNet, ResNetConfig
 
     shape = tuple(int(value) for value in LOCAL_DEFAULTS["image_shape"].split(","))
