@@ -31,12 +31,7 @@ class FanOutStates:
     # ------------------------------------------------------------------ Parallel: Branches[], Parameters
     def _state_parallel(self: "Interpreter", state: State, raw_input: Json, flow: Flow, state_context: dict[str, Json]) -> tuple[Json, str | None, Any]:
         effective = raw_input if state.jsonata else self.select(state.input_path, raw_input, state_context, flow)
-        key = f"{flow.scope}/{state.name}"
-        resumed = key in self.resume_keys
-        self.resume_keys.discard(key)
-        if self.store is not None and not resumed and not flow.silent:
-            self.recorder.flush()
-            self.store.clear_checkpoints(self.info.execution_arn, key + "#")
+        key = self._begin_fan_out(state, flow)
 
         def attempt() -> Json:
             if state.jsonata:
@@ -81,12 +76,7 @@ class FanOutStates:
             max_concurrency = self._number_from_path("MaxConcurrencyPath", state.max_concurrency_path, effective, state_context, flow, int)
         items = self._map_items(state, effective, state_context, flow, bindings)
         distributed = state.processor_mode == "DISTRIBUTED"
-        key = f"{flow.scope}/{state.name}"
-        resumed = key in self.resume_keys
-        self.resume_keys.discard(key)
-        if self.store is not None and not resumed and not flow.silent:
-            self.recorder.flush()
-            self.store.clear_checkpoints(self.info.execution_arn, key + "#")
+        key = self._begin_fan_out(state, flow)
 
         def attempt() -> Json:
             self.emit(flow, "MapStateStarted", "mapStateStartedEventDetails", {"length": len(items)})
@@ -170,6 +160,17 @@ class FanOutStates:
 
         return self.with_retry_and_catch(state, raw_input, flow, state_context, attempt,
                                          lambda: self.emit(flow, "MapStateFailed"))
+
+    def _begin_fan_out(self: "Interpreter", state: State, flow: Flow) -> str:
+        """The checkpoint key of a Map/Parallel run; a fresh run (not a redrive resuming it)
+        forgets the branch results an earlier run of the same state left behind."""
+        key = f"{flow.scope}/{state.name}"
+        resumed = key in self.resume_keys
+        self.resume_keys.discard(key)
+        if self.store is not None and not resumed and not flow.silent:
+            self.recorder.flush()
+            self.store.clear_checkpoints(self.info.execution_arn, key + "#")
+        return key
 
     def _map_items(self: "Interpreter", state: State, effective: Json, state_context: dict[str, Json], flow: Flow,
                    bindings: dict[str, Json]) -> list[Json]:
