@@ -15,6 +15,14 @@ happens on the worker thread too: with one single-threaded worker per core the c
 never have more runnable threads than they can run). `run_batch` returns one result per
 item, or an exception instance for an item that failed alone (a corrupt image), which
 is raised to that item's caller only. `max_batch_size=1` turns batching off.
+
+A batch that has the server to itself (no other batch running, nothing queued, no body
+being read: a lone request on an idle server) goes to `run_alone` instead when one is
+given, which runs it on every core: one single-threaded worker would leave the other
+cores idle and make a quiet server's latency one core's worth (measured for ResNet-18 at
+224x224: 45 ms on one thread, 25-28 ms on two). Work that arrives meanwhile still starts
+on a free worker at once rather than waiting for the lone batch: waiting would let two
+clients fall into lockstep, each running alone while the other waits.
 """
 from __future__ import annotations
 
@@ -31,7 +39,8 @@ class MicroBatcher(Generic[Item, Result]):
     """Collects items from many coroutines, runs them in batches, answers each with its result."""
 
     def __init__(self, run_batch: Callable[[list[Item]], Sequence[Result | BaseException]],
-                 max_batch_size: int = 32, max_wait_ms: float = 5.0, workers: int = 1) -> None:
+                 max_batch_size: int = 32, max_wait_ms: float = 5.0, workers: int = 1,
+                 run_alone: Callable[[list[Item]], Sequence[Result | BaseException]] | None = None) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size {max_batch_size} must be at least 1")
         if max_wait_ms < 0:
@@ -39,12 +48,15 @@ class MicroBatcher(Generic[Item, Result]):
         if workers < 1:
             raise ValueError(f"workers {workers} must be at least 1")
         self.run_batch = run_batch
+        self.run_alone = run_alone
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000.0
         self.workers = workers
         self.arriving = 0  # requests announced (expecting) and not yet submitted
         self.batches = 0
         self.items = 0
+        self.alone_batches = 0  # of `batches`, how many ran through run_alone
+        self._active = 0  # batches running now
         self._queue: asyncio.Queue[tuple[Item, asyncio.Future[Result]]] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inference")
         self._free = asyncio.Semaphore(workers)
@@ -116,19 +128,25 @@ class MicroBatcher(Generic[Item, Result]):
             if not items:
                 self._free.release()
                 continue
-            task = asyncio.get_running_loop().create_task(self._execute(items))
+            alone = (self.run_alone is not None and self._active == 0 and self.arriving == 0
+                     and self._queue.empty())
+            self._active += 1
+            task = asyncio.get_running_loop().create_task(self._execute(items, alone))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
-    async def _execute(self, items: list[tuple[Item, asyncio.Future[Result]]]) -> None:
+    async def _execute(self, items: list[tuple[Item, asyncio.Future[Result]]], alone: bool) -> None:
         loop = asyncio.get_running_loop()
+        run = self.run_alone if alone and self.run_alone is not None else self.run_batch
         try:
-            results = await loop.run_in_executor(self._executor, self.run_batch, [item for item, _ in items])
+            results = await loop.run_in_executor(self._executor, run, [item for item, _ in items])
         except Exception as error:  # noqa: BLE001 - the whole batch failed: every caller hears why
             results = [error] * len(items)
         finally:
+            self._active -= 1
             self._free.release()
         self.batches += 1
+        self.alone_batches += alone
         self.items += len(items)
         for result, (_, future) in zip(results, items, strict=True):
             if future.done():

@@ -202,23 +202,17 @@ class Predictor:
     """
 
     def __init__(self, model: str | os.PathLike[str], threads: int | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, lone_threads: int | None = None) -> None:
         onnx_bytes, document = read_model_archive(model)
         self.spec = ModelSpec.from_json(document)
         self.max_pixels = max_pixels
         self.threads = threads or default_threads()
-        options = ort.SessionOptions()
-        # One pool sized to the cores, no inter-op pool and no spinning: on a shared 2-core
-        # machine spinning threads steal the core that decoding or another process needs.
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
-        except Exception as error:  # noqa: BLE001 - onnxruntime raises its own untyped errors
-            raise ModelArchiveError(f"{model}: model.onnx does not load in ONNX Runtime: {error}") from error
+        self.session = self._load_session(model, onnx_bytes, self.threads)
+        # A second session for a batch that has the machine to itself (see `predict`):
+        # only worth its memory when it would use more threads than the first.
+        self.lone_threads = max(self.threads, lone_threads or self.threads)
+        self.lone_session = (self._load_session(model, onnx_bytes, self.lone_threads)
+                             if self.lone_threads > self.threads else self.session)
         graph_input = self.session.get_inputs()[0]
         self.input_name = graph_input.name
         batch_axis, *image_axes = graph_input.shape
@@ -228,6 +222,21 @@ class Predictor:
                                     f"says {expected}")
         # A graph exported with a fixed batch size takes batches of exactly that size.
         self.fixed_batch = batch_axis if isinstance(batch_axis, int) else None
+
+    @staticmethod
+    def _load_session(model: str | os.PathLike[str], onnx_bytes: bytes, threads: int) -> ort.InferenceSession:
+        options = ort.SessionOptions()
+        # One pool of `threads`, no inter-op pool and no spinning: on a shared 2-core
+        # machine spinning threads steal the core that decoding or another process needs.
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # noqa: BLE001 - onnxruntime raises its own untyped errors
+            raise ModelArchiveError(f"{model}: model.onnx does not load in ONNX Runtime: {error}") from error
 
     @property
     def classes(self) -> list[str]:
@@ -255,18 +264,23 @@ class Predictor:
             image = _resize(image, spec.width, spec.height)
         return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """float32 (N, C, H, W) -> probabilities (N, num_classes), from the graph's softmax."""
+    def predict(self, batch: np.ndarray, alone: bool = False) -> np.ndarray:
+        """float32 (N, C, H, W) -> probabilities (N, num_classes), from the graph's softmax.
+
+        `alone=True` runs on the `lone_threads` session: for a batch nothing else competes
+        with (a lone request on an idle server), so its latency is not one core's worth.
+        """
+        session = self.lone_session if alone else self.session
         if self.fixed_batch is None or len(batch) == self.fixed_batch:
-            return self.session.run(None, {self.input_name: batch})[0]
+            return session.run(None, {self.input_name: batch})[0]
         rows = []
         for start in range(0, len(batch), self.fixed_batch):
             chunk = batch[start:start + self.fixed_batch]
             padded = np.concatenate([chunk, np.zeros((self.fixed_batch - len(chunk), *chunk.shape[1:]), chunk.dtype)])
-            rows.append(self.session.run(None, {self.input_name: padded})[0][: len(chunk)])
+            rows.append(session.run(None, {self.input_name: padded})[0][: len(chunk)])
         return np.concatenate(rows)
 
-    def run_batch(self, images: list[bytes]) -> list[np.ndarray | InvalidImage]:
+    def run_batch(self, images: list[bytes], alone: bool = False) -> list[np.ndarray | InvalidImage]:
         """The server's batch step: decode each image and run the valid ones as one batch.
 
         A corrupt image fails alone: its slot holds the InvalidImage, the others their rows.
@@ -281,8 +295,12 @@ class Predictor:
                 slots.append(error)
         if not tensors:
             return slots
-        rows = iter(self.predict(np.stack(tensors)))
+        rows = iter(self.predict(np.stack(tensors), alone))
         return [slot if isinstance(slot, InvalidImage) else next(rows) for slot in slots]
+
+    def run_batch_alone(self, images: list[bytes]) -> list[np.ndarray | InvalidImage]:
+        """`run_batch` on every core, for a batch that has the machine to itself."""
+        return self.run_batch(images, alone=True)
 
     def predict_images(self, images: list[bytes]) -> np.ndarray:
         """Convenience for scripts and tests: bytes in, probabilities out, one batch."""

@@ -20,6 +20,8 @@ parses HTTP: each batch is decoded, resized and run on a worker thread (steps/ba
 one single-threaded worker per core by default. Measured here, a 1-thread ONNX Runtime run
 costs less CPU per image than a 2-thread one (no fork/join per operator) and never leaves
 a thread waiting for a core another process took; two workers keep both cores busy.
+A lone request on an idle server is the exception: it runs on every core (--lone-threads),
+because one worker would leave the others idle and double a quiet server's latency.
 """
 from __future__ import annotations
 
@@ -65,6 +67,7 @@ class ServerSettings:
     body_timeout: float = 30.0  # seconds a client may take to send its body
     threads: int = 1  # ONNX Runtime intra-op threads per batch
     workers: int = 0  # batches decoded and run at once, one thread each; 0 = the usable cores
+    lone_threads: int = 0  # threads for a batch alone on an idle server; 0 = the usable cores, 1 = off
 
 
 class RequestError(Exception):
@@ -157,8 +160,9 @@ class InferenceApp:
     def __init__(self, predictor: Predictor, settings: ServerSettings) -> None:
         self.predictor = predictor
         self.settings = settings
+        run_alone = predictor.run_batch_alone if predictor.lone_threads > predictor.threads else None
         self.batcher: MicroBatcher[bytes, np.ndarray] = MicroBatcher(
-            predictor.run_batch, settings.max_batch_size, settings.max_wait_ms, settings.workers)
+            predictor.run_batch, settings.max_batch_size, settings.max_wait_ms, settings.workers, run_alone)
         self.requests = 0
         self.errors = 0
 
@@ -167,6 +171,7 @@ class InferenceApp:
         return json_response({"status": "healthy", "classes": len(self.predictor.classes),
                               "requests": self.requests, "errors": self.errors,
                               "batches": self.batcher.batches, "batched_images": self.batcher.items,
+                              "alone_batches": self.batcher.alone_batches,
                               "workers": self.batcher.workers, "max_batch_size": self.batcher.max_batch_size})
 
     async def invocations(self, request: web.Request) -> web.Response:
@@ -231,7 +236,8 @@ def create_app(model: str | os.PathLike[str], settings: ServerSettings | None = 
     settings = settings or ServerSettings()
     if not settings.workers:
         settings = dataclasses.replace(settings, workers=max(1, default_threads() // settings.threads))
-    predictor = Predictor(model, threads=settings.threads, max_pixels=settings.max_pixels)
+    predictor = Predictor(model, threads=settings.threads, max_pixels=settings.max_pixels,
+                          lone_threads=settings.lone_threads or default_threads())
     return InferenceApp(predictor, settings).build()
 
 
@@ -297,6 +303,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="ONNX Runtime threads per batch (default 1: cores are used by --workers instead)")
     parser.add_argument("--workers", type=int, default=ServerSettings.workers,
                         help="batches decoded and run at once (default: usable cores / --threads)")
+    parser.add_argument("--lone-threads", type=int, default=ServerSettings.lone_threads,
+                        help="ONNX Runtime threads for a batch alone on an idle server (default 0: the usable "
+                             "cores; 1 turns it off)")
     parser.add_argument("--max-batch-size", type=int, default=ServerSettings.max_batch_size, help="1 turns batching off")
     parser.add_argument("--max-wait-ms", type=float, default=ServerSettings.max_wait_ms)
     parser.add_argument("--max-payload", type=int, default=DEFAULT_MAX_PAYLOAD, help="bytes per request body")
@@ -312,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = ServerSettings(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
                               max_payload=args.max_payload, body_timeout=args.body_timeout, threads=args.threads,
-                              workers=args.workers)
+                              workers=args.workers, lone_threads=args.lone_threads)
     running = serve(args.model, args.host, args.port, settings, args.ready_file, args.lifeline)
     try:
         try:

@@ -129,3 +129,47 @@ def test_a_request_that_fails_while_arriving_is_no_longer_expected() -> None:
         return batcher.arriving
 
     assert asyncio.run(with_batcher(RecordingModel(), 4, 1.0, body)) == 0
+
+
+def test_a_batch_with_the_batcher_to_itself_runs_alone_whatever_its_size() -> None:
+    narrow, wide = RecordingModel(), RecordingModel()
+
+    async def body(batcher: MicroBatcher) -> list[float]:
+        first = await batcher.infer(1.0)  # nothing else in flight: it has the machine to itself
+        # one batch of four, and again nothing beside it
+        together = await asyncio.gather(*(later(batcher, index, 0.001 * index) for index in range(4)))
+        return [first, *together]
+
+    async def run() -> list[float]:
+        batcher = MicroBatcher(narrow, 32, 200.0, workers=2, run_alone=wide)
+        batcher.start()
+        try:
+            return await body(batcher)
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(run()) == [2.0, 0.0, 2.0, 4.0, 6.0]
+    assert wide.sizes == [1, 4] and narrow.sizes == []
+
+
+def test_work_arriving_during_a_lone_batch_starts_at_once_on_a_free_worker() -> None:
+    """No lockstep: the second request must not wait for the lone one to finish."""
+    slow_alone, narrow = RecordingModel(seconds=0.5), RecordingModel()
+
+    async def run() -> tuple[float, float]:
+        batcher = MicroBatcher(narrow, 32, 0.0, workers=2, run_alone=slow_alone)
+        batcher.start()
+        try:
+            lone = asyncio.ensure_future(batcher.infer(1.0))
+            await asyncio.sleep(0.05)  # the lone batch is running now
+            started = time.perf_counter()
+            await batcher.infer(2.0)
+            second = time.perf_counter() - started
+            await lone
+            return second, batcher.alone_batches
+        finally:
+            await batcher.stop()
+
+    second, alone_batches = asyncio.run(run())
+    assert slow_alone.sizes == [1] and narrow.sizes == [1] and alone_batches == 1
+    assert second < 0.4  # it ran beside the 0.5 s lone batch, not after it

@@ -180,3 +180,12 @@ def test_a_twelve_megapixel_photo_decodes_at_one_eighth_and_a_tiny_one_is_upscal
     assert decode_image(big, 48, 64).shape == (375, 500, 3)
     assert predictor.preprocess(big).shape == (3, 48, 64)
     assert predictor.preprocess(encode(photo(1, 1), ".png")).shape == (3, 48, 64)
+
+
+def test_the_lone_session_uses_more_threads_and_gives_the_same_probabilities(archive: Path) -> None:
+    predictor = Predictor(archive, threads=1, lone_threads=2)
+    assert predictor.lone_session is not predictor.session
+    batch = np.stack([predictor.preprocess(encode(photo(seed=seed))) for seed in range(3)])
+    np.testing.assert_allclose(predictor.predict(batch, alone=True), predictor.predict(batch), rtol=1e-5, atol=1e-6)
+    single = Predictor(archive, threads=2, lone_threads=1)
+    assert single.lone_session is single.session and single.lone_threads == 2  # never fewer threads than a worker

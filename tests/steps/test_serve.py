@@ -126,6 +126,18 @@ def test_a_json_batch_of_base64_images_gets_a_list_per_image_in_order(server: Se
         np.testing.assert_allclose(row, single, atol=1e-5)
 
 
+def test_a_lone_request_runs_on_every_thread_it_may_and_answers_the_same(archive: Path, tmp_path: Path) -> None:
+    running = start_server(archive, tmp_path, "--workers", "1", "--lone-threads", "2")
+    try:
+        status, body = running.invoke(jpeg(), "image/jpeg")
+        assert status == 200
+        np.testing.assert_allclose(body, Predictor(archive, threads=1).predict_images([jpeg()])[0], atol=1e-5)
+        assert running.request("GET", "/ping")[1]["alone_batches"] == 1
+    finally:
+        running.process.terminate()
+        running.process.wait(timeout=15)
+
+
 def test_concurrent_requests_each_get_their_own_answer(server: Server) -> None:
     images = [jpeg(seed) for seed in range(24)]
     alone = [server.invoke(data)[1] for data in images[:4]]

@@ -124,12 +124,17 @@ def _pythonpath() -> str:
 
 def start_instance(directory: Path, variant: str, model_name: str, model_path: Path, workers: int,
                    extra_args: tuple[str, ...] = ()) -> Instance:
-    """Start one server on a free port (it binds port 0 and reports the port in ready.json)."""
+    """Start one server on a free port (it binds port 0 and reports the port in ready.json).
+
+    `workers` is this instance's share of the cores: a lone request on an idle instance
+    may use that many threads (--lone-threads), never the cores of its sibling instances.
+    """
     instance_id = f"i-{secrets.token_hex(6)}"
     home = directory / instance_id
     home.mkdir(parents=True)
     command = [sys.executable, "-m", "steps.serve", "--model", str(model_path), "--host", "127.0.0.1",
-               "--port", "0", "--threads", "1", "--workers", str(workers), "--ready-file", str(home / "ready.json"),
+               "--port", "0", "--threads", "1", "--workers", str(workers),
+               "--lone-threads", str(workers), "--ready-file", str(home / "ready.json"),
                "--lifeline", str(home), *extra_args]
     environment = {**os.environ, "PYTHONPATH": _pythonpath(), "OMP_NUM_THREADS": "1"}
     with open(home / "server.log", "ab") as log:
