@@ -21,7 +21,10 @@ one single-threaded worker per core by default. Measured here, a 1-thread ONNX R
 costs less CPU per image than a 2-thread one (no fork/join per operator) and never leaves
 a thread waiting for a core another process took; two workers keep both cores busy.
 A lone request on an idle server is the exception: it runs on every core (--lone-threads),
-because one worker would leave the others idle and double a quiet server's latency.
+because one worker would leave the others idle and double a quiet server's latency. The
+batch size is capped where a batch's biggest layer would outgrow the workers' share of the
+CPU cache: past it a big model runs slower per image, not faster (see
+steps.predictor.cache_bound_batch_size).
 """
 from __future__ import annotations
 
@@ -60,7 +63,8 @@ DEFAULT_MAX_PAYLOAD = 6 * 1024 * 1024  # bytes; SageMaker's real-time invocation
 class ServerSettings:
     """Tuning knobs; the defaults suit a 2-core machine serving a small CNN."""
 
-    max_batch_size: int = 32  # images per forward pass; 1 turns batching off
+    max_batch_size: int = 32  # images per forward pass at most; 1 turns batching off
+    cache_cap: bool = True  # lower max_batch_size to what fits the workers' share of the CPU cache
     max_wait_ms: float = 5.0  # longest a queued image waits for others on their way
     max_payload: int = DEFAULT_MAX_PAYLOAD  # bytes per request body
     max_pixels: int = DEFAULT_MAX_PIXELS  # per decoded image
@@ -238,6 +242,12 @@ def create_app(model: str | os.PathLike[str], settings: ServerSettings | None = 
         settings = dataclasses.replace(settings, workers=max(1, default_threads() // settings.threads))
     predictor = Predictor(model, threads=settings.threads, max_pixels=settings.max_pixels,
                           lone_threads=settings.lone_threads or default_threads())
+    if settings.cache_cap and settings.max_batch_size > 1:
+        size = predictor.cache_bound_batch_size(settings.max_batch_size, settings.workers)
+        if size < settings.max_batch_size:
+            log.info("batch size %d, not %d: a bigger batch of this model outgrows the CPU cache", size,
+                     settings.max_batch_size)
+        settings = dataclasses.replace(settings, max_batch_size=size)
     return InferenceApp(predictor, settings).build()
 
 
@@ -246,6 +256,7 @@ def create_app(model: str | os.PathLike[str], settings: ServerSettings | None = 
 
 def _write_ready_file(path: Path, host: str, port: int) -> None:
     """Tell a supervisor which port we bound (we may have been given port 0), atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(handle, "w") as out:
         json.dump({"pid": os.getpid(), "host": host, "port": port}, out)
@@ -306,7 +317,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lone-threads", type=int, default=ServerSettings.lone_threads,
                         help="ONNX Runtime threads for a batch alone on an idle server (default 0: the usable "
                              "cores; 1 turns it off)")
-    parser.add_argument("--max-batch-size", type=int, default=ServerSettings.max_batch_size, help="1 turns batching off")
+    parser.add_argument("--max-batch-size", type=int, default=ServerSettings.max_batch_size,
+                        help="images per forward pass at most; 1 turns batching off")
+    parser.add_argument("--no-cache-cap", dest="cache_cap", action="store_false",
+                        help="use --max-batch-size as given instead of lowering it to what fits in the CPU cache")
     parser.add_argument("--max-wait-ms", type=float, default=ServerSettings.max_wait_ms)
     parser.add_argument("--max-payload", type=int, default=DEFAULT_MAX_PAYLOAD, help="bytes per request body")
     parser.add_argument("--body-timeout", type=float, default=ServerSettings.body_timeout,
@@ -321,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = ServerSettings(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
                               max_payload=args.max_payload, body_timeout=args.body_timeout, threads=args.threads,
-                              workers=args.workers, lone_threads=args.lone_threads)
+                              workers=args.workers, lone_threads=args.lone_threads, cache_cap=args.cache_cap)
     running = serve(args.model, args.host, args.port, settings, args.ready_file, args.lifeline)
     try:
         try:

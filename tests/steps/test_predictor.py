@@ -16,7 +16,8 @@ from steps.dataset import decode_image as training_decode
 from steps.dataset import fit
 from steps.export import export_model_archive
 from steps.model import Probabilities, ResNet, ResNetConfig
-from steps.predictor import InvalidImage, ModelArchiveError, Predictor, decode_image
+from steps.predictor import (InvalidImage, ModelArchiveError, Predictor, cache_bound_batch_size, decode_image,
+                             largest_activation_bytes, last_level_cache_bytes)
 
 CLASSES = [f"c{index}" for index in range(10)]
 
@@ -189,3 +190,30 @@ def test_the_lone_session_uses_more_threads_and_gives_the_same_probabilities(arc
     np.testing.assert_allclose(predictor.predict(batch, alone=True), predictor.predict(batch), rtol=1e-5, atol=1e-6)
     single = Predictor(archive, threads=2, lone_threads=1)
     assert single.lone_session is single.session and single.lone_threads == 2  # never fewer threads than a worker
+
+
+def test_the_batch_size_is_capped_where_a_batch_outgrows_the_workers_cache_share() -> None:
+    mb = 1024 * 1024
+    resnet18_224 = 3_211_264  # its largest activation per image, 64x112x112 float32
+    assert cache_bound_batch_size(32, resnet18_224, 32 * mb, workers=2) == 2
+    assert cache_bound_batch_size(32, resnet18_224, 32 * mb, workers=1) == 4
+    assert cache_bound_batch_size(32, 196_608, 32 * mb, workers=2) == 32  # the default ResNet-20 at 48x64
+    assert cache_bound_batch_size(12, 100_000, 32 * mb, workers=2) == 12
+    assert cache_bound_batch_size(32, 64 * mb, 32 * mb, workers=2) == 1
+    assert cache_bound_batch_size(32, None, 32 * mb, workers=2) == 32
+    assert cache_bound_batch_size(32, resnet18_224, None, workers=2) == 32
+
+
+def test_the_largest_activation_comes_from_the_graph_shapes(archive: Path) -> None:
+    predictor = Predictor(archive, threads=1)
+    assert largest_activation_bytes(predictor.onnx_bytes) == 16 * 48 * 64 * 4  # the first stage: 16 channels
+
+
+def test_the_last_level_cache_is_read_from_sysfs(tmp_path: Path) -> None:
+    for index, (level, size) in enumerate([(1, "32K"), (2, "512K"), (3, "16384K")]):
+        folder = tmp_path / f"index{index}"
+        folder.mkdir()
+        (folder / "level").write_text(f"{level}\n")
+        (folder / "size").write_text(f"{size}\n")
+    assert last_level_cache_bytes(str(tmp_path)) == 16 * 1024 * 1024
+    assert last_level_cache_bytes(str(tmp_path / "missing")) is None

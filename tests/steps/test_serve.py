@@ -138,6 +138,19 @@ def test_a_lone_request_runs_on_every_thread_it_may_and_answers_the_same(archive
         running.process.wait(timeout=15)
 
 
+def test_the_batch_size_is_capped_by_the_cpu_cache_and_reported(archive: Path, tmp_path: Path) -> None:
+    expected = Predictor(archive, threads=1).cache_bound_batch_size(64, workers=2)
+    capped = start_server(archive, tmp_path / "capped", "--workers", "2", "--max-batch-size", "64")
+    exact = start_server(archive, tmp_path / "exact", "--workers", "2", "--max-batch-size", "64", "--no-cache-cap")
+    try:
+        assert capped.request("GET", "/ping")[1]["max_batch_size"] == expected
+        assert exact.request("GET", "/ping")[1]["max_batch_size"] == 64
+    finally:
+        for running in (capped, exact):
+            running.process.terminate()
+            running.process.wait(timeout=15)
+
+
 def test_concurrent_requests_each_get_their_own_answer(server: Server) -> None:
     images = [jpeg(seed) for seed in range(24)]
     alone = [server.invoke(data)[1] for data in images[:4]]

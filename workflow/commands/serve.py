@@ -14,17 +14,23 @@ from workflow.errors import CliError
 @click.option("--workers", default=0, type=click.IntRange(min=0),
               help="Batches decoded and run at once, one thread each [default: the usable cores].")
 @click.option("--max-batch-size", default=32, show_default=True, type=click.IntRange(min=1),
-              help="Images per forward pass; 1 turns micro-batching off.")
+              help="Images per forward pass at most; 1 turns micro-batching off.")
+@click.option("--cache-cap/--no-cache-cap", default=True, show_default=True,
+              help="Lower --max-batch-size to what fits in the CPU cache.")
+@click.option("--lone-threads", default=0, type=click.IntRange(min=0),
+              help="Threads for a request alone on an idle server [default: the usable cores; 1 turns it off].")
 @click.option("--max-wait-ms", default=5.0, show_default=True, type=click.FloatRange(min=0),
               help="Longest a queued image waits for others already on their way.")
-def serve(model: str, host: str, port: int, workers: int, max_batch_size: int, max_wait_ms: float) -> None:
+def serve(model: str, host: str, port: int, workers: int, max_batch_size: int, cache_cap: bool, lone_threads: int,
+          max_wait_ms: float) -> None:
     """Serve MODEL: GET /ping, POST /invocations (image in, class probabilities out) until Ctrl-C."""
     import uvloop
 
     from steps.predictor import ModelArchiveError
     from steps.serve import ServerSettings, serve as run_server
 
-    settings = ServerSettings(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, workers=workers)
+    settings = ServerSettings(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, workers=workers,
+                              cache_cap=cache_cap, lone_threads=lone_threads)
 
     def announce(bound: int) -> None:
         click.echo(f"serving {model} on http://{host}:{bound} (POST /invocations, GET /ping); Ctrl-C stops",
