@@ -243,7 +243,9 @@ def create_app(model: str | os.PathLike[str], settings: ServerSettings | None = 
     predictor = Predictor(model, threads=settings.threads, max_pixels=settings.max_pixels,
                           lone_threads=settings.lone_threads or default_threads())
     if settings.cache_cap and settings.max_batch_size > 1:
-        size = predictor.cache_bound_batch_size(settings.max_batch_size, settings.workers)
+        # Every core may be running a batch (ours, or a sibling instance's on a local endpoint),
+        # and they all share the last-level cache.
+        size = predictor.cache_bound_batch_size(settings.max_batch_size, max(settings.workers, default_threads()))
         if size < settings.max_batch_size:
             log.info("batch size %d, not %d: a bigger batch of this model outgrows the CPU cache", size,
                      settings.max_batch_size)
