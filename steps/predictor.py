@@ -142,8 +142,10 @@ def decode_image(data: bytes, min_height: int, min_width: int, max_pixels: int =
     the source is that big.
 
     JPEGs are decoded by libjpeg-turbo at the smallest DCT scale (1/2, 1/4, 1/8) that still
-    covers the model input: a 640x480 photo for a 64x48 model decodes at 80x60, about 30x
-    less work than a full decode. Grey, RGBA and 16-bit inputs come out as 8-bit RGB.
+    covers the model input: a 640x480 photo for a 64x48 model decodes at 80x60. Measured on
+    a 66 KB frame that is 0.77 ms instead of 1.24: the inverse DCT, upsampling and colour
+    conversion shrink 64-fold, but the Huffman pass still reads every coefficient, and it
+    is most of what remains. Grey, RGBA and 16-bit inputs come out as 8-bit RGB.
     """
     if not data:
         raise InvalidImage("empty body")
