@@ -269,7 +269,6 @@ class Predictor:
                  max_pixels: int = DEFAULT_MAX_PIXELS, lone_threads: int | None = None) -> None:
         onnx_bytes, document = read_model_archive(model)
         self.spec = ModelSpec.from_json(document)
-        self.onnx_bytes = onnx_bytes
         self.max_pixels = max_pixels
         self.threads = threads or default_threads()
         self.session = self._load_session(model, onnx_bytes, self.threads)
@@ -344,12 +343,6 @@ class Predictor:
             padded = np.concatenate([chunk, np.zeros((self.fixed_batch - len(chunk), *chunk.shape[1:]), chunk.dtype)])
             rows.append(session.run(None, {self.input_name: padded})[0][: len(chunk)])
         return np.concatenate(rows)
-
-    def cache_bound_batch_size(self, limit: int, workers: int = 1) -> int:
-        """`limit`, or less where a batch of `limit` would not fit the workers' cache share
-        (`cache_bound_batch_size` below); the graph's shapes come from ONNX shape inference."""
-        return cache_bound_batch_size(limit, largest_activation_bytes(self.onnx_bytes), last_level_cache_bytes(),
-                                      workers)
 
     def run_batch(self, images: list[bytes], alone: bool = False) -> list[np.ndarray | InvalidImage]:
         """The server's batch step: decode each image and run the valid ones as one batch.

@@ -49,7 +49,8 @@ import numpy as np
 from aiohttp import web
 
 from steps.batching import MicroBatcher
-from steps.predictor import DEFAULT_MAX_PIXELS, InvalidImage, ModelArchiveError, Predictor, default_threads
+from steps.predictor import (DEFAULT_MAX_PIXELS, InvalidImage, ModelArchiveError, Predictor, cache_bound_batch_size,
+                             default_threads, largest_activation_bytes, last_level_cache_bytes, read_model_archive)
 
 log = logging.getLogger("steps.serve")
 
@@ -245,7 +246,9 @@ def create_app(model: str | os.PathLike[str], settings: ServerSettings | None = 
     if settings.cache_cap and settings.max_batch_size > 1:
         # Every core may be running a batch (ours, or a sibling instance's on a local endpoint),
         # and they all share the last-level cache.
-        size = predictor.cache_bound_batch_size(settings.max_batch_size, max(settings.workers, default_threads()))
+        onnx_bytes, _ = read_model_archive(model)  # read again rather than kept: only the sessions need it after this
+        size = cache_bound_batch_size(settings.max_batch_size, largest_activation_bytes(onnx_bytes),
+                                      last_level_cache_bytes(), max(settings.workers, default_threads()))
         if size < settings.max_batch_size:
             log.info("batch size %d, not %d: a bigger batch of this model outgrows the CPU cache", size,
                      settings.max_batch_size)

@@ -20,7 +20,8 @@ import torch
 
 from steps.export import export_model_archive
 from steps.model import ResNet, ResNetConfig
-from steps.predictor import Predictor, default_threads
+from steps.predictor import (Predictor, cache_bound_batch_size, default_threads, largest_activation_bytes,
+                             last_level_cache_bytes, read_model_archive)
 
 CLASSES = [f"c{index}" for index in range(10)]
 REPO = Path(__file__).resolve().parents[2]
@@ -139,7 +140,8 @@ def test_a_lone_request_runs_on_every_thread_it_may_and_answers_the_same(archive
 
 
 def test_the_batch_size_is_capped_by_the_cpu_cache_and_reported(archive: Path, tmp_path: Path) -> None:
-    expected = Predictor(archive, threads=1).cache_bound_batch_size(64, workers=max(2, default_threads()))
+    expected = cache_bound_batch_size(64, largest_activation_bytes(read_model_archive(archive)[0]),
+                                      last_level_cache_bytes(), workers=max(2, default_threads()))
     capped = start_server(archive, tmp_path / "capped", "--workers", "2", "--max-batch-size", "64")
     exact = start_server(archive, tmp_path / "exact", "--workers", "2", "--max-batch-size", "64", "--no-cache-cap")
     try:
