@@ -12,7 +12,6 @@ fields in a JSONata state.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from workflow.engine.choice import OPERATORS, operator_of
@@ -20,6 +19,7 @@ from workflow.engine.errors import DefinitionError
 from workflow.engine.intrinsics import IntrinsicSyntaxError, is_intrinsic, parse_intrinsic
 from workflow.engine.jsonata import JsonataSyntaxError, check_syntax, expression_of
 from workflow.engine.paths import PathError, compile_path
+from workflow.engine.states import Catcher, Retrier, State, StateMachineDefinition
 
 Json = Any
 STATE_TYPES = ("Pass", "Task", "Choice", "Wait", "Succeed", "Fail", "Parallel", "Map")
@@ -27,133 +27,6 @@ JSONPATH_ONLY = ("InputPath", "OutputPath", "Parameters", "ResultSelector", "Res
                  "TimestampPath", "ErrorPath", "CausePath", "TimeoutSecondsPath", "HeartbeatSecondsPath",
                  "MaxConcurrencyPath", "ToleratedFailureCountPath", "ToleratedFailurePercentagePath")
 JSONATA_ONLY = ("Arguments", "Output", "Items")
-_NO_FIELD = object()
-
-
-@dataclass(frozen=True)
-class Retrier:
-    """One Retry entry; defaults are AWS's."""
-
-    error_equals: tuple[str, ...]
-    interval_seconds: float = 1
-    max_attempts: int = 3
-    backoff_rate: float = 2.0
-    max_delay_seconds: float | None = None
-    jitter_strategy: str = "NONE"
-
-
-@dataclass(frozen=True)
-class Catcher:
-    """One Catch entry."""
-
-    error_equals: tuple[str, ...]
-    next: str
-    result_path: str | None = "$"
-    assign: dict[str, Json] | None = None
-    output: Json = None
-    has_output: bool = False
-
-
-@dataclass(frozen=True)
-class State:
-    """One state. Fields that a state type does not use stay at their defaults.
-
-    Path fields hold the path text; None means the document set them to null
-    (InputPath null -> {}, ResultPath null -> discard the result, OutputPath null -> {}).
-    """
-
-    name: str
-    type: str
-    query_language: str = "JSONPath"
-    next: str | None = None
-    end: bool = False
-    input_path: str | None = "$"
-    output_path: str | None = "$"
-    result_path: str | None = "$"
-    parameters: Json = None
-    result_selector: Json = None
-    result: Json = _NO_FIELD
-    retry: tuple[Retrier, ...] = ()
-    catch: tuple[Catcher, ...] = ()
-    assign: dict[str, Json] | None = None
-    # JSONata states: Arguments (Task, Parallel), Output, Items (Map)
-    arguments: Json = None
-    output: Json = _NO_FIELD
-    items: Json = _NO_FIELD
-    # Task
-    resource: str | None = None
-    timeout_seconds: float | None = None
-    timeout_seconds_path: str | None = None
-    heartbeat_seconds: float | None = None
-    heartbeat_seconds_path: str | None = None
-    # Choice
-    choices: tuple[dict[str, Json], ...] = ()
-    default: str | None = None
-    # Wait
-    seconds: float | None = None
-    seconds_path: str | None = None
-    timestamp: str | None = None
-    timestamp_path: str | None = None
-    # Fail
-    error: str | None = None
-    error_path: str | None = None
-    cause: str | None = None
-    cause_path: str | None = None
-    # Parallel / Map
-    branches: tuple["StateMachineDefinition", ...] = ()
-    processor: "StateMachineDefinition | None" = None
-    processor_mode: str = "INLINE"
-    items_path: str | None = "$"
-    item_selector: Json = None
-    max_concurrency: int | None = None
-    max_concurrency_path: str | None = None
-    tolerated_failure_count: int | None = None
-    tolerated_failure_count_path: str | None = None
-    tolerated_failure_percentage: float | None = None
-    tolerated_failure_percentage_path: str | None = None
-    raw: dict[str, Json] = field(default_factory=dict, compare=False, repr=False)
-
-    @property
-    def has_result(self) -> bool:
-        return self.result is not _NO_FIELD
-
-    @property
-    def has_output(self) -> bool:
-        return self.output is not _NO_FIELD
-
-    @property
-    def has_items(self) -> bool:
-        return self.items is not _NO_FIELD
-
-    @property
-    def jsonata(self) -> bool:
-        return self.query_language == "JSONata"
-
-    @property
-    def terminal(self) -> bool:
-        return self.end or self.type in ("Succeed", "Fail")
-
-
-@dataclass(frozen=True)
-class StateMachineDefinition:
-    """A parsed state machine (or a Parallel branch / Map processor, which have the same shape)."""
-
-    start_at: str
-    states: dict[str, State]
-    timeout_seconds: float | None = None
-    comment: str | None = None
-    raw: dict[str, Json] = field(default_factory=dict, compare=False, repr=False)
-
-    def iter_states(self) -> list[State]:
-        """All states, including those nested in Parallel branches and Map processors."""
-        found = []
-        for state in self.states.values():
-            found.append(state)
-            for branch in state.branches:
-                found.extend(branch.iter_states())
-            if state.processor is not None:
-                found.extend(state.processor.iter_states())
-        return found
 
 
 ResourceCheck = Callable[[str], str | None]

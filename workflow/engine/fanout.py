@@ -13,11 +13,11 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Callable
 
-from workflow.engine.definition import State, StateMachineDefinition
 from workflow.engine.errors import ExecutionStopped, StatesError
 from workflow.engine.flows import Flow, RuntimeFailure, error_details
 from workflow.engine.jsonata import QUERY_EVALUATION_ERROR, evaluate_template, expression_of, type_name
 from workflow.engine.paths import dumps
+from workflow.engine.states import State, StateMachineDefinition
 
 if TYPE_CHECKING:
     from workflow.engine.interpreter import Interpreter

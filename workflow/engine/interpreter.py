@@ -24,7 +24,6 @@ from typing import Any, Callable
 
 from workflow.engine.choice import MISSING, evaluate_rule, parse_timestamp
 from workflow.engine.clock import Clock
-from workflow.engine.definition import Catcher, Retrier, State, StateMachineDefinition
 from workflow.engine.errors import ExecutionStopped, ExecutionTimedOut, StatesError
 from workflow.engine.fanout import FanOutStates
 from workflow.engine.jsonata_states import JsonataStates
@@ -33,6 +32,7 @@ from workflow.engine.history import HistoryStore
 from workflow.engine.integrations import IntegrationRegistry, TaskContext
 from workflow.engine.intrinsics import evaluate_intrinsic, is_intrinsic, parse_intrinsic
 from workflow.engine.paths import PathError, compile_path, dumps, set_at_path
+from workflow.engine.states import Catcher, Retrier, State, StateMachineDefinition
 
 Json = Any
 DATA_LIMIT_BYTES = 256 * 1024  # the largest input/output/result Step Functions carries

@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from workflow.engine.choice import parse_timestamp
-from workflow.engine.definition import Catcher, State
 from workflow.engine.errors import StatesError
 from workflow.engine.flows import Flow, RuntimeFailure
 from workflow.engine.jsonata import QUERY_EVALUATION_ERROR, evaluate, evaluate_template, expression_of
+from workflow.engine.states import Catcher, State
 
 if TYPE_CHECKING:
     from workflow.engine.interpreter import Interpreter

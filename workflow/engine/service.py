@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from workflow.engine.clock import Clock, SystemClock
-from workflow.engine.definition import StateMachineDefinition, parse_definition
+from workflow.engine.definition import parse_definition
+from workflow.engine.states import StateMachineDefinition
 from workflow.engine.errors import EngineError, ExecutionNotRedrivable, ExecutionStopped, ExecutionTimedOut, StatesError
 from workflow.engine.history import ExecutionRecord, HistoryStore
 from workflow.engine.integrations import FunctionRegistry, Handler, IntegrationRegistry, default_registry
