@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from workflow.engine.errors import ExecutionStopped, StatesError
 from workflow.engine.flows import Flow, RuntimeFailure, error_details
 from workflow.engine.jsonata import QUERY_EVALUATION_ERROR, evaluate_template, expression_of, type_name
-from workflow.engine.paths import dumps
+from workflow.engine.paths import PathError, dumps
 from workflow.engine.states import State, StateMachineDefinition
 
 if TYPE_CHECKING:

@@ -165,6 +165,17 @@ def test_map_tolerated_failures(tmp_path: Path, clock: VirtualClock, tolerated: 
         assert result["error"] == "States.ExceedToleratedFailureThreshold"
 
 
+@pytest.mark.parametrize("field", ["MaxConcurrencyPath", "ToleratedFailureCountPath"])
+def test_a_map_field_path_to_nothing_fails_the_execution_with_states_runtime(tmp_path: Path, clock: VirtualClock,
+                                                                              field: str) -> None:
+    definition = {"StartAt": "M", "States": {"M": {"Type": "Map", field: "$.missing", "ItemsPath": "$.items", "End": True,
+                                                   "ItemProcessor": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}}}}
+    engine = make_engine(tmp_path, clock)
+    result = engine.run_execution(engine.create_state_machine("paths", definition), {"items": [1, 2]})
+    assert result["status"] == "FAILED" and result["error"] == "States.Runtime"
+    assert f"The {field} field refers to a path that does not exist: $.missing" in result["cause"]
+
+
 def test_history_events_have_aws_shapes(tmp_path: Path, clock: VirtualClock) -> None:
     engine = make_engine(tmp_path, clock)
     definition = {"StartAt": "P", "States": {"P": {"Type": "Pass", "Assign": {"seen.$": "$.v"}, "End": True}}}
