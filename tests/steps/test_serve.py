@@ -207,8 +207,8 @@ def test_a_chunked_body_over_the_cap_is_refused_without_reading_it_all(server: S
 
 
 def test_slow_and_aborted_clients_do_not_stop_the_server(server: Server) -> None:
-    head = (f"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
-            f"Content-Length: 5000\r\n\r\n").encode()
+    head = ("POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+            "Content-Length: 5000\r\n\r\n").encode()
     aborted = socket.create_connection(("127.0.0.1", server.port))
     aborted.sendall(head + b"\xff\xd8\xff" + bytes(100))
     aborted.close()
