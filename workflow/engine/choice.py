@@ -13,9 +13,9 @@ import re
 from datetime import datetime
 from typing import Any, Callable
 
-from workflow.engine.errors import StatesError
+from workflow.engine.errors import ErrorName, StatesError
+from workflow.engine.values import MISSING, Json
 
-Json = Any
 Resolver = Callable[[str], Json]
 
 _TIMESTAMP = re.compile(
@@ -105,13 +105,6 @@ def string_matches(value: str, pattern: str) -> bool:
     return re.fullmatch("".join(regex), value, re.DOTALL) is not None
 
 
-class _Missing:
-    pass
-
-
-MISSING = _Missing()
-
-
 def evaluate_rule(rule: dict[str, Any], resolve: Resolver, try_resolve: Resolver | None = None) -> bool:
     """True when `rule` matches. `resolve` raises for a missing path; `try_resolve` returns MISSING."""
     if "And" in rule:
@@ -128,7 +121,7 @@ def evaluate_rule(rule: dict[str, Any], resolve: Resolver, try_resolve: Resolver
     value = (try_resolve or _try(resolve))(variable_path)
     if value is MISSING:
         raise StatesError(
-            "States.Runtime",
+            ErrorName.RUNTIME,
             f"Invalid path '{variable_path}': The choice state's condition path references an invalid value.",
         )
     if operator in TYPE_TESTS:

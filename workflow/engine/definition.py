@@ -15,14 +15,13 @@ import json
 from typing import Any, Callable
 
 from workflow.engine.choice import OPERATORS, operator_of
-from workflow.engine.errors import DefinitionError
-from workflow.engine.intrinsics import IntrinsicSyntaxError, is_intrinsic, parse_intrinsic
+from workflow.engine.errors import DefinitionError, ErrorName
+from workflow.engine.intrinsics import Call, IntrinsicSyntaxError, PathArg, is_intrinsic, parse_intrinsic
 from workflow.engine.jsonata import JsonataSyntaxError, check_syntax, expression_of
 from workflow.engine.paths import PathError, compile_path
-from workflow.engine.states import Catcher, Retrier, State, StateMachineDefinition
+from workflow.engine.states import Catcher, QueryLanguage, Retrier, State, StateMachineDefinition
+from workflow.engine.values import Json
 
-Json = Any
-STATE_TYPES = ("Pass", "Task", "Choice", "Wait", "Succeed", "Fail", "Parallel", "Map")
 JSONPATH_ONLY = ("InputPath", "OutputPath", "Parameters", "ResultSelector", "ResultPath", "ItemsPath", "SecondsPath",
                  "TimestampPath", "ErrorPath", "CausePath", "TimeoutSecondsPath", "HeartbeatSecondsPath",
                  "MaxConcurrencyPath", "ToleratedFailureCountPath", "ToleratedFailurePercentagePath")
@@ -47,10 +46,10 @@ def parse_definition(document: str | dict[str, Json], resource_check: ResourceCh
 class _Parser:
     def __init__(self, resource_check: ResourceCheck | None) -> None:
         self.resource_check = resource_check
-        self.language = "JSONPath"  # of the state being parsed
+        self.language = QueryLanguage.JSONPATH  # of the state being parsed
 
     # ---------------------------------------------------------------- machine / branch
-    def machine(self, document: dict[str, Json], where: str, query_language: str = "JSONPath") -> StateMachineDefinition:
+    def machine(self, document: dict[str, Json], where: str, query_language: QueryLanguage = QueryLanguage.JSONPATH) -> StateMachineDefinition:
         query_language = self.query_language(document, where or "definition", query_language)
         start_at = document.get("StartAt")
         states = document.get("States")
@@ -73,13 +72,13 @@ class _Parser:
             raise DefinitionError(f"{where}TimeoutSeconds", f"must be a positive integer, got {timeout!r}")
         return StateMachineDefinition(start_at, parsed, timeout, document.get("Comment"), document)
 
-    def query_language(self, body: dict[str, Json], where: str, inherited: str) -> str:
+    def query_language(self, body: dict[str, Json], where: str, inherited: QueryLanguage) -> QueryLanguage:
         language = body.get("QueryLanguage", inherited)
-        if language not in ("JSONPath", "JSONata"):
+        if language not in tuple(QueryLanguage):
             raise DefinitionError(f"{where}.QueryLanguage", f"unknown query language {language!r} (JSONPath or JSONata)")
-        if inherited == "JSONata" and language == "JSONPath" and where == "definition":
+        if inherited == QueryLanguage.JSONATA and language == QueryLanguage.JSONPATH and where == "definition":
             raise DefinitionError(f"{where}.QueryLanguage", "a JSONPath state cannot be inside a JSONata machine")
-        return language
+        return QueryLanguage(language)
 
     # ---------------------------------------------------------------- one state
     def state(self, name: str, body: Any, where: str, inherited_language: str) -> State:
@@ -92,12 +91,12 @@ class _Parser:
         for unsupported in ("ItemReader", "ResultWriter", "ItemBatcher"):
             if unsupported in body:
                 raise DefinitionError(f"{where}.{unsupported}", "is not supported by the local engine")
-        for key in JSONPATH_ONLY if language == "JSONata" else JSONATA_ONLY:
+        for key in JSONPATH_ONLY if language == QueryLanguage.JSONATA else JSONATA_ONLY:
             if key in body:
                 raise DefinitionError(f"{where}.{key}", f"is not allowed in a {language} state")
         fields: dict[str, Any] = {"name": name, "type": state_type, "raw": body, "query_language": language}
         self.language = language
-        if language == "JSONata":
+        if language == QueryLanguage.JSONATA:
             for key, attribute in (("Arguments", "arguments"), ("Output", "output"), ("Items", "items")):
                 if key in body:
                     fields[attribute] = self.jsonata_template(body[key], f"{where}.{key}")
@@ -125,8 +124,7 @@ class _Parser:
             fields["catch"] = tuple(self.catcher(item, f"{where}.Catch[{i}]") for i, item in enumerate(self.array(body, "Catch", where)))
         if "Assign" in body:
             fields["assign"] = self.assign(body["Assign"], f"{where}.Assign")
-        handler = getattr(self, f"state_{state_type.lower()}")
-        handler(body, where, fields)
+        FIELD_READERS[state_type](self, body, where, fields)
         return State(**fields)
 
     def state_pass(self, body: dict[str, Json], where: str, fields: dict[str, Any]) -> None:
@@ -146,7 +144,7 @@ class _Parser:
                 raise DefinitionError(f"{where}.Resource", problem)
         fields["resource"] = resource
         for key, attribute in (("TimeoutSeconds", "timeout_seconds"), ("HeartbeatSeconds", "heartbeat_seconds")):
-            if key in body and fields["query_language"] == "JSONata" and expression_of(body[key]) is not None:
+            if key in body and fields["query_language"] == QueryLanguage.JSONATA and expression_of(body[key]) is not None:
                 fields[attribute] = self.jsonata_template(body[key], f"{where}.{key}")
             elif key in body:
                 if not _positive_int(body[key]):
@@ -168,7 +166,7 @@ class _Parser:
                 raise DefinitionError(location, "must be an object with a Next state name")
             if "Assign" in rule:
                 self.assign(rule["Assign"], f"{location}.Assign")
-            if fields["query_language"] == "JSONata":
+            if fields["query_language"] == QueryLanguage.JSONATA:
                 if expression_of(rule.get("Condition")) is None and not isinstance(rule.get("Condition"), bool):
                     raise DefinitionError(f"{location}.Condition", "a JSONata Choice rule needs a Condition '{% ... %}'")
                 self.jsonata_template(rule["Condition"], f"{location}.Condition")
@@ -207,7 +205,7 @@ class _Parser:
         if len(given) != 1:
             raise DefinitionError(where, f"a Wait state needs exactly one of Seconds, SecondsPath, Timestamp, TimestampPath; found {given}")
         key = given[0]
-        if fields["query_language"] == "JSONata" and expression_of(body[key]) is not None:
+        if fields["query_language"] == QueryLanguage.JSONATA and expression_of(body[key]) is not None:
             fields["seconds" if key == "Seconds" else "timestamp"] = self.jsonata_template(body[key], f"{where}.{key}")
         elif key == "Seconds":
             if not isinstance(body[key], int) or isinstance(body[key], bool) or body[key] < 0:
@@ -224,7 +222,7 @@ class _Parser:
                 raise DefinitionError(where, f"cannot have both {key} and {key}Path")
             if key in body:
                 fields[attribute] = body[key]
-                if fields["query_language"] == "JSONata":
+                if fields["query_language"] == QueryLanguage.JSONATA:
                     self.jsonata_template(body[key], f"{where}.{key}")
             if f"{key}Path" in body:
                 value = body[f"{key}Path"]
@@ -255,7 +253,7 @@ class _Parser:
             fields["items_path"] = self.path(body["ItemsPath"], f"{where}.ItemsPath", nullable=True)
         if "ItemSelector" in body and "Parameters" in body:
             raise DefinitionError(where, "cannot have both ItemSelector and Parameters")
-        if "ItemSelector" in body and fields["query_language"] == "JSONata":
+        if "ItemSelector" in body and fields["query_language"] == QueryLanguage.JSONATA:
             fields["item_selector"] = self.jsonata_template(body["ItemSelector"], f"{where}.ItemSelector")
         elif "ItemSelector" in body:
             fields["item_selector"] = self.template(body["ItemSelector"], f"{where}.ItemSelector")
@@ -269,7 +267,7 @@ class _Parser:
         ):
             if key_name in body and f"{key_name}Path" in body:
                 raise DefinitionError(where, f"cannot have both {key_name} and {key_name}Path")
-            if key_name in body and fields["query_language"] == "JSONata" and expression_of(body[key_name]) is not None:
+            if key_name in body and fields["query_language"] == QueryLanguage.JSONATA and expression_of(body[key_name]) is not None:
                 fields[attribute] = self.jsonata_template(body[key_name], f"{where}.{key_name}")
             elif key_name in body:
                 value = body[key_name]
@@ -292,8 +290,8 @@ class _Parser:
         names = item.get("ErrorEquals")
         if not isinstance(names, list) or not names or not all(isinstance(name, str) for name in names):
             raise DefinitionError(f"{where}.ErrorEquals", "must be a non-empty array of error names")
-        if "States.ALL" in names and len(names) > 1:
-            raise DefinitionError(f"{where}.ErrorEquals", "States.ALL must appear alone")
+        if ErrorName.ALL in names and len(names) > 1:
+            raise DefinitionError(f"{where}.ErrorEquals", f"{ErrorName.ALL} must appear alone")
         return tuple(names)
 
     def retrier(self, item: Any, where: str) -> Retrier:
@@ -341,7 +339,7 @@ class _Parser:
             bare = name[:-2] if name.endswith(".$") else name
             if not bare.isidentifier():
                 raise DefinitionError(f"{where}.{name}", "is not a valid variable name")
-        if self.language == "JSONata":
+        if self.language == QueryLanguage.JSONATA:
             return self.jsonata_template(value, where)
         return self.template(value, where)
 
@@ -365,11 +363,11 @@ class _Parser:
             raise DefinitionError(where, str(error)) from error
         self.intrinsic_paths(call, where)
 
-    def intrinsic_paths(self, call: Any, where: str) -> None:
+    def intrinsic_paths(self, call: Call, where: str) -> None:
         for arg in call.args:
-            if hasattr(arg, "args"):
+            if isinstance(arg, Call):
                 self.intrinsic_paths(arg, where)
-            elif hasattr(arg, "path"):
+            elif isinstance(arg, PathArg):
                 self.path(arg.path, where)
 
     def jsonata_template(self, value: Json, where: str) -> Json:
@@ -398,6 +396,20 @@ class _Parser:
             for index, item in enumerate(value):
                 self.template(item, f"{where}[{index}]")
         return value
+
+
+# Type -> the reader of the fields only that state type has (in the order error messages list them).
+FIELD_READERS: dict[str, Callable[[_Parser, dict[str, Json], str, dict[str, Any]], None]] = {
+    "Pass": _Parser.state_pass,
+    "Task": _Parser.state_task,
+    "Choice": _Parser.state_choice,
+    "Wait": _Parser.state_wait,
+    "Succeed": _Parser.state_succeed,
+    "Fail": _Parser.state_fail,
+    "Parallel": _Parser.state_parallel,
+    "Map": _Parser.state_map,
+}
+STATE_TYPES = tuple(FIELD_READERS)
 
 
 def _positive_int(value: Any) -> bool:

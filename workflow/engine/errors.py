@@ -1,17 +1,24 @@
-"""The engine's exceptions, split by when they happen.
+"""The engine's exceptions, split by when they happen, and the ASL error names they carry.
 
 `DefinitionError` is raised while a state machine is registered (nothing has run yet);
 `StatesError` is raised while an execution runs and carries the ASL error name and cause
-that Retry and Catch match on; `EngineError` is the root for API misuse (unknown
-execution, wrong status for a redrive, ...).
+that Retry and Catch match on; `RuntimeFailure` is the engine's own processing failing
+inside a state (a path that does not resolve), which skips Retry and Catch; `EngineError`
+is the root, and on its own means API misuse (unknown execution, wrong status for a
+redrive, ...).
 """
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
+
+from workflow.engine.values import Json
 
 
-class ErrorName(str, Enum):
-    """AWS's predefined error names (States.*), as they appear on the wire."""
+class ErrorName(StrEnum):
+    """AWS's predefined error names (States.*), as they appear on the wire.
+
+    A member is its text: `ErrorName.TASK_FAILED == "States.TaskFailed"`.
+    """
 
     ALL = "States.ALL"
     HEARTBEAT_TIMEOUT = "States.HeartbeatTimeout"
@@ -29,6 +36,10 @@ class ErrorName(str, Enum):
     RUNTIME = "States.Runtime"
     DATA_LIMIT_EXCEEDED = "States.DataLimitExceeded"
     QUERY_EVALUATION_ERROR = "States.QueryEvaluationError"
+
+
+# Errors of the engine's own processing: no Retry matches them, no Catch catches them.
+UNCATCHABLE = (ErrorName.RUNTIME, ErrorName.QUERY_EVALUATION_ERROR)
 
 
 class EngineError(Exception):
@@ -61,12 +72,18 @@ class ExecutionNotRedrivable(EngineError):
 
 
 class StatesError(EngineError):
-    """A run-time failure with its ASL error name (matched by Retry/Catch) and cause text."""
+    """A run-time failure with its ASL error name (matched by Retry/Catch) and cause text.
 
-    def __init__(self, error: str, cause: str | None = None) -> None:
+    `state_type` is the type of the innermost state the error failed (set by the run loop
+    as the error leaves that state; a Parallel branch ending in a failed Task records
+    TaskStateAborted).
+    """
+
+    def __init__(self, error: str | None, cause: str | None = None, state_type: str | None = None) -> None:
         super().__init__(f"{error}: {cause}" if cause else error)
-        self.error = error
+        self.error: Json = str(error) if isinstance(error, str) else error  # an ErrorName becomes its plain text
         self.cause = cause
+        self.state_type = state_type
 
     def to_output(self) -> dict[str, str]:
         """The error object a Catch passes on: {"Error", "Cause"} (Cause only when known)."""
@@ -74,6 +91,28 @@ class StatesError(EngineError):
         if self.cause is not None:
             output["Cause"] = self.cause
         return output
+
+    def to_details(self) -> dict[str, str]:
+        """The `error`/`cause` fields of a *Failed history event (each only when known)."""
+        details = {}
+        if self.error is not None:
+            details["error"] = self.error
+        if self.cause:
+            details["cause"] = self.cause
+        return details
+
+
+class RuntimeFailure(EngineError):
+    """The engine's own processing failed (States.Runtime, States.QueryEvaluationError).
+
+    It skips Retry and Catch; the run loop turns it into a StatesError whose cause names
+    the state and the event id it was entered at.
+    """
+
+    def __init__(self, message: str, error: ErrorName = ErrorName.RUNTIME, location: str | None = None) -> None:
+        super().__init__(message)
+        self.error = error
+        self.location = location  # the field whose evaluation failed, for EvaluationFailed events
 
 
 class ExecutionStopped(EngineError):

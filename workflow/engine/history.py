@@ -1,9 +1,9 @@
 """The only sqlite3 user: state machines (with versions), executions and their events.
 
-Events are appended (and committed) one by one as they happen, so another process (the
-CLI, the console) can follow a running execution by polling `events(arn, after_id=...)`,
-and a crash loses nothing already recorded. The database runs in WAL mode, so readers
-never block the writer; each thread gets its own connection.
+Events are written only by the Recorder (recorder.py), committed in small batches within
+milliseconds of happening, so another process (the CLI, the console) can follow a running
+execution by polling `events(arn, after_id=...)`. The database runs in WAL mode, so
+readers never block the writer; each thread gets its own connection.
 
 Event rows keep AWS's shape: `id`, `previousEventId`, `type`, `timestamp` and one
 `<name>EventDetails` object whose `input`/`output` are JSON text, as GetExecutionHistory
@@ -18,12 +18,27 @@ import os
 import sqlite3
 import threading
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from workflow.engine.errors import ExecutionAlreadyExists, ExecutionDoesNotExist, StateMachineDoesNotExist
+from workflow.engine.values import Json
 
-Json = Any
+
+class ExecutionStatus(StrEnum):
+    """An execution's status, as DescribeExecution names it."""
+
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    TIMED_OUT = "TIMED_OUT"
+    ABORTED = "ABORTED"
+    PENDING_REDRIVE = "PENDING_REDRIVE"
+
+
+# The statuses RedriveExecution accepts.
+REDRIVABLE = (ExecutionStatus.FAILED, ExecutionStatus.ABORTED, ExecutionStatus.TIMED_OUT)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS state_machines (
@@ -90,7 +105,7 @@ class ExecutionRecord:
     name: str
     state_machine_arn: str
     state_machine_version: int
-    status: str
+    status: ExecutionStatus
     input: Json
     output: Json
     error: str | None
@@ -209,13 +224,13 @@ class HistoryStore:
         try:
             self._write(
                 "INSERT INTO executions (arn, name, state_machine_arn, state_machine_version, status, input, start_date,"
-                " owner_pid, owner_host) VALUES (?, ?, ?, ?, 'RUNNING', ?, ?, ?, ?)",
-                (arn, name, state_machine_arn, version, input_text, now, os.getpid(), os.uname().nodename),
+                " owner_pid, owner_host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (arn, name, state_machine_arn, version, ExecutionStatus.RUNNING, input_text, now, os.getpid(), os.uname().nodename),
             )
         except sqlite3.IntegrityError as error:
             raise ExecutionAlreadyExists(f"an execution named {name!r} already exists: {arn}") from error
 
-    def finish_execution(self, arn: str, status: str, now: float, output: str | None = None,
+    def finish_execution(self, arn: str, status: ExecutionStatus, now: float, output: str | None = None,
                          error: str | None = None, cause: str | None = None) -> None:
         self._write(
             "UPDATE executions SET status = ?, stop_date = ?, output = ?, error = ?, cause = ?, owner_pid = NULL"
@@ -227,10 +242,10 @@ class HistoryStore:
         with self._write_lock:
             connection = self._connection()
             connection.execute(
-                "UPDATE executions SET status = 'RUNNING', stop_date = NULL, output = NULL, error = NULL, cause = NULL,"
+                "UPDATE executions SET status = ?, stop_date = NULL, output = NULL, error = NULL, cause = NULL,"
                 " redrive_count = redrive_count + 1, redrive_date = ?, owner_pid = ?, owner_host = ?, stop_requested = NULL"
                 " WHERE arn = ?",
-                (now, os.getpid(), os.uname().nodename, arn),
+                (ExecutionStatus.RUNNING, now, os.getpid(), os.uname().nodename, arn),
             )
             return connection.execute("SELECT redrive_count FROM executions WHERE arn = ?", (arn,)).fetchone()[0]
 
@@ -246,6 +261,7 @@ class HistoryStore:
 
     def _decode(self, row: tuple[Any, ...]) -> ExecutionRecord:
         values = list(row)
+        values[4] = ExecutionStatus(values[4])
         values[5] = json.loads(values[5])
         values[6] = json.loads(values[6]) if values[6] is not None else None
         return ExecutionRecord(*values)
@@ -281,16 +297,11 @@ class HistoryStore:
         return [self._decode(row) for row in self._connection().execute(sql, params).fetchall()]
 
     # ---------------------------------------------------------------- events
-    def append_event(self, execution_arn: str, event_id: int, previous_event_id: int, event_type: str, timestamp: float,
-                     details_key: str | None, details: dict[str, Json] | None, scope: str = "", redrive: int = 0) -> None:
-        payload = json.dumps({details_key: details}) if details_key else None
-        self._write(
-            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (execution_arn, event_id, previous_event_id, event_type, timestamp, payload, scope, redrive),
-        )
-
     def append_batch(self, events: list[tuple[Any, ...]], checkpoints: list[tuple[str, str, Json]]) -> None:
-        """Appends events (rows as for append_event, details pre-encoded) and checkpoints in one transaction."""
+        """Appends events (rows of the `events` table, details already JSON text) and checkpoints in one transaction.
+
+        The Recorder (recorder.py) is its only caller: the one writer of history events.
+        """
         with self._write_lock:
             connection = self._connection()
             connection.execute("BEGIN IMMEDIATE")

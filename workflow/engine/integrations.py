@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from workflow.engine.clock import Clock
-from workflow.engine.errors import ExecutionStopped, StatesError
+from workflow.engine.errors import ErrorName, ExecutionStopped, StatesError
+from workflow.engine.values import Json
 
-Json = Any
 Handler = Callable[[Json, Any], Json]
 
 
@@ -61,7 +61,7 @@ class TaskContext:
         if self.cancel.is_set():
             raise ExecutionStopped(f"execution {self.execution_arn} was stopped")
         if self.deadline is not None and self.clock.now() >= self.deadline:
-            raise StatesError("States.Timeout", "")
+            raise StatesError(ErrorName.TIMEOUT, "")
 
     def sleep(self, seconds: float) -> None:
         """Sleeps at most until the deadline, in slices so a stop is noticed; raises on timeout or stop."""
@@ -78,7 +78,7 @@ class TaskContext:
             self.check()
         if timed_out:
             self.check()
-            raise StatesError("States.Timeout", "")
+            raise StatesError(ErrorName.TIMEOUT, "")
 
     def submitted(self, response: Json) -> None:
         if self.on_submitted is not None:
@@ -269,10 +269,10 @@ def _call_with_deadline(handler: Handler, event: Json, lambda_context: LambdaCon
             raise
         except Exception as error:  # noqa: BLE001 - any handler failure is the function's error
             if context.deadline is not None and context.clock.now() >= context.deadline:
-                raise StatesError("States.Timeout", "") from error
+                raise StatesError(ErrorName.TIMEOUT, "") from error
             raise _lambda_error(error, lambda_context.aws_request_id) from error
         if context.deadline is not None and context.clock.now() >= context.deadline:
-            raise StatesError("States.Timeout", "")
+            raise StatesError(ErrorName.TIMEOUT, "")
         return result
     outcome: dict[str, Any] = {}
 
@@ -287,7 +287,7 @@ def _call_with_deadline(handler: Handler, event: Json, lambda_context: LambdaCon
     while worker.is_alive():
         left = context.remaining()
         if left is not None and left <= 0:
-            raise StatesError("States.Timeout", "")
+            raise StatesError(ErrorName.TIMEOUT, "")
         worker.join(0.5 if left is None else min(0.5, left))
         if worker.is_alive():
             context.check()
@@ -315,7 +315,7 @@ class LambdaInvoke:
 
     def invoke(self, resource: str, parameters: Json, context: TaskContext) -> Json:
         if not isinstance(parameters, dict) or not isinstance(parameters.get("FunctionName"), str):
-            raise StatesError("States.Runtime", "lambda:invoke needs a FunctionName string in Parameters")
+            raise StatesError(ErrorName.RUNTIME, "lambda:invoke needs a FunctionName string in Parameters")
         payload = parameters.get("Payload")
         if isinstance(payload, str):
             try:
@@ -399,10 +399,10 @@ class JobIntegration:
                 if status == "SUCCEEDED":
                     return description
                 if status in ("FAILED", "STOPPED"):
-                    raise StatesError("States.TaskFailed", json.dumps(description, default=str))
+                    raise StatesError(ErrorName.TASK_FAILED, json.dumps(description, default=str))
                 context.sleep(self.adapter.poll_seconds)
         except (ExecutionStopped, StatesError) as error:
-            if isinstance(error, ExecutionStopped) or error.error == "States.Timeout":
+            if isinstance(error, ExecutionStopped) or error.error == ErrorName.TIMEOUT:
                 self.adapter.stop(action, parameters, started, context)
             raise
 

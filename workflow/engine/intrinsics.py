@@ -22,10 +22,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable
 
-from workflow.engine.errors import StatesError
-from workflow.engine.paths import dumps
-
-Json = Any
+from workflow.engine.errors import ErrorName, StatesError
+from workflow.engine.values import Json, dumps
 
 
 class IntrinsicSyntaxError(ValueError):
@@ -202,7 +200,7 @@ def evaluate_intrinsic(call: Call, resolve_path: Callable[[str], Json]) -> Json:
 
 
 def _fail(name: str, message: str) -> StatesError:
-    return StatesError("States.IntrinsicFailure", f"The function {name} {message}")
+    return StatesError(ErrorName.INTRINSIC_FAILURE, f"The function {name} {message}")
 
 
 def _arity(name: str, args: tuple[Any, ...], count: int) -> None:

@@ -24,10 +24,9 @@ from jsonata import Jsonata
 from jsonata.jexception import JException
 from jsonata.utils import Utils
 
-from workflow.engine.flows import RuntimeFailure
+from workflow.engine.errors import ErrorName, RuntimeFailure
+from workflow.engine.values import Json
 
-Json = Any
-QUERY_EVALUATION_ERROR = "States.QueryEvaluationError"
 _EXPRESSION = re.compile(r"^\{%(.*)%\}$", re.DOTALL)
 _HASHES = {"MD5": "md5", "SHA-1": "sha1", "SHA-256": "sha256", "SHA-384": "sha384", "SHA-512": "sha512"}
 _local = threading.local()
@@ -132,16 +131,16 @@ def evaluate(value: str, field: str, bindings: dict[str, Json]) -> Json:
         result = compile_expression(text).evaluate(None, bound)
     except JException as error:
         raise RuntimeFailure(f"The JSONata expression '{text}' specified for the field '{field}' threw an error during"
-                             f" evaluation. {error.error}: {error}", QUERY_EVALUATION_ERROR, field) from error
+                             f" evaluation. {error.error}: {error}", ErrorName.QUERY_EVALUATION_ERROR, field) from error
     except (TypeError, ValueError, KeyError, AttributeError) as error:
         raise RuntimeFailure(f"The JSONata expression '{text}' specified for the field '{field}' returned an unsupported"
-                             " result type.", QUERY_EVALUATION_ERROR, field) from error
+                             " result type.", ErrorName.QUERY_EVALUATION_ERROR, field) from error
     if result is None:
         raise RuntimeFailure(f"The JSONata expression '{text}' specified for the field '{field}' returned nothing (undefined).",
-                             QUERY_EVALUATION_ERROR, field)
+                             ErrorName.QUERY_EVALUATION_ERROR, field)
     if _is_function(result):
         raise RuntimeFailure(f"The JSONata expression '{text}' specified for the field '{field}' returned an unsupported"
-                             " result type.", QUERY_EVALUATION_ERROR, field)
+                             " result type.", ErrorName.QUERY_EVALUATION_ERROR, field)
     return _plain(result)
 
 

@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable
 
-from workflow.engine.errors import StatesError
+from workflow.engine.errors import ErrorName, StatesError
+from workflow.engine.values import MISSING, Json, dumps
 
-Json = Any
-_MISSING = object()
 _NAME_CHARS = re.compile(r"[^.\[\]\s]+")
 _FILTER = re.compile(r"^\?\(\s*@((?:\.[^\s=!<>]+|\[[^\]]+\])*)\s*(?:(==|!=|<=|>=|<|>)\s*(.+?))?\s*\)$")
 
@@ -164,7 +163,7 @@ def _compile_filter(expression: str, where: str) -> Callable[[Json], bool]:
 
     def test(item: Json) -> bool:
         found = sub.find(item) if not sub.definite else _find_or_missing(sub, item)
-        if found is _MISSING:
+        if found is MISSING:
             return False
         if operator is None:
             return True
@@ -180,7 +179,7 @@ def _find_or_missing(path: JsonPath, data: Json) -> Json:
     try:
         return _walk_definite(path, data)
     except PathError:
-        return _MISSING
+        return MISSING
 
 
 def _read_quoted(text: str, start: int, where: str) -> tuple[str, int]:
@@ -307,7 +306,7 @@ def set_at_path(target: Json, path_text: str, value: Json) -> Json:
     root: Json = _copy_container(target) if isinstance(target, (dict, list)) else {}
     if not isinstance(target, (dict, list)):
         raise StatesError(
-            "States.ResultPathMatchFailure",
+            ErrorName.RESULT_PATH_MATCH_FAILURE,
             f"Unable to apply ResultPath {path_text!r} to input {dumps(target)}: the input is not an object",
         )
     parent = root
@@ -315,7 +314,7 @@ def set_at_path(target: Json, path_text: str, value: Json) -> Json:
         last = position == len(path.segments) - 1
         if segment.kind == "name":
             if not isinstance(parent, dict):
-                raise StatesError("States.ResultPathMatchFailure",
+                raise StatesError(ErrorName.RESULT_PATH_MATCH_FAILURE,
                                   f"Unable to apply ResultPath {path_text!r}: {path.bracket_form(position)} is not an object")
             if last:
                 parent[segment.key] = value
@@ -326,7 +325,7 @@ def set_at_path(target: Json, path_text: str, value: Json) -> Json:
                 parent = child
         else:
             if not isinstance(parent, list) or not -len(parent) <= segment.key < len(parent):
-                raise StatesError("States.ResultPathMatchFailure",
+                raise StatesError(ErrorName.RESULT_PATH_MATCH_FAILURE,
                                   f"Unable to apply ResultPath {path_text!r}: index {segment.key} is out of range")
             if last:
                 parent[segment.key] = value
@@ -340,11 +339,3 @@ def set_at_path(target: Json, path_text: str, value: Json) -> Json:
 
 def _copy_container(value: Json) -> Json:
     return dict(value) if isinstance(value, dict) else list(value)
-
-
-_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-
-
-def dumps(value: Json) -> str:
-    """Compact JSON as Step Functions prints it in messages and history."""
-    return _COMPACT.encode(value)

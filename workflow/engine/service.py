@@ -23,23 +23,22 @@ import threading
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from workflow.engine.clock import Clock, SystemClock
+from workflow.engine.context import ExecutionInfo, Flow, StopSignal
 from workflow.engine.definition import parse_definition
-from workflow.engine.states import StateMachineDefinition
-from workflow.engine.errors import EngineError, ExecutionNotRedrivable, ExecutionStopped, ExecutionTimedOut, StatesError
-from workflow.engine.history import ExecutionRecord, HistoryStore
+from workflow.engine.errors import (EngineError, ErrorName, ExecutionNotRedrivable, ExecutionStopped, ExecutionTimedOut,
+                                    StatesError)
+from workflow.engine.history import REDRIVABLE, ExecutionRecord, ExecutionStatus, HistoryStore
 from workflow.engine.integrations import FunctionRegistry, Handler, IntegrationRegistry, default_registry
-from workflow.engine.flows import ExecutionInfo, Flow, Recorder, error_details
 from workflow.engine.interpreter import Interpreter
-from workflow.engine.paths import dumps
+from workflow.engine.recorder import Recorder
+from workflow.engine.states import StateMachineDefinition
+from workflow.engine.values import Json
 
-Json = Any
-REDRIVABLE = ("FAILED", "ABORTED", "TIMED_OUT")
 # Executions running in this process, across Engine instances: (store path, execution ARN) -> stop signal.
 # Orphan detection must not mistake another Engine's run in the same process for a dead one.
-_RUNNING: dict[tuple[str, str], threading.Event] = {}
+_RUNNING: dict[tuple[str, str], StopSignal] = {}
 _RUNNING_LOCK = threading.Lock()
 _NAME = re.compile(r"^[A-Za-z0-9_<>\-]{1,80}$")
 
@@ -112,7 +111,7 @@ class Engine:
         return self._definitions[key]
 
     # ------------------------------------------------------------------ executions
-    def _new_execution(self, state_machine: str, execution_input: Json, name: str | None) -> tuple[ExecutionRecord, dict[str, Json]]:
+    def _new_execution(self, state_machine: str, execution_input: Json, name: str | None) -> tuple[ExecutionRecord, dict[str, Json], Recorder]:
         machine = self.store.state_machine(state_machine)
         name = name or str(uuid.uuid4())
         if not _NAME.match(name):
@@ -124,29 +123,28 @@ class Engine:
         input_text = json.dumps(execution_input if execution_input is not None else {})
         now = self.clock.now()
         self.store.create_execution(arn, name, machine["arn"], machine["version"], input_text, now)
-        self.store.append_event(arn, 1, 0, "ExecutionStarted", now, "executionStartedEventDetails",
-                                {"input": dumps(json.loads(input_text)), "inputDetails": {"truncated": False},
-                                 "roleArn": machine["role_arn"]})
-        return self.store.execution(arn), machine
+        record = self.store.execution(arn)
+        return record, machine, Recorder.start(self.store, record, self.clock, machine["role_arn"])
 
     def run_execution(self, state_machine: str, execution_input: Json = None, name: str | None = None) -> dict[str, Json]:
         """Starts an execution and runs it to the end in this thread; returns describe_execution."""
-        record, machine = self._new_execution(state_machine, execution_input, name)
-        self._execute(record, machine["role_arn"])
+        record, machine, recorder = self._new_execution(state_machine, execution_input, name)
+        self._execute(record, machine["role_arn"], recorder)
         return self.describe_execution(record.arn)
 
     start_sync_execution = run_execution
 
     def start_execution(self, state_machine: str, execution_input: Json = None, name: str | None = None) -> str:
         """Starts an execution in a background thread; returns its ARN at once."""
-        record, machine = self._new_execution(state_machine, execution_input, name)
-        self._spawn(record, machine["role_arn"])
+        record, machine, recorder = self._new_execution(state_machine, execution_input, name)
+        self._spawn(record, machine["role_arn"], recorder)
         return record.arn
 
-    def _spawn(self, record: ExecutionRecord, role_arn: str, resume: tuple[str, Json, dict[str, Json]] | None = None) -> None:
+    def _spawn(self, record: ExecutionRecord, role_arn: str, recorder: Recorder,
+               resume: tuple[str, Json, dict[str, Json]] | None = None) -> None:
         with _RUNNING_LOCK:
-            _RUNNING[self._key(record.arn)] = threading.Event()
-        thread = threading.Thread(target=self._execute, args=(record, role_arn, resume), name=f"execution-{record.name}")
+            _RUNNING[self._key(record.arn)] = StopSignal()
+        thread = threading.Thread(target=self._execute, args=(record, role_arn, recorder, resume), name=f"execution-{record.name}")
         self._threads[record.arn] = thread
         thread.start()
 
@@ -157,20 +155,21 @@ class Engine:
             thread.join(timeout)
         return self.describe_execution(execution_arn)
 
-    def _execute(self, record: ExecutionRecord, role_arn: str, resume: tuple[str, Json, dict[str, Json]] | None = None) -> None:
+    def _execute(self, record: ExecutionRecord, role_arn: str, recorder: Recorder,
+                 resume: tuple[str, Json, dict[str, Json]] | None = None) -> None:
+        """Runs (or, with `resume`, redrives) an execution to its end; the recorder writes how it ended."""
         with _RUNNING_LOCK:
-            cancel = _RUNNING.setdefault(self._key(record.arn), threading.Event())
+            cancel = _RUNNING.setdefault(self._key(record.arn), StopSignal())
         definition = self._definition(record.state_machine_arn, record.state_machine_version)
         machine_name = record.state_machine_arn.rsplit(":", 1)[-1]
         info = ExecutionInfo(record.arn, record.name, record.state_machine_arn, machine_name, role_arn, record.start_date,
                              record.input, record.redrive_count, ":express:" in record.arn, self.region, self.account)
-        recorder = Recorder(self.store, record.arn, self.clock, self.store.last_event_id(record.arn), record.redrive_count)
         deadline = None if definition.timeout_seconds is None else record.start_date + definition.timeout_seconds
         if resume is not None and deadline is not None:
             deadline = self.clock.now() + definition.timeout_seconds
-        interpreter = Interpreter(info, self.integrations, self.clock, recorder, self.store, cancel,
+        interpreter = Interpreter(info, self.integrations, self.clock, recorder, cancel,
                                   lambda: self.store.stop_requested(record.arn), deadline)
-        flow = Flow("", 0 if resume is None else recorder.next_id)
+        flow = Flow("", 0 if resume is None else recorder.last_id)
         try:
             if resume is None:
                 output = interpreter.run_machine(definition, record.input, flow)
@@ -179,30 +178,16 @@ class Engine:
                 flow.variables.update(variables)
                 interpreter.resume_keys.add(f"/{start_at}")
                 output = interpreter.run_machine(definition, state_input, flow, start_at)
-            recorder.emit("ExecutionSucceeded", flow.last_event, "executionSucceededEventDetails",
-                          {"output": dumps(output), "outputDetails": {"truncated": False}})
-            recorder.flush()
-            self.store.finish_execution(record.arn, "SUCCEEDED", self.clock.now(), output=json.dumps(output))
+            recorder.succeeded(flow.last_event, output)
         except ExecutionTimedOut:
-            details = {"error": "States.Timeout", "cause": f"The execution timed out after {definition.timeout_seconds} seconds"}
-            recorder.emit("ExecutionTimedOut", flow.last_event, "executionTimedOutEventDetails", details)
-            recorder.flush()
-            self.store.finish_execution(record.arn, "TIMED_OUT", self.clock.now(), error=details["error"], cause=details["cause"])
+            recorder.timed_out(flow.last_event, ErrorName.TIMEOUT,
+                               f"The execution timed out after {definition.timeout_seconds} seconds")
         except ExecutionStopped:
-            reason = interpreter.stop_reason or getattr(cancel, "reason", None) or {}
-            details = {key: value for key, value in (("error", reason.get("error")), ("cause", reason.get("cause"))) if value is not None}
-            recorder.emit("ExecutionAborted", flow.last_event, "executionAbortedEventDetails", details)
-            recorder.flush()
-            self.store.finish_execution(record.arn, "ABORTED", self.clock.now(), error=details.get("error"), cause=details.get("cause"))
+            recorder.aborted(flow.last_event, cancel.error, cancel.cause)
         except StatesError as error:
-            recorder.emit("ExecutionFailed", flow.last_event, "executionFailedEventDetails", error_details(error))
-            recorder.flush()
-            self.store.finish_execution(record.arn, "FAILED", self.clock.now(), error=error.error, cause=error.cause or None)
+            recorder.failed(flow.last_event, error)
         except Exception as error:  # noqa: BLE001 - an engine bug must still end the execution in the store
-            details = {"error": "States.Runtime", "cause": f"internal engine error: {type(error).__name__}: {error}"}
-            recorder.emit("ExecutionFailed", flow.last_event, "executionFailedEventDetails", details)
-            recorder.flush()
-            self.store.finish_execution(record.arn, "FAILED", self.clock.now(), error=details["error"], cause=details["cause"])
+            recorder.failed(flow.last_event, StatesError(ErrorName.RUNTIME, f"internal engine error: {type(error).__name__}: {error}"))
             raise
         finally:
             with _RUNNING_LOCK:
@@ -214,14 +199,14 @@ class Engine:
         record = self.store.execution(execution_arn)
         description: dict[str, Json] = {
             "executionArn": record.arn, "stateMachineArn": record.state_machine_arn, "name": record.name,
-            "status": record.status, "startDate": _datetime(record.start_date), "input": json.dumps(record.input),
+            "status": record.status.value, "startDate": _datetime(record.start_date), "input": json.dumps(record.input),
             "inputDetails": {"included": True}, "redriveCount": record.redrive_count,
             "redriveStatus": "REDRIVABLE" if record.status in REDRIVABLE else "NOT_REDRIVABLE",
             "stateMachineVersion": record.state_machine_version,
         }
         if record.stop_date is not None:
             description["stopDate"] = _datetime(record.stop_date)
-        if record.status == "SUCCEEDED":
+        if record.status == ExecutionStatus.SUCCEEDED:
             description["output"] = json.dumps(record.output)
             description["outputDetails"] = {"included": True}
         if record.error is not None:
@@ -237,7 +222,7 @@ class Engine:
         self.reap_orphans()
         machine_arn = self.store.state_machine(state_machine_arn)["arn"] if state_machine_arn else None
         return [{"executionArn": record.arn, "stateMachineArn": record.state_machine_arn, "name": record.name,
-                 "status": record.status, "startDate": _datetime(record.start_date), "stopDate": _datetime(record.stop_date),
+                 "status": record.status.value, "startDate": _datetime(record.start_date), "stopDate": _datetime(record.stop_date),
                  "redriveCount": record.redrive_count}
                 for record in self.store.list_executions(machine_arn, status_filter, max_results)]
 
@@ -255,13 +240,12 @@ class Engine:
         """Stops a RUNNING execution (here, in another live process, or orphaned)."""
         self.reap_orphans()
         record = self.store.execution(execution_arn)
-        if record.status != "RUNNING":
+        if record.status != ExecutionStatus.RUNNING:
             raise EngineError(f"execution {record.arn} is {record.status}, not RUNNING")
         with _RUNNING_LOCK:
             cancel = _RUNNING.get(self._key(record.arn))
         if cancel is not None:
-            cancel.reason = {"error": error, "cause": cause}  # type: ignore[attr-defined]
-            cancel.set()
+            cancel.stop(error, cause)
         else:
             self.store.request_stop(record.arn, error, cause)
         return {"stopDate": _datetime(self.clock.now())}
@@ -281,20 +265,20 @@ class Engine:
         resume = _resume_point(self.store, record, definition)
         machine = self.store.state_machine(record.state_machine_arn)
         count = self.store.mark_redriven(record.arn, self.clock.now())
-        self.store.append_event(record.arn, self.store.last_event_id(record.arn) + 1, 0, "ExecutionRedriven", self.clock.now(),
-                                "executionRedrivenEventDetails", {"redriveCount": count}, "", count)
         record = self.store.execution(record.arn)
+        recorder = Recorder.resume(self.store, record, self.clock)
+        recorder.redriven(count)
         if wait:
-            self._execute(record, machine["role_arn"], resume)
+            self._execute(record, machine["role_arn"], recorder, resume)
         else:
-            self._spawn(record, machine["role_arn"], resume)
+            self._spawn(record, machine["role_arn"], recorder, resume)
         return {"redriveDate": _datetime(record.redrive_date)}
 
     def reap_orphans(self) -> list[str]:
         """Marks RUNNING executions whose engine process on this host is gone as ABORTED."""
         reaped = []
         host = os.uname().nodename
-        for record in self.store.list_executions(status="RUNNING"):
+        for record in self.store.list_executions(status=ExecutionStatus.RUNNING):
             if record.owner_host != host or record.owner_pid is None:
                 continue
             if record.owner_pid == os.getpid():
@@ -304,9 +288,7 @@ class Engine:
             elif _alive(record.owner_pid):
                 continue
             cause = f"the engine process (pid {record.owner_pid}) ended while the execution was running"
-            self.store.append_event(record.arn, self.store.last_event_id(record.arn) + 1, 0, "ExecutionAborted", self.clock.now(),
-                                    "executionAbortedEventDetails", {"error": "States.Runtime", "cause": cause})
-            self.store.finish_execution(record.arn, "ABORTED", self.clock.now(), error="States.Runtime", cause=cause)
+            Recorder.resume(self.store, record, self.clock).aborted(0, ErrorName.RUNTIME, cause)
             reaped.append(record.arn)
         return reaped
 

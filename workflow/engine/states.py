@@ -6,10 +6,16 @@ only place that reads ASL JSON; everything here is already known to be well-form
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
 
-Json = Any
-_NO_FIELD = object()  # a field the document does not have (its null is a value)
+from workflow.engine.values import MISSING, Json
+
+
+class QueryLanguage(StrEnum):
+    """A state's QueryLanguage: how its fields are evaluated (the machine's, unless the state sets its own)."""
+
+    JSONPATH = "JSONPath"
+    JSONATA = "JSONata"
 
 
 @dataclass(frozen=True)
@@ -46,7 +52,7 @@ class State:
 
     name: str
     type: str
-    query_language: str = "JSONPath"
+    query_language: QueryLanguage = QueryLanguage.JSONPATH
     next: str | None = None
     end: bool = False
     input_path: str | None = "$"
@@ -54,14 +60,14 @@ class State:
     result_path: str | None = "$"
     parameters: Json = None
     result_selector: Json = None
-    result: Json = _NO_FIELD
+    result: Json = MISSING
     retry: tuple[Retrier, ...] = ()
     catch: tuple[Catcher, ...] = ()
     assign: dict[str, Json] | None = None
     # JSONata states: Arguments (Task, Parallel), Output, Items (Map)
     arguments: Json = None
-    output: Json = _NO_FIELD
-    items: Json = _NO_FIELD
+    output: Json = MISSING
+    items: Json = MISSING
     # Task
     resource: str | None = None
     timeout_seconds: float | None = None
@@ -97,19 +103,19 @@ class State:
 
     @property
     def has_result(self) -> bool:
-        return self.result is not _NO_FIELD
+        return self.result is not MISSING
 
     @property
     def has_output(self) -> bool:
-        return self.output is not _NO_FIELD
+        return self.output is not MISSING
 
     @property
     def has_items(self) -> bool:
-        return self.items is not _NO_FIELD
+        return self.items is not MISSING
 
     @property
     def jsonata(self) -> bool:
-        return self.query_language == "JSONata"
+        return self.query_language is QueryLanguage.JSONATA
 
     @property
     def terminal(self) -> bool:

@@ -11,9 +11,12 @@ from typing import Any, Final
 # Anything json.loads can return: dict, list, str, int, float, bool or None.
 Json = Any
 
+# The largest input, output or Task result Step Functions carries (256 KiB of UTF-8 JSON text).
+DATA_LIMIT_BYTES: Final = 256 * 1024
+
 
 class _Missing:
-    """A path that selects nothing, told apart from a path that selects JSON null."""
+    """No value: a path that selects nothing, or a field the document does not have, told apart from JSON null."""
 
     _instance: "_Missing | None" = None
 
@@ -34,3 +37,8 @@ _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 def dumps(value: Json) -> str:
     """Compact JSON as Step Functions prints it in messages and history: `{"a":1}`."""
     return _COMPACT.encode(value)
+
+
+def shown(value: Json) -> str:
+    """A value as AWS quotes it in an error message: a string as it is, anything else as JSON text."""
+    return value if isinstance(value, str) else dumps(value)
