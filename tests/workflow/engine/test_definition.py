@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import json
+from itertools import product
 from pathlib import Path
 
 import pytest
 
 from workflow.engine import DefinitionError, Engine
+from workflow.engine.definition import STATE_TYPES
+from workflow.engine.interpreter import HANDLERS
+from workflow.engine.states import QueryLanguage
 
 
 def machine(states: dict, start: str = "A", **extra: object) -> dict:
@@ -62,3 +66,7 @@ def test_a_valid_definition_with_every_state_type_registers(engine: Engine) -> N
     arn = engine.create_state_machine("all", definition)
     assert engine.describe_state_machine(arn)["revision"] == 1
     assert engine.update_state_machine(arn, {**definition, "Comment": "v2"}) == 2
+
+
+def test_every_state_type_the_definition_accepts_has_a_handler_in_each_query_language() -> None:
+    assert set(HANDLERS) == set(product(QueryLanguage, STATE_TYPES))
