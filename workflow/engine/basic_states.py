@@ -120,7 +120,7 @@ def run_wait(run: StateRun) -> Outcome:
     if delay > 0:
         run.interpreter.sleep(delay)
     assigned = run.assignments(state.assign, effective)
-    return Outcome(run.select(state.output_path, effective), run.next_of(state), assigned)
+    return Outcome(run.select(state.output_path, effective), state.next, assigned)
 
 
 def _seconds_from_path(run: StateRun, path_text: str, data: Json) -> float:
@@ -141,7 +141,7 @@ def _seconds_from_path(run: StateRun, path_text: str, data: Json) -> float:
 
 # Pass: Output, Assign
 def run_jsonata_pass(run: StateRun) -> Outcome:
-    return run.jsonata_finish(run.state, run.bindings(), run.input, run.next_of(run.state))
+    return run.jsonata_finish(run.state, run.bindings(), run.input, run.state.next)
 
 
 # Succeed: Output
@@ -201,4 +201,4 @@ def run_jsonata_wait(run: StateRun) -> Outcome:
         delay = moment.timestamp() - run.interpreter.clock.now()
     if delay > 0:
         run.interpreter.sleep(delay)
-    return run.jsonata_finish(state, bindings, run.input, run.next_of(state))
+    return run.jsonata_finish(state, bindings, run.input, state.next)

@@ -118,9 +118,6 @@ class StateRun:
         """Records an event in this run's flow (see Interpreter.emit)."""
         return self.interpreter.emit(self.flow, event_type, details, previous, advance)
 
-    def next_of(self, state: State) -> str | None:
-        return None if state.end else state.next
-
     # ------------------------------------------------------------------ JSONPath
     def context_object(self) -> dict[str, Json]:
         """$$: Execution, StateMachine, State (and Map.Item inside a Map iteration)."""
@@ -196,13 +193,12 @@ class StateRun:
             return None
         return self.template(assign, data)
 
-    def finish(self, result: Json, next_state: str | None = None) -> Outcome:
+    def finish(self, result: Json) -> Outcome:
         """ResultPath, OutputPath and Assign for a JSONPath state that produces a result."""
         state = self.state
         assigned = self.assignments(state.assign, result)
         combined = self.apply_result_path(state, result)
-        output = self.select(state.output_path, combined)
-        return Outcome(output, next_state if next_state is not None else self.next_of(state), assigned)
+        return Outcome(self.select(state.output_path, combined), state.next, assigned)
 
     # ------------------------------------------------------------------ JSONata
     def bindings(self, **states: Json) -> dict[str, Json]:

@@ -30,7 +30,7 @@ def with_retry_and_catch(run: StateRun, attempt: Callable[[], Json], on_failure:
         try:
             result = attempt()
             if state.jsonata:
-                return run.jsonata_finish(state, run.bindings(result=result), result, run.next_of(state))
+                return run.jsonata_finish(state, run.bindings(result=result), result, state.next)
             if state.result_selector is not None:
                 result = run.template(state.result_selector, result)
             return run.finish(result)

@@ -72,6 +72,12 @@ class Engine:
         """Parses and checks a definition against this engine's integrations; raises DefinitionError."""
         return parse_definition(definition, self.integrations.check)
 
+    def _validated_text(self, definition: str | dict[str, Json]) -> str:
+        """The definition as the store keeps it (JSON text), once it is known to be valid."""
+        text = definition if isinstance(definition, str) else json.dumps(definition)
+        self.validate(text)
+        return text
+
     def state_machine_arn(self, name: str) -> str:
         return f"arn:{self.partition}:states:{self.region}:{self.account}:stateMachine:{name}"
 
@@ -80,8 +86,7 @@ class Engine:
         """Registers (or, if the name exists, updates) a state machine; returns its ARN."""
         if not _NAME.match(name):
             raise EngineError(f"invalid state machine name {name!r}: use 1-80 letters, digits, '-' or '_'")
-        text = definition if isinstance(definition, str) else json.dumps(definition)
-        self.validate(text)
+        text = self._validated_text(definition)
         arn = self.state_machine_arn(name)
         self.store.put_state_machine(arn, name, text, role_arn or self.role_arn, type, self.clock.now())
         return arn
@@ -89,8 +94,7 @@ class Engine:
     def update_state_machine(self, arn: str, definition: str | dict[str, Json], role_arn: str | None = None) -> int:
         """Stores a new version of the definition; running executions keep theirs. Returns the version."""
         machine = self.store.state_machine(arn)
-        text = definition if isinstance(definition, str) else json.dumps(definition)
-        self.validate(text)
+        text = self._validated_text(definition)
         return self.store.put_state_machine(machine["arn"], machine["name"], text, role_arn or machine["role_arn"],
                                             machine["type"], self.clock.now())
 

@@ -51,9 +51,9 @@ class State:
     """
 
     name: str
-    type: str
+    type: str  # Pass, Task, Choice, Wait, Succeed, Fail, Parallel or Map
     query_language: QueryLanguage = QueryLanguage.JSONPATH
-    next: str | None = None
+    next: str | None = None  # None exactly when the state ends its flow (End, Choice, Succeed, Fail)
     end: bool = False
     input_path: str | None = "$"
     output_path: str | None = "$"
