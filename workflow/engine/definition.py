@@ -70,7 +70,7 @@ class _Parser:
         timeout = document.get("TimeoutSeconds")
         if timeout is not None and not _positive_int(timeout):
             raise DefinitionError(f"{where}TimeoutSeconds", f"must be a positive integer, got {timeout!r}")
-        return StateMachineDefinition(start_at, parsed, timeout, document.get("Comment"), document)
+        return StateMachineDefinition(start_at, parsed, timeout, document.get("Comment"))
 
     def query_language(self, body: dict[str, Json], where: str, inherited: QueryLanguage) -> QueryLanguage:
         language = body.get("QueryLanguage", inherited)
@@ -94,7 +94,7 @@ class _Parser:
         for key in JSONPATH_ONLY if language == QueryLanguage.JSONATA else JSONATA_ONLY:
             if key in body:
                 raise DefinitionError(f"{where}.{key}", f"is not allowed in a {language} state")
-        fields: dict[str, Any] = {"name": name, "type": state_type, "raw": body, "query_language": language}
+        fields: dict[str, Any] = {"name": name, "type": state_type, "query_language": language}
         self.language = language
         if language == QueryLanguage.JSONATA:
             for key, attribute in (("Arguments", "arguments"), ("Output", "output"), ("Items", "items")):
@@ -249,6 +249,8 @@ class _Parser:
             raise DefinitionError(f"{where}.{key}.ProcessorConfig.Mode", f"must be INLINE or DISTRIBUTED, got {mode!r}")
         fields["processor"] = self.machine(processor, f"{where}.{key}.", fields["query_language"])
         fields["processor_mode"] = mode
+        if "Label" in body:
+            fields["label"] = body["Label"]
         if "ItemsPath" in body:
             fields["items_path"] = self.path(body["ItemsPath"], f"{where}.ItemsPath", nullable=True)
         if "ItemSelector" in body and "Parameters" in body:

@@ -97,7 +97,7 @@ def run_map(run: StateRun) -> Outcome:
             info = interpreter.info
             partition = info.execution_arn.split(":")[1]
             run_arn = (f"arn:{partition}:states:{info.region}:{info.account}:mapRun:"
-                       f"{info.state_machine_name}/{state.raw.get('Label', state.name)}:{uuid.uuid4()}")
+                       f"{info.state_machine_name}/{state.name if state.label is None else state.label}:{uuid.uuid4()}")
             run.emit("MapRunStarted", {"mapRunArn": run_arn})
         done = interpreter.recorder.checkpoints(key + "#")
         failures: list[StatesError] = []

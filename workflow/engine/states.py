@@ -5,7 +5,7 @@ only place that reads ASL JSON; everything here is already known to be well-form
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 from workflow.engine.values import MISSING, Json
@@ -99,7 +99,7 @@ class State:
     tolerated_failure_count_path: str | None = None
     tolerated_failure_percentage: float | None = None
     tolerated_failure_percentage_path: str | None = None
-    raw: dict[str, Json] = field(default_factory=dict, compare=False, repr=False)
+    label: str | None = None  # Map: names its Map Runs
 
     @property
     def has_result(self) -> bool:
@@ -130,7 +130,6 @@ class StateMachineDefinition:
     states: dict[str, State]
     timeout_seconds: float | None = None
     comment: str | None = None
-    raw: dict[str, Json] = field(default_factory=dict, compare=False, repr=False)
 
     def iter_states(self) -> list[State]:
         """All states, including those nested in Parallel branches and Map processors."""
