@@ -13,7 +13,7 @@ import traceback
 
 import click
 
-from workflow.errors import CliError
+from workflow.errors import EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED, CliError
 
 # command name -> "module:attribute"; the module is imported only when the command runs.
 COMMANDS: dict[str, str] = {
@@ -63,13 +63,16 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 
 def main() -> None:
-    """Entry point: explainable errors are one line; anything else is a crash with exit 1."""
+    """Entry point: explainable errors are one line; anything else is a bug: exit 70 with a traceback hint.
+
+    Exit codes are listed in workflow/errors.py.
+    """
     verbose = "--verbose" in sys.argv[1:] or os.environ.get("DDCICD_VERBOSE") == "1"
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
     except CliError as error:
@@ -82,12 +85,13 @@ def main() -> None:
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
-        sys.exit(130)
-    except Exception as error:  # noqa: BLE001 - the last line of defence
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as error:  # noqa: BLE001 - the last line of defence: a bug, not a failed run
         if verbose:
             traceback.print_exc()
-        click.echo(f"error: unexpected {type(error).__name__}: {error} (rerun with --verbose for a traceback)", err=True)
-        sys.exit(1)
+        hint = "" if verbose else "; rerun with --verbose for a traceback"
+        click.echo(f"error: unexpected {type(error).__name__}: {error} (an internal error{hint})", err=True)
+        sys.exit(EXIT_INTERNAL_ERROR)
 
 
 if __name__ == "__main__":

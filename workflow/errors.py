@@ -1,7 +1,14 @@
-"""Errors the CLI can explain in one line.
+"""Errors the CLI can explain in one line, and the exit codes that tell outcomes apart.
 
-Exit codes are part of the interface (buildspec.yml relies on them): 2 for bad usage or
-bad input, 1 for a run that finished FAILED, anything else is a crash.
+Exit codes are part of the interface (buildspec.yml, README and DESIGN name them):
+
+    0   success
+    1   a run or job that ran and ended FAILED, ABORTED or TIMED_OUT (RunFailed)
+    2   bad usage or bad input: the user can fix it (CliError, click's usage errors)
+    70  an unexpected internal error, i.e. a bug in ddcicd (EX_SOFTWARE, sysexits.h)
+    130 interrupted (Ctrl-C)
+
+so a CI job can tell "the model was rejected" (1) from "ddcicd crashed" (70).
 """
 from __future__ import annotations
 
@@ -9,6 +16,8 @@ import click
 
 EXIT_RUN_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERNAL_ERROR = 70
+EXIT_INTERRUPTED = 130
 
 
 class CliError(click.ClickException):

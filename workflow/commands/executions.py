@@ -2,15 +2,14 @@
 
 These commands only read $DDCICD_HOME/engine.sqlite3 (see workflow/home.py), so they work
 while another process is running an execution, and they never import the pipeline or
-its heavy dependencies. `follow_execution` is shared with `ddcicd redrive` (and usable by
-`ddcicd run`): it prints a running execution's events as they are appended.
+its heavy dependencies. `echo_events` is the one-line-per-event form that
+`history --follow` and `ddcicd redrive` hand to workflow.state_runs.follow_execution.
 """
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -69,17 +68,10 @@ def describe_event(event: dict[str, Any]) -> str:
     return ""
 
 
-def follow_execution(engine: "Engine", execution_arn: str, echo: Callable[[str], None] = click.echo,
-                     after_id: int = 0, poll_seconds: float = 0.2) -> dict[str, Any]:
-    """Prints events as they are appended until the execution ends; returns describe_execution."""
-    while True:
-        description = engine.describe_execution(execution_arn)
-        for event in engine.get_execution_history(execution_arn, after_id=after_id)["events"]:
-            after_id = event["id"]
-            echo(f"{event['timestamp'].astimezone():%H:%M:%S} {event['type']:<28} {describe_event(event)}")
-        if description["status"] in TERMINAL:
-            return description
-        time.sleep(poll_seconds)
+def echo_events(events: list[dict[str, Any]]) -> None:
+    """Prints events as `HH:MM:SS Type detail`, one a line (what following an execution shows)."""
+    for event in events:
+        click.echo(f"{event['timestamp'].astimezone():%H:%M:%S} {event['type']:<28} {describe_event(event)}")
 
 
 @click.group()
@@ -135,7 +127,9 @@ def history_command(execution: str, as_json: bool, follow: bool) -> None:
         click.echo(json.dumps(engine.get_execution_history(arn)["events"], default=_json_default, indent=1))
         return
     if follow:
-        follow_execution(engine, arn)
+        from workflow.state_runs import follow_execution
+
+        follow_execution(engine, arn, echo_events)
         return
     for event in engine.get_execution_history(arn)["events"]:
         click.echo(f"{event['id']:>4} {_when(event['timestamp'])} {event['type']:<28} {describe_event(event)}")

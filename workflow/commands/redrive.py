@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from workflow.errors import CliError, RunFailed
+from workflow.errors import EXIT_INTERRUPTED, CliError, RunFailed
 
 
 @click.command()
@@ -16,9 +16,10 @@ from workflow.errors import CliError, RunFailed
 @click.option("--no-follow", is_flag=True, help="Do not print events while the execution runs.")
 def redrive(execution: str, no_follow: bool) -> None:
     """Redrive a local execution (by name or ARN) and wait for it to end."""
-    from workflow.commands.executions import follow_execution, open_engine
+    from workflow.commands.executions import echo_events, open_engine
     from workflow.engine import EngineError
     from workflow.local.services import local_engine
+    from workflow.state_runs import follow_execution
 
     open_engine()  # a clear error when there is no store yet
     engine = local_engine()
@@ -30,14 +31,14 @@ def redrive(execution: str, no_follow: bool) -> None:
         raise CliError(str(error)) from error
     try:
         if not no_follow:
-            follow_execution(engine, before["executionArn"], after_id=last_id)
+            follow_execution(engine, before["executionArn"], echo_events, after_id=last_id)
         result = engine.wait(before["executionArn"])
     except KeyboardInterrupt:  # stop the run this process is driving, then leave it redrivable
         click.echo("\ninterrupted: stopping the execution ...", err=True)
         engine.stop_execution(before["executionArn"], error="KeyboardInterrupt", cause="stopped with Ctrl-C")
         engine.wait(before["executionArn"], timeout=60)
         click.echo(f"execution {before['name']} stopped; resume it with: ddcicd redrive {before['name']}", err=True)
-        raise SystemExit(130) from None
+        raise SystemExit(EXIT_INTERRUPTED) from None
     click.echo(f"{result['name']}: {result['status']} (redrive #{result['redriveCount']})")
     if result["status"] != "SUCCEEDED":
         raise RunFailed(f"execution {result['name']} ended {result['status']}: {result.get('error')}: {result.get('cause')}")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from workflow.errors import CliError, RunFailed
+from workflow.errors import EXIT_INTERRUPTED, CliError, RunFailed
 
 
 @click.command("run")
@@ -19,7 +19,7 @@ def run(config_path: Path | None, overrides: tuple[str, ...], data: Path | None,
     from workflow.config import ConfigError, load_config
     from workflow.local.pipeline import DatasetError, start_pipeline
     from workflow.local.services import local_engine
-    from workflow.run_view import follow_execution, print_summary, progress_bar
+    from workflow.run_view import print_summary, progress_bar, watch_execution
 
     try:
         config = load_config(config_path, overrides)
@@ -35,7 +35,7 @@ def run(config_path: Path | None, overrides: tuple[str, ...], data: Path | None,
             raise CliError(str(error)) from error
     click.echo(f"execution {started.execution_name} started (dataset {started.dataset})", err=True)
     try:
-        follow_execution(engine, started.execution_arn, live=not quiet)
+        watch_execution(engine, started.execution_arn, live=not quiet)
     except KeyboardInterrupt:
         click.echo("\ninterrupted: stopping the execution ...", err=True)
         engine.stop_execution(started.execution_arn, error="KeyboardInterrupt", cause="stopped with Ctrl-C")
@@ -43,9 +43,9 @@ def run(config_path: Path | None, overrides: tuple[str, ...], data: Path | None,
         description = engine.describe_execution(started.execution_arn)
         click.echo(f"execution {started.execution_name} is {description['status']}; resume it with:", err=True)
         click.echo(f"  ddcicd redrive {started.execution_name}", err=True)
-        raise SystemExit(130) from None
+        raise SystemExit(EXIT_INTERRUPTED) from None
     description = engine.wait(started.execution_arn)
-    print_summary(engine, description, started.input, config)
+    print_summary(engine, started.execution_arn, config)
     if description["status"] != "SUCCEEDED":
         raise RunFailed(
             f"execution {started.execution_name} {description['status']}: {description.get('error', '')}"

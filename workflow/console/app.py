@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -24,9 +23,10 @@ from aiohttp import web
 
 from workflow.console.graph import graph_json
 from workflow.console.guard import guard, has_token
-from workflow.console.states import state_runs_json
 from workflow.engine import Engine
 from workflow.engine.errors import EngineError, ExecutionDoesNotExist, StateMachineDoesNotExist
+from workflow.local.reader import executed_definition_text, running_here
+from workflow.state_runs import state_runs_json
 
 STATIC = Path(__file__).parent / "static"
 ENGINE = web.AppKey("engine", Engine)
@@ -88,10 +88,9 @@ class Actions:
         if self._engine is None:
             return []
         engine, stopped = self._engine, []
-        for item in engine.list_executions(status_filter="RUNNING"):
-            if engine.store.execution(item["executionArn"]).owner_pid == os.getpid():
-                engine.stop_execution(item["executionArn"], "Console.Stopped", "the console was stopped")
-                stopped.append(item["executionArn"])
+        for arn in running_here(engine):
+            engine.stop_execution(arn, "Console.Stopped", "the console was stopped")
+            stopped.append(arn)
         for arn in stopped:
             engine.wait(arn, timeout)
         return [arn.rsplit(":", 1)[-1] for arn in stopped]
@@ -153,14 +152,13 @@ async def graph(request: web.Request) -> web.Response:
 
     def read() -> dict[str, Any]:
         if "arn" in request.query:
-            record = engine.store.execution(request.query["arn"])
-            key = (record.state_machine_arn, record.state_machine_version)
+            key, text = executed_definition_text(engine, request.query["arn"])
         else:
-            machine = engine.store.state_machine(_query(request, "stateMachineArn"))
-            key = (machine["arn"], machine["version"])
+            machine = engine.describe_state_machine(_query(request, "stateMachineArn"))
+            key, text = (machine["stateMachineArn"], machine["revision"]), machine["definition"]
         cache = request.app[GRAPHS]
         if key not in cache:
-            cache[key] = graph_json(engine.store.state_machine_definition(*key))
+            cache[key] = graph_json(text)
         return cache[key]
 
     return _json(await asyncio.to_thread(read))

@@ -2,33 +2,35 @@
 
     html = render_report(Engine(store_path), execution_arn)      # or: ddcicd report NAME
 
-Everything comes from the engine's history (state outputs, timings, the definition's
-gate thresholds) and from the artifacts the states wrote under the local S3 root:
-the processing manifest, the training job's metrics.json, the evaluation and load-test
-results. Charts are inline SVG (workflow.console.plots), so the file can be mailed or
-archived on its own. A section whose artifact is missing (the run failed before it, or
-the files were cleaned up) says so in one line instead of failing the whole report.
+Everything comes from the execution read against the definition it ran
+(workflow.run_record: state outputs, timings, gates and their thresholds) and from the
+artifacts the states wrote, read through workflow.local.reader: the processing
+manifest, the training job's metrics.json, the evaluation and load-test results.
+Charts are inline SVG (workflow.console.plots), so the file can be mailed or archived on
+its own. A section whose artifact is missing (the run failed before it, or the files
+were cleaned up) says so in one line instead of failing the whole report.
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import html
-import json
-from dataclasses import dataclass, field
+import io
+import re
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from workflow.console import plots
 from workflow.console.graph import choice_label
-from workflow.console.states import StateRun, state_runs
 from workflow.engine import Engine
-from workflow.local.s3 import S3Root, S3UriError
+from workflow.local.reader import Artifacts
+from workflow.run_record import RunRecord, read_run
+from workflow.state_runs import StateRun, readable_cause
 
 QUICK_SECONDS = 0.05
 PERCENTILES = ("p50", "p90", "p95", "p99", "max")
-GATES = (("QualityGate", "PrepareLoadTest", "ModelRejected"), ("SloGate", "CreateProductionEndpointConfig", "SloNotMet"))
+RESULT_PAYLOAD = re.compile(r"\$\.\w+\.Payload\.")  # `$.evaluation.Payload.accuracy` reads as `accuracy`
 STYLE = """
 body { font: 14px/1.45 system-ui, "DejaVu Sans", sans-serif; color: #1d2330; margin: 0; background: #f4f6f9; }
 main { max-width: 1000px; margin: 0 auto; padding: 24px 28px 60px; background: #fff; min-height: 100vh; }
@@ -48,75 +50,59 @@ svg { max-width: 100%; height: auto; } code { font-size: 12px; background: #f2f4
 
 @dataclass
 class RunData:
-    """An execution with its history folded and its artifacts loaded (None when missing)."""
+    """An execution read against its definition, with its artifacts loaded (None when missing)."""
 
-    description: dict[str, Any]
-    runs: dict[str, StateRun]
-    outputs: dict[str, Any]
-    execution_input: dict[str, Any]
-    definition: dict[str, Any]
+    record: RunRecord
     manifest: dict[str, Any] | None = None
     per_driver: dict[str, dict[str, dict[str, int]]] | None = None  # split -> driver -> class -> images
     training: dict[str, Any] | None = None
     evaluation: dict[str, Any] | None = None
     load_test: dict[str, Any] | None = None
-    sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def description(self) -> dict[str, Any]:
+        return self.record.description
+
+    @property
+    def runs(self) -> dict[str, StateRun]:
+        return self.record.runs
 
 
-def _read_json(s3: S3Root, uri: str | None) -> dict[str, Any] | None:
-    if not uri:
-        return None
-    with contextlib.suppress(S3UriError, OSError, ValueError):
-        data = json.loads(s3.path(uri).read_text())
-        return data if isinstance(data, dict) else None
+def _training_metrics(files: Artifacts, record: RunRecord) -> dict[str, Any] | None:
+    """metrics.json next to the model the training state reported, else the newest under ModelOutputUri."""
+    training = record.result("training")
+    model_uri = ((training if isinstance(training, dict) else {}).get("ModelArtifacts") or {}).get("S3ModelArtifacts")
+    if isinstance(model_uri, str) and model_uri.endswith("model.tar.gz"):
+        metrics = files.json(model_uri[: -len("model.tar.gz")] + "data/metrics.json")
+        if metrics is not None:
+            return metrics
+    prefix = record.execution_input.get("ModelOutputUri")
+    for uri in files.newest(prefix, "*/output/data/metrics.json") if isinstance(prefix, str) else []:
+        metrics = files.json(uri)
+        if metrics is not None:
+            return metrics
     return None
 
 
-def _payload(outputs: dict[str, Any], state: str, key: str) -> dict[str, Any] | None:
-    value = ((outputs.get(state) or {}).get(key) or {}) if isinstance(outputs.get(state), dict) else {}
-    payload = value.get("Payload") if isinstance(value, dict) else None
-    return payload if isinstance(payload, dict) else None
-
-
-def _training_metrics(s3: S3Root, outputs: dict[str, Any], execution_input: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
-    """metrics.json next to the model the Train state reported, else the newest under ModelOutputUri."""
-    training = (outputs.get("Train") or {}).get("training") if isinstance(outputs.get("Train"), dict) else None
-    model_uri = ((training or {}).get("ModelArtifacts") or {}).get("S3ModelArtifacts")
-    if isinstance(model_uri, str) and model_uri.endswith("model.tar.gz"):
-        uri = model_uri[: -len("model.tar.gz")] + "data/metrics.json"
-        metrics = _read_json(s3, uri)
-        if metrics is not None:
-            return metrics, uri
-    prefix = execution_input.get("ModelOutputUri")
-    if isinstance(prefix, str):
-        with contextlib.suppress(S3UriError, OSError):
-            candidates = sorted(s3.path(prefix).glob("*/output/data/metrics.json"), key=lambda path: path.stat().st_mtime)
-            for path in reversed(candidates):
-                with contextlib.suppress(OSError, ValueError):
-                    return json.loads(path.read_text()), s3.uri(path)
-    return None, ""
-
-
-def _images_per_driver(s3: S3Root, manifest: dict[str, Any], processed_uri: str, raw_uri: Any) -> dict[str, dict[str, dict[str, int]]] | None:
+def _images_per_driver(files: Artifacts, manifest: dict[str, Any], processed_uri: str, raw_uri: Any) -> dict[str, dict[str, dict[str, int]]] | None:
     """What each split holds per driver and class: the written .lst files joined with the
     dataset's driver_imgs_list.csv (the manifest lists a split's drivers, not their counts)."""
     csv_name = (manifest.get("source") or {}).get("csv") or "driver_imgs_list.csv"
-    if not isinstance(raw_uri, str):
+    listing = files.text(raw_uri.rstrip("/") + "/" + csv_name) if isinstance(raw_uri, str) else None
+    if listing is None:
         return None
     try:
-        with s3.path(raw_uri.rstrip("/") + "/" + csv_name).open(newline="") as stream:
-            driver_of = {row["img"]: row["subject"] for row in csv.DictReader(stream)}
-    except (S3UriError, OSError, KeyError, csv.Error):
+        driver_of = {row["img"]: row["subject"] for row in csv.DictReader(io.StringIO(listing, newline=""))}
+    except (KeyError, csv.Error):
         return None
     classes = list(manifest.get("classes") or [])
     result: dict[str, dict[str, dict[str, int]]] = {}
     for split in manifest.get("splits") or {}:
-        try:
-            lines = s3.path(processed_uri.rstrip("/") + f"/{split}.lst").read_text().splitlines()
-        except (S3UriError, OSError):
+        text = files.text(processed_uri.rstrip("/") + f"/{split}.lst")
+        if text is None:
             return None
         counts: dict[str, dict[str, int]] = {}
-        for line in lines:
+        for line in text.splitlines():
             fields = line.split("\t")
             if len(fields) < 3:
                 continue
@@ -129,36 +115,23 @@ def _images_per_driver(s3: S3Root, manifest: dict[str, Any], processed_uri: str,
     return result
 
 
-def collect(engine: Engine, execution_arn: str, s3: S3Root | None = None) -> RunData:
-    s3 = s3 or S3Root.default()
-    description = engine.describe_execution(execution_arn)
-    events = engine.get_execution_history(description["executionArn"])["events"]
-    runs = state_runs(events, description["status"])
-    outputs: dict[str, Any] = {}
-    for name, run in runs.items():
-        with contextlib.suppress(TypeError, ValueError):
-            outputs[name] = json.loads(run.output) if run.output else None
-    record = engine.store.execution(description["executionArn"])
-    definition = json.loads(engine.store.state_machine_definition(record.state_machine_arn, record.state_machine_version))
-    execution_input = record.input if isinstance(record.input, dict) else {}
-    data = RunData(description, runs, outputs, execution_input, definition)
-    processed = execution_input.get("ProcessedDataUri")
+def collect(engine: Engine, execution_arn: str, files: Artifacts | None = None) -> RunData:
+    files = files or Artifacts()
+    record = read_run(engine, execution_arn)
+    data = RunData(record)
+    processed = record.execution_input.get("ProcessedDataUri")
     if isinstance(processed, str):
-        uri = processed.rstrip("/") + "/manifest.json"
-        data.manifest = _read_json(s3, uri)
-        data.sources["manifest"] = uri
+        data.manifest = files.json(processed.rstrip("/") + "/manifest.json")
         if data.manifest is not None:
-            data.per_driver = _images_per_driver(s3, data.manifest, processed, execution_input.get("RawDataUri"))
-    data.training, data.sources["training"] = _training_metrics(s3, outputs, execution_input)
-    data.evaluation = _payload(outputs, "Evaluate", "evaluation")
+            data.per_driver = _images_per_driver(files, data.manifest, processed, record.execution_input.get("RawDataUri"))
+    data.training = _training_metrics(files, record)
+    data.evaluation = record.payload("evaluation")
     if data.evaluation is not None:
-        data.sources["evaluation"] = str(data.evaluation.get("metrics_uri") or "")
-        data.evaluation = _read_json(s3, data.evaluation.get("metrics_uri")) or data.evaluation
-    data.load_test = _payload(outputs, "MergeLoadTest", "load_test")
-    load_uri = execution_input.get("LoadTestUri")
-    if isinstance(load_uri, str) and (data.load_test is None or "histogram" not in data.load_test) and "MergeLoadTest" in runs:
-        data.load_test = _read_json(s3, load_uri) or data.load_test
-        data.sources["load_test"] = load_uri
+        data.evaluation = files.json(data.evaluation.get("metrics_uri")) or data.evaluation
+    data.load_test = record.payload("load_test")
+    load_uri = record.execution_input.get("LoadTestUri")
+    if (data.load_test is None or "histogram" not in data.load_test) and record.writer("load_test") in record.runs:
+        data.load_test = files.json(load_uri) or data.load_test
     return data
 
 
@@ -182,26 +155,17 @@ def _number(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "–"
 
 
-def _why_missing(data: RunData, state: str, artifact: str) -> str:
+def _why_missing(data: RunData, key: str, artifact: str) -> str:
+    """Why the result at `$.key` is missing, told by the state that writes it."""
+    state = data.record.writer(key)
+    if state is None:
+        return f"No {artifact}: no state of this state machine writes $.{key}."
     run = data.runs.get(state)
     if run is None:
         return f"No {artifact}: the {state} state did not run in this execution."
     if run.status in ("failed", "aborted"):
         return f"No {artifact}: the {state} state {run.status}."
     return f"No {artifact}: the file is missing from the local S3 root (cleaned up?)."
-
-
-def readable_cause(cause: str) -> str:
-    """A Lambda's cause is its error JSON and a .sync job's its Describe* response: show the message."""
-    try:
-        parsed = json.loads(cause)
-    except ValueError:
-        return cause[:2000]
-    if isinstance(parsed, dict):
-        for key in ("FailureReason", "errorMessage", "Cause", "cause"):
-            if parsed.get(key):
-                return str(parsed[key])[:2000]
-    return cause[:2000]
 
 
 def header_section(data: RunData) -> str:
@@ -216,8 +180,8 @@ def header_section(data: RunData) -> str:
     error = ""
     if description.get("error"):
         cause = description.get("cause") or ""
-        failed = [run.name for run in data.runs.values() if run.status in ("failed", "aborted")]
-        where = f" in state {failed[-1]}" if failed else ""
+        failed = data.record.failed_state()
+        where = f" in state {failed}" if failed else ""
         error = (f'<div class="error"><strong>{_e(description["error"])}</strong>{_e(where)}: {_e(readable_cause(cause))}'
                  f"<details><summary>full cause</summary>{_e(cause[:20000])}</details></div>")  # fmt: skip
     status = description["status"]
@@ -228,7 +192,7 @@ def header_section(data: RunData) -> str:
 def dataset_section(data: RunData) -> str:
     manifest = data.manifest
     if not manifest:
-        return "<h2>Dataset</h2>" + _missing(_why_missing(data, "Process", "processing manifest"))
+        return "<h2>Dataset</h2>" + _missing(_why_missing(data, "processing", "processing manifest"))
     classes = list(manifest.get("classes") or [])
     splits = manifest.get("splits") or {}
     series = {name: [int((split.get("per_class") or {}).get(label, 0)) for label in classes] for name, split in splits.items()}
@@ -265,7 +229,7 @@ def dataset_section(data: RunData) -> str:
 def training_section(data: RunData) -> str:
     metrics = data.training
     if not metrics or not metrics.get("epochs"):
-        return "<h2>Training</h2>" + _missing(_why_missing(data, "Train", "training metrics"))
+        return "<h2>Training</h2>" + _missing(_why_missing(data, "training", "training metrics"))
     epochs = metrics["epochs"]
     final = metrics.get("final") or {}
     rows = [[row.get("epoch", index), _number(row.get("train_loss")), _number(row.get("train_accuracy")),
@@ -279,7 +243,7 @@ def training_section(data: RunData) -> str:
 def evaluation_section(data: RunData) -> str:
     evaluation = data.evaluation
     if not evaluation:
-        return "<h2>Validation metrics</h2>" + _missing(_why_missing(data, "Evaluate", "evaluation"))
+        return "<h2>Validation metrics</h2>" + _missing(_why_missing(data, "evaluation", "evaluation"))
     parts = ["<h2>Validation metrics</h2>",
              f"<p>Accuracy <strong>{_number(evaluation.get('accuracy'))}</strong>, log loss <strong>{_number(evaluation.get('log_loss'))}</strong>"
              f" on {_e(evaluation.get('evaluated', '?'))} images ({_e(evaluation.get('failed_invocations', 0))} failed invocations);"
@@ -306,22 +270,21 @@ def rule_text(rule: dict[str, Any]) -> str:
             return joined
     if "Not" in rule:
         return f"not ({rule_text(rule['Not'])})"
-    return choice_label(rule).replace("$.evaluation.Payload.", "").replace("$.load_test.Payload.", "")
+    return RESULT_PAYLOAD.sub("", choice_label(rule))
 
 
 def gate_section(data: RunData) -> str:
     parts = ["<h2>Quality gate</h2>"]
-    states = data.definition.get("States") or {}
     rows = []
-    for gate, passed, rejected in GATES:
-        decision = "pass" if passed in data.runs else "fail" if rejected in data.runs else "skip"
-        label = {"pass": "passed", "fail": "rejected", "skip": "not reached"}[decision]
-        conditions = "; ".join(f"{rule_text(rule)} → {rule.get('Next')}" for rule in (states.get(gate) or {}).get("Choices") or [])
-        rows.append(f'<tr><th>{_e(gate)}</th><td><span class="status {decision}">{label}</span></td><td><code>{_e(conditions or "–")}</code></td></tr>')
+    for item in data.record.gates():
+        decision = {"passed": "pass", "rejected": "fail"}.get(item.decision, "skip")
+        conditions = "; ".join(f"{rule_text(rule)} → {rule.get('Next')}" for rule in item.gate.rules)
+        rows.append(f'<tr><th>{_e(item.gate.name)}</th><td><span class="status {decision}">{item.decision}</span></td>'
+                    f'<td><code>{_e(conditions or "–")}</code></td></tr>')
     parts.append("<table>" + "".join(rows) + "</table>")
     evaluation = data.evaluation
     if evaluation is None:
-        parts.append(_missing(_why_missing(data, "Evaluate", "comparison with production")))
+        parts.append(_missing(_why_missing(data, "evaluation", "comparison with production")))
     elif evaluation.get("has_production"):
         production = evaluation.get("production") or {}
         parts.append(_table(["model", "accuracy", "log loss"], [
@@ -349,7 +312,7 @@ def _latency_buckets(histogram: dict[str, Any]) -> list[tuple[float, float, int]
 def load_test_section(data: RunData) -> str:
     load = data.load_test
     if not load:
-        return "<h2>Load test</h2>" + _missing(_why_missing(data, "MergeLoadTest", "load-test results"))
+        return "<h2>Load test</h2>" + _missing(_why_missing(data, "load_test", "load-test results"))
     slo = load.get("slo") or {}
     parts = ["<h2>Load test</h2>",
              f"<p>{_e(load.get('requests', '?'))} requests in {_number(load.get('duration_seconds'), 1)} s"
@@ -391,8 +354,8 @@ def timing_section(data: RunData) -> str:
     return "".join(parts)
 
 
-def render_report(engine: Engine, execution_arn: str, s3: S3Root | None = None) -> str:
-    data = collect(engine, execution_arn, s3)
+def render_report(engine: Engine, execution_arn: str, files: Artifacts | None = None) -> str:
+    data = collect(engine, execution_arn, files)
     sections = [header_section(data), dataset_section(data), training_section(data), evaluation_section(data),
                 gate_section(data), load_test_section(data), timing_section(data)]  # fmt: skip
     title = f"ddcicd run report: {data.description['name']}"
@@ -402,12 +365,12 @@ def render_report(engine: Engine, execution_arn: str, s3: S3Root | None = None) 
             f'<p class="muted">Generated {_e(generated)} by ddcicd from the local engine\'s history.</p></main></body></html>')  # fmt: skip
 
 
-def write_report(engine: Engine, execution_arn: str, out: Path, s3: S3Root | None = None) -> Path:
+def write_report(engine: Engine, execution_arn: str, out: Path, files: Artifacts | None = None) -> Path:
     """Renders and writes atomically (temporary name in the same folder, then rename)."""
     import os
     import tempfile
 
-    text = render_report(engine, execution_arn, s3)
+    text = render_report(engine, execution_arn, files)
     out.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     with os.fdopen(handle, "w", encoding="utf-8") as stream:

@@ -15,7 +15,7 @@ import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from workflow.config import PipelineConfig
 from workflow.engine import Engine
@@ -103,17 +103,3 @@ def start_pipeline(engine: Engine, config: PipelineConfig, data: Path | None = N
     execution_arn = engine.start_execution(state_machine_arn, run_input, name=name)
     return StartedRun(execution_arn, name, state_machine_arn, run_input, folder)
 
-
-def state_durations(history: list[dict[str, Any]]) -> dict[str, float]:
-    """Seconds per top-level state (summed over loop visits), from StateEntered/StateExited pairs."""
-    entered: dict[str, float] = {}
-    totals: dict[str, float] = {}
-    for event in history:
-        kind = event["type"]
-        if kind.endswith("StateEntered"):
-            entered[event["stateEnteredEventDetails"]["name"]] = event["timestamp"].timestamp()
-        elif kind.endswith("StateExited"):
-            name = event["stateExitedEventDetails"]["name"]
-            if name in entered:
-                totals[name] = totals.get(name, 0.0) + event["timestamp"].timestamp() - entered.pop(name)
-    return totals

@@ -115,3 +115,16 @@ def test_stop_reaches_an_execution_running_in_another_process(home: Path) -> Non
         process.kill()
     described = json.loads(CliRunner().invoke(cli, ["executions", "describe", "followed", "--json"]).output)
     assert (described["status"], described["error"], described["cause"]) == ("ABORTED", "Stopped", "test stop")
+
+
+def test_history_follow_prints_events_until_the_execution_ends(home: Path) -> None:
+    engine = Engine(engine_store_path())
+    machine = engine.create_state_machine("slow", {"StartAt": "Hold", "States": {
+        "Hold": {"Type": "Wait", "Seconds": 1, "Next": "Done"}, "Done": {"Type": "Pass", "End": True}}})  # fmt: skip
+    engine.start_execution(machine, {}, name="followed-run")
+    result = CliRunner().invoke(cli, ["executions", "history", "followed-run", "--follow"])
+    assert result.exit_code == 0, result.output
+    kinds = [line.split()[1] for line in result.output.splitlines()]
+    assert kinds[0] == "ExecutionStarted" and kinds[-1] == "ExecutionSucceeded"
+    assert kinds.count("WaitStateExited") == 1 and len(kinds) == len(set(kinds))  # each event once
+    assert engine.wait(engine.describe_execution("followed-run")["executionArn"])["status"] == "SUCCEEDED"

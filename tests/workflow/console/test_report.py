@@ -12,6 +12,7 @@ import pytest
 from lambdas.load_test.histogram import Histogram
 from workflow.console.report import render_report, write_report
 from workflow.engine import Engine
+from workflow.local.reader import Artifacts
 from workflow.local.s3 import S3Root
 
 RUN = "s3://bucket/runs/r1"
@@ -61,7 +62,7 @@ def _boom(event: Any, context: Any) -> Any:
 def _pipeline_like(engine: Engine, payloads: dict[str, Any], fail_at: str | None = None) -> str:
     """The pipeline's state names and outputs, as Pass states; `fail_at` turns one into a Fail."""
     states: dict[str, Any] = {
-        "Process": {"Type": "Pass", "Next": "Train"},
+        "Process": {"Type": "Pass", "Result": {"ProcessingJobStatus": "Completed"}, "ResultPath": "$.processing", "Next": "Train"},
         "Train": {"Type": "Pass", "Result": {"ModelArtifacts": {"S3ModelArtifacts": f"{RUN}/model/job-r0/output/model.tar.gz"}},
                   "ResultPath": "$.training", "Next": "Evaluate"},
         "Evaluate": {"Type": "Pass", "Result": {"Payload": payloads["evaluation"]}, "ResultPath": "$.evaluation", "Next": "QualityGate"},
@@ -77,6 +78,7 @@ def _pipeline_like(engine: Engine, payloads: dict[str, Any], fail_at: str | None
     }  # fmt: skip
     if fail_at:  # a Lambda that raises, keeping the state's place in the flow
         states[fail_at] = {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Next": states[fail_at]["Next"],
+                           "ResultPath": states[fail_at].get("ResultPath", "$"),
                            "Parameters": {"FunctionName": "boom", "Payload": {"state": fail_at}}}  # fmt: skip
     arn = engine.create_state_machine("pipeline", {"StartAt": "Process", "States": states})
     execution_input = {"ProcessedDataUri": f"{RUN}/processed/", "RawDataUri": f"{RAW}/", "ModelOutputUri": f"{RUN}/model/", "LoadTestUri": f"{RUN}/load-test.json"}
@@ -95,7 +97,7 @@ def _text(html: str) -> str:
 def test_full_report_has_every_section(tmp_path: Path, s3: S3Root) -> None:
     engine = Engine(tmp_path / "engine.sqlite3")
     arn = _pipeline_like(engine, _artifacts(s3))
-    html = render_report(engine, arn, s3)
+    html = render_report(engine, arn, Artifacts(s3))
     text = _text(html)
     assert "run-ok SUCCEEDED" in text
     assert "train: 9 images from 2 drivers, validation: 4 images from 1 drivers" in text
@@ -116,7 +118,7 @@ def test_full_report_has_every_section(tmp_path: Path, s3: S3Root) -> None:
 def test_early_failure_says_what_is_missing(tmp_path: Path, s3: S3Root) -> None:
     engine = Engine(tmp_path / "engine.sqlite3", functions={"boom": _boom})
     arn = _pipeline_like(engine, _artifacts(S3Root(tmp_path / "elsewhere")), fail_at="Train")
-    text = _text(render_report(engine, arn, s3))
+    text = _text(render_report(engine, arn, Artifacts(s3)))
     assert "run-Train FAILED" in text and "RuntimeError in state Train: Train broke full cause" in text
     assert "No processing manifest: the file is missing from the local S3 root" in text
     assert "Images per driver" not in text
@@ -129,7 +131,7 @@ def test_early_failure_says_what_is_missing(tmp_path: Path, s3: S3Root) -> None:
 def test_write_report_is_atomic_and_readable(tmp_path: Path, s3: S3Root) -> None:
     engine = Engine(tmp_path / "engine.sqlite3")
     arn = _pipeline_like(engine, _artifacts(s3))
-    out = write_report(engine, arn, tmp_path / "reports" / "r.html", s3)
+    out = write_report(engine, arn, tmp_path / "reports" / "r.html", Artifacts(s3))
     assert out.read_text().startswith("<!doctype html>")
     assert out.stat().st_mode & 0o044 == 0o044
     assert [path.name for path in out.parent.iterdir()] == ["r.html"]
@@ -139,6 +141,6 @@ def test_manifest_without_the_driver_list_still_shows_the_split(tmp_path: Path, 
     engine = Engine(tmp_path / "engine.sqlite3")
     payloads = _artifacts(s3)
     s3.path(f"{RAW}/driver_imgs_list.csv").unlink()
-    text = _text(render_report(engine, _pipeline_like(engine, payloads), s3))
+    text = _text(render_report(engine, _pipeline_like(engine, payloads), Artifacts(s3)))
     assert "Drivers per split split drivers train p002, p012 validation p015" in text
     assert "No per-driver counts: the processed .lst files or the dataset's driver list are missing." in text

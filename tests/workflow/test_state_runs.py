@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from workflow.console.states import state_runs
+from workflow.state_runs import state_runs
 from workflow.engine import Engine
 
 

@@ -1,0 +1,75 @@
+"""An execution read against the ASL it ran: gates, result writers and the production InService
+state come from the definition, not from state names written into the views."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from workflow.engine import Engine
+from workflow.run_record import gates, in_service_state, read_run, writers
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+@pytest.mark.parametrize("golden", sorted(GOLDEN.glob("*.asl.json")), ids=lambda path: path.name)
+def test_the_pipeline_definition_yields_its_gates_and_stages(golden: Path) -> None:
+    definition = json.loads(golden.read_text())
+    found = [(gate.name, gate.passed, gate.rejected) for gate in gates(definition)]
+    assert found == [("QualityGate", ("PrepareLoadTest",), "ModelRejected"),
+                     ("SloGate", ("CreateProductionEndpointConfig",), "SloNotMet")]  # fmt: skip
+    stages = {key: writers(definition, key) for key in ("processing", "training", "evaluation", "load_test")}
+    assert stages == {"processing": ["Process"], "training": ["Train"], "evaluation": ["Evaluate"], "load_test": ["MergeLoadTest"]}
+    assert in_service_state(definition, "ddcicd-production") == "RecordProductionMetrics"
+    assert in_service_state(definition, "some-other-endpoint") is None
+
+
+def test_a_choice_whose_default_only_loops_or_continues_is_not_a_gate() -> None:
+    definition = {"StartAt": "Poll", "States": {
+        "Poll": {"Type": "Choice", "Choices": [{"Variable": "$.done", "BooleanEquals": True, "Next": "Done"}], "Default": "Wait"},
+        "Wait": {"Type": "Wait", "Seconds": 1, "Next": "Poll"},
+        "Route": {"Type": "Choice", "Choices": [{"Variable": "$.a", "BooleanEquals": True, "Next": "Done"}], "Default": "Other"},
+        "Other": {"Type": "Pass", "Next": "Done"},
+        "Done": {"Type": "Succeed"}}}  # fmt: skip
+    assert gates(definition) == []
+
+
+def _boom(event: Any, context: Any) -> Any:
+    raise RuntimeError("evaluation broke")
+
+
+MACHINE = {"StartAt": "Read", "States": {
+    "Read": {"Type": "Pass", "Result": {"rows": 1}, "ResultPath": "$.dataset", "Next": "Summarise"},
+    "Summarise": {"Type": "Pass", "Result": {"rows": 2}, "ResultPath": "$.dataset", "Next": "Gate"},
+    "Gate": {"Type": "Choice", "Choices": [{"Variable": "$.dataset.rows", "NumericGreaterThan": 1, "Next": "Score"}],
+             "Default": "Rejected"},
+    "Rejected": {"Type": "Pass", "Result": {"Error": "Rejected"}, "ResultPath": "$.error", "Next": "Failed"},
+    "Failed": {"Type": "Fail", "Error": "Rejected"},
+    "Score": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Parameters": {"FunctionName": "boom"},
+              "ResultPath": "$.evaluation", "Next": "Done"},
+    "Done": {"Type": "Succeed"}}}  # fmt: skip
+
+
+def test_a_record_reads_results_gates_and_the_failed_state(tmp_path: Path) -> None:
+    engine = Engine(tmp_path / "engine.sqlite3", functions={"boom": _boom})
+    arn = engine.run_execution(engine.create_state_machine("record", MACHINE), {"Uri": "s3://b/k"})["executionArn"]
+    record = read_run(engine, arn)
+    assert record.description["status"] == "FAILED" and record.execution_input == {"Uri": "s3://b/k"}
+    assert record.writer("dataset") == "Summarise" and record.result("dataset") == {"rows": 2}  # the last writer wins
+    assert [(item.gate.name, item.decision) for item in record.gates()] == [("Gate", "passed")]
+    assert record.writer("evaluation") == "Score" and record.result("evaluation") is None  # it failed: no output
+    assert record.failed_state() == "Score"
+    assert record.writer("nothing") is None and record.result("nothing") is None
+
+
+def test_a_record_reads_the_definition_version_the_execution_ran(tmp_path: Path) -> None:
+    engine = Engine(tmp_path / "engine.sqlite3", functions={"boom": _boom})
+    machine = engine.create_state_machine("record", MACHINE)
+    arn = engine.run_execution(machine, {})["executionArn"]
+    renamed = json.loads(json.dumps(MACHINE).replace('"Gate"', '"Checkpoint"'))
+    engine.update_state_machine(machine, renamed)
+    assert [gate.name for gate in gates(read_run(engine, arn).definition)] == ["Gate"]
+    later = engine.run_execution(machine, {})["executionArn"]
+    assert [gate.name for gate in gates(read_run(engine, later).definition)] == ["Checkpoint"]

@@ -1,0 +1,149 @@
+"""One execution in the pipeline's terms: its states' runs read against the ASL it ran.
+
+    record = read_run(engine, execution_arn)
+    record.result("evaluation")          # {"Payload": {...}}: what the state writing $.evaluation returned
+    record.gates()                       # [GateDecision("QualityGate", "passed", ...), ...]
+
+`ddcicd run`'s summary and the run report both start here. Nothing below names a state
+of the pipeline: which state evaluates, which Choice is a gate, which state follows the
+production endpoint going InService is read from the definition version the execution
+ran (the engine keeps each version), so a renamed state or an older execution still
+reads right. What the definition does promise is its data: each stage's result lands at
+a fixed path of the state data (`$.training`, `$.evaluation`, `$.load_test`), which the
+gates' Choice rules read too.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from workflow.state_runs import StateRun, failed_state, parsed_outputs, state_runs
+
+if TYPE_CHECKING:
+    from workflow.engine import Engine
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A Choice whose Default ends the execution as a failure: its rules say what passes."""
+
+    name: str
+    passed: tuple[str, ...]  # the states its rules lead to
+    rejected: str  # its Default
+    rules: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    gate: Gate
+    decision: str  # passed | rejected | not reached
+
+
+def _ends_in_failure(states: dict[str, Any], name: str | None) -> bool:
+    """Following `Next` from `name` (through anything but a Choice) reaches a Fail state."""
+    seen: set[str] = set()
+    while name is not None and name not in seen:
+        seen.add(name)
+        state = states.get(name) or {}
+        if state.get("Type") == "Fail":
+            return True
+        name = state.get("Next")
+    return False
+
+
+def gates(definition: dict[str, Any]) -> list[Gate]:
+    """The gates of a definition's top level, in definition order."""
+    states = definition.get("States") or {}
+    found = []
+    for name, state in states.items():
+        if state.get("Type") == "Choice" and _ends_in_failure(states, state.get("Default")):
+            rules = tuple(state.get("Choices") or ())
+            found.append(Gate(name, tuple(rule["Next"] for rule in rules if "Next" in rule), state["Default"], rules))
+    return found
+
+
+def writers(definition: dict[str, Any], key: str) -> list[str]:
+    """Top-level states whose ResultPath is `$.key`, in definition order."""
+    return [name for name, state in (definition.get("States") or {}).items() if state.get("ResultPath") == f"$.{key}"]
+
+
+def in_service_state(definition: dict[str, Any], endpoint_name: str) -> str | None:
+    """The state entered once `endpoint_name` is InService: the rule target of the Choice
+    that follows the Task describing that endpoint."""
+    states = definition.get("States") or {}
+    for state in states.values():
+        parameters = state.get("Parameters") or {}
+        if state.get("Type") != "Task" or not str(state.get("Resource", "")).endswith(":describeEndpoint"):
+            continue
+        if parameters.get("EndpointName") != endpoint_name:
+            continue
+        for rule in (states.get(state.get("Next")) or {}).get("Choices") or ():
+            if rule.get("StringEquals") == "InService" and "Next" in rule:
+                return str(rule["Next"])
+    return None
+
+
+@dataclass
+class RunRecord:
+    """An execution's description, its per-state runs, its input and the ASL it ran."""
+
+    description: dict[str, Any]
+    runs: dict[str, StateRun]
+    definition: dict[str, Any]
+    execution_input: dict[str, Any]
+
+    @cached_property
+    def outputs(self) -> dict[str, Any]:
+        return parsed_outputs(self.runs)
+
+    def writer(self, key: str) -> str | None:
+        """The state that writes `$.key` (the one that ran last, if several do)."""
+        names = writers(self.definition, key)
+        ran = [name for name in names if name in self.outputs]
+        if ran:
+            return max(ran, key=lambda name: self.runs[name].exited or 0.0)
+        return names[0] if names else None
+
+    def result(self, key: str) -> Any:
+        """`$.key` as the state writing it output it; None when no such state exited."""
+        name = self.writer(key)
+        output = self.outputs.get(name) if name else None
+        return output.get(key) if isinstance(output, dict) else None
+
+    def payload(self, key: str) -> dict[str, Any] | None:
+        """A Lambda state's result: `$.key.Payload`, when it is an object."""
+        value = self.result(key)
+        payload = value.get("Payload") if isinstance(value, dict) else None
+        return payload if isinstance(payload, dict) else None
+
+    def exited(self, name: str | None) -> bool:
+        return name is not None and name in self.outputs
+
+    def gates(self) -> list[GateDecision]:
+        decisions = []
+        for gate in gates(self.definition):
+            if any(name in self.runs for name in gate.passed):
+                decision = "passed"
+            elif gate.rejected in self.runs:
+                decision = "rejected"
+            else:
+                decision = "not reached"
+            decisions.append(GateDecision(gate, decision))
+        return decisions
+
+    def failed_state(self) -> str | None:
+        return failed_state(self.runs)
+
+
+def read_run(engine: Engine, execution_arn: str) -> RunRecord:
+    """Everything about one execution that the summary and the report read, in one pass."""
+    from workflow.local.reader import executed_definition
+
+    description = engine.describe_execution(execution_arn)
+    arn = description["executionArn"]
+    runs = state_runs(engine.get_execution_history(arn)["events"], description["status"])
+    execution_input = json.loads(description.get("input") or "{}")
+    return RunRecord(description, runs, executed_definition(engine, arn),
+                     execution_input if isinstance(execution_input, dict) else {})  # fmt: skip
