@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+
+from workflow.contracts.functions import FUNCTIONS, MAX_TIMEOUT_SECONDS, LambdaFunction
 
 
 class Section(BaseModel):
@@ -119,12 +121,26 @@ class LoadTestSettings(Section):
     max_error_rate: float = Field(0.001, ge=0, le=1)
 
 
-class LambdaSettings(Section):
-    evaluate: str = "ddcicd-evaluate"
-    load_test: str = "ddcicd-load-test"
-    load_test_merge: str = "ddcicd-load-test-merge"
-    submission: str = "ddcicd-submission"  # assembles submission.csv when batch_score.enabled
-    timeout_seconds: int = Field(900, ge=1, le=900)
+class _LambdaSettings(Section):
+    """The deployed name of every function in workflow/contracts/functions.py (one field per
+    function, e.g. `load_test_merge: ddcicd-load-test-merge`), and their timeout."""
+
+    # Seconds for every function; unset, each has its own from the catalogue (Lambda's 900 s limit today).
+    timeout_seconds: int | None = Field(None, ge=1, le=MAX_TIMEOUT_SECONDS)
+
+    def name_of(self, function: LambdaFunction) -> str:
+        return getattr(self, function.key)
+
+    def timeout_of(self, function: LambdaFunction) -> int:
+        return self.timeout_seconds or function.timeout_seconds
+
+
+LambdaSettings = create_model(
+    "LambdaSettings",
+    __base__=_LambdaSettings,
+    __module__=__name__,
+    **{function.key: (str, function.default_name) for function in FUNCTIONS},  # type: ignore[call-overload]
+)
 
 
 class RetrySettings(Section):

@@ -10,22 +10,14 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
+from lambdas.runtime import RUNTIME_URL_VARIABLE  # the variable the handlers read the router's URL from
 from workflow.config import PipelineConfig, load_config
+from workflow.contracts.functions import FUNCTIONS
 from workflow.engine import Engine, FunctionRegistry
 from workflow.home import ddcicd_home
 from workflow.local.runtime import ensure_runtime
 from workflow.local.s3 import S3_ROOT_VARIABLE, S3Root
 from workflow.local.sagemaker import ACCOUNT, register_local_aws
-
-RUNTIME_URL_VARIABLE = "DDCICD_SAGEMAKER_RUNTIME_URL"  # read by lambdas/runtime.py
-
-# Lambda function (by its configured name) -> handler, as the zip's handler setting says.
-HANDLERS = {
-    "evaluate": "lambdas.evaluate.app:handler",
-    "load_test": "lambdas.load_test.app:handler",
-    "load_test_merge": "lambdas.load_test.app:merge_handler",
-    "submission": "lambdas.submission.app:handler",
-}
 
 
 def _with_local_environment(handler_path: str, s3: S3Root) -> Callable[[Any, Any], Any]:
@@ -49,10 +41,9 @@ def _with_local_environment(handler_path: str, s3: S3Root) -> Callable[[Any, Any
 
 
 def local_functions(config: PipelineConfig, s3: S3Root) -> FunctionRegistry:
-    names = {"evaluate": config.lambdas.evaluate, "load_test": config.lambdas.load_test,
-             "load_test_merge": config.lambdas.load_test_merge, "submission": config.lambdas.submission}  # fmt: skip
+    """Every function of the catalogue under its configured name, as `ddcicd aws deploy` creates them."""
     return FunctionRegistry(
-        {names[key]: _with_local_environment(path, s3) for key, path in HANDLERS.items()},
+        {config.lambdas.name_of(function): _with_local_environment(function.import_path, s3) for function in FUNCTIONS},
         region=config.aws.region,
         account=ACCOUNT,
     )
