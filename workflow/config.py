@@ -5,6 +5,11 @@ subset; `--set section.key=value` on the command line overrides the file. Unknow
 refused (a typo must not silently fall back to a default), and every error names the key:
 
     quality_gate.min_accuracy: Input should be less than or equal to 1 (got 1.5)
+    training.hyperparameters.epoch: unknown hyperparameter "epoch" (did you mean "epochs"?)
+
+Hyperparameter names are the built-in algorithm's, checked by steps/hyperparameters.py (the
+training job's own parser); the Lambda function names come from workflow/contracts, so the
+config offers exactly what the definition and `aws deploy` know.
 """
 from __future__ import annotations
 
@@ -13,7 +18,9 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic_core import PydanticCustomError
 
+from steps.hyperparameters import HyperparameterError, check_name
 from workflow.contracts.functions import FUNCTIONS, MAX_TIMEOUT_SECONDS, LambdaFunction
 
 
@@ -86,6 +93,10 @@ class TrainingSettings(Section):
         for name in value:
             if not isinstance(name, str) or not name:
                 raise ValueError(f"hyperparameter names must be non-empty strings, got {name!r}")
+            try:
+                check_name(name)
+            except HyperparameterError as error:
+                raise PydanticCustomError("unknown_hyperparameter", "{message}", {"name": name, "message": str(error)}) from None
         return {**DEFAULT_HYPERPARAMETERS, **value}
 
 
@@ -216,4 +227,6 @@ def _describe(problem: dict[str, Any]) -> str:
     location = ".".join(str(part) for part in problem["loc"])
     if problem["type"] == "extra_forbidden":
         return f"{location}: unknown key"
+    if problem["type"] == "unknown_hyperparameter":
+        return f"{location}.{problem['ctx']['name']}: {problem['msg']}"
     return f"{location}: {problem['msg']} (got {problem.get('input')!r})"

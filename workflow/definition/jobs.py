@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from steps.hyperparameters import as_strings
 from workflow.config import PipelineConfig
 
 if TYPE_CHECKING:
     from stepfunctions.inputs import ExecutionInput
     from stepfunctions.steps import State
 
-from workflow.definition.common import _hyperparameters_as_strings, _retry, _sagemaker_session, _set, _unique_per_attempt
+from workflow.definition.common import _retry, _sagemaker_session, _set, _unique_per_attempt
 
 
 def create_process_step(config: PipelineConfig, inputs: ExecutionInput) -> State:
@@ -149,7 +150,7 @@ def create_train_step(config: PipelineConfig, inputs: ExecutionInput) -> State:
         max_run=training.max_runtime_seconds,
         input_mode="File",
         output_path=f"s3://{config.aws.bucket}/{config.aws.prefix}/models",
-        hyperparameters=_hyperparameters_as_strings(config),
+        hyperparameters=as_strings(config.training.hyperparameters),  # SageMaker passes strings; say so here too
         debugger_hook_config=False,  # the built-in algorithm has no Debugger hook
         sagemaker_session=_sagemaker_session(config),
     )
