@@ -8,8 +8,8 @@ refused (a typo must not silently fall back to a default), and every error names
     training.hyperparameters.epoch: unknown hyperparameter "epoch" (did you mean "epochs"?)
 
 Hyperparameter names are the built-in algorithm's, checked by steps/hyperparameters.py (the
-training job's own parser); the Lambda function names come from workflow/contracts, so the
-config offers exactly what the definition and `aws deploy` know.
+training job's own parser); the Lambda function names and the algorithms come from
+workflow/contracts, so the config offers exactly what the definition and `aws deploy` know.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic_core import PydanticCustomError
 
 from steps.hyperparameters import HyperparameterError, check_name
+from workflow.contracts.algorithms import ALGORITHMS
 from workflow.contracts.functions import FUNCTIONS, MAX_TIMEOUT_SECONDS, LambdaFunction
 
 
@@ -77,7 +78,8 @@ DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
 
 
 class TrainingSettings(Section):
-    algorithm: Literal["builtin", "pytorch"] = "builtin"  # builtin: SageMaker Image Classification on AWS
+    # builtin: SageMaker Image Classification on AWS; pytorch: steps/train.py in the PyTorch container
+    algorithm: Literal[tuple(ALGORITHMS)] = "builtin"  # type: ignore[valid-type]  # the names in workflow/contracts/algorithms.py
     instance_type: str = "ml.p3.2xlarge"
     max_runtime_seconds: int = Field(4 * 3600, ge=60)
     # The built-in algorithm's names; values as SageMaker passes them (strings are fine).

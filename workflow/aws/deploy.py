@@ -32,10 +32,10 @@ from botocore.exceptions import ClientError
 
 from workflow.aws.autoscaling import register_autoscaling
 from workflow.aws.clients import AwsContext, AwsError, split_s3_uri
+from workflow.contracts.algorithms import SOURCE_TARBALL
 from workflow.contracts.functions import FUNCTIONS, PACKAGES, RUNTIME, LambdaFunction
 
 STEPS_PACKAGE = Path(__file__).resolve().parents[2] / "steps"
-SOURCE_TARBALL = "sourcedir.tar.gz"
 
 
 @dataclass
