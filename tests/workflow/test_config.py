@@ -88,3 +88,11 @@ def test_lambda_names_are_one_field_per_catalogued_function() -> None:
         "ddcicd-evaluate", "ddcicd-load-test", "ddcicd-load-test-merge", "my-submission"]  # fmt: skip
     assert {config.lambdas.timeout_of(function) for function in FUNCTIONS} == {60}
     assert load_config().lambdas.timeout_of(FUNCTIONS[0]) == FUNCTIONS[0].timeout_seconds
+
+
+def test_the_default_hyperparameters_are_known_names() -> None:
+    from steps.hyperparameters import check_name
+    from workflow.config import DEFAULT_HYPERPARAMETERS
+
+    for name in DEFAULT_HYPERPARAMETERS:
+        check_name(name)
