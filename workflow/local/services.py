@@ -12,6 +12,7 @@ or the console with exactly the same integrations behind its Task states:
 """
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -40,8 +41,6 @@ def _with_local_environment(handler_path: str, s3: S3Root) -> Callable[[Any, Any
     module_name, _, attribute = handler_path.partition(":")
 
     def invoke(event: Any, context: Any) -> Any:
-        import importlib
-
         os.environ[S3_ROOT_VARIABLE] = str(s3.directory)
         os.environ[RUNTIME_URL_VARIABLE] = ensure_runtime()
         handler = getattr(importlib.import_module(module_name), attribute)
