@@ -10,7 +10,7 @@ Evaluate reads every record in order, so it fetches only the .rec. The load test
 small sample: it reads the .idx, picks records and fetches just their byte ranges. Images stay encoded: the endpoint takes `application/x-image` bytes, so
 no decoding (and no OpenCV) is needed inside a Lambda. RecordIO framing comes from
 `steps.recordio`, the same module the processing job writes with; the Lambda zip carries
-it under the same import path (see lambdas/packaging.py).
+it under the same import path (see workflow/aws/packaging.py).
 """
 from __future__ import annotations
 

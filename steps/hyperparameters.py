@@ -12,15 +12,16 @@ valid values, and turns such an object into a typed, validated `TrainConfig`:
     Traceback (most recent call last):
     HyperparameterError: unknown hyperparameter "epoch" (did you mean "epochs"?)
 
-Everything wrong is found before training starts, and reported as one line.
+Everything wrong is found before training starts, and reported as one line. The pipeline's
+config checks names with `check_name` when it is loaded, and writes the values with
+`as_strings`; importing this module does not import torch (steps.model is loaded only to
+check num_layers), so the config stays light.
 """
 from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable
-
-from steps.model import VALID_NUM_LAYERS
+from typing import Any, Callable, Mapping
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "nag")
 AUGMENTATION_TYPES = ("crop", "crop_color", "crop_color_transform")
@@ -135,6 +136,8 @@ def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
 
 
 def _num_layers(text: str) -> int:
+    from steps.model import VALID_NUM_LAYERS  # here, not at the top: steps.model imports torch
+
     value = int(text.strip())
     if value not in VALID_NUM_LAYERS:
         raise ValueError(f"must be one of {', '.join(str(n) for n in VALID_NUM_LAYERS)}")
@@ -211,6 +214,25 @@ REQUIRED = ("num_classes", "num_training_samples")
 _PASSED_THROUGH_PREFIXES = ("sagemaker_", "_tuning_objective_metric")
 
 
+def is_passed_through(name: str) -> bool:
+    """A name SageMaker adds (sagemaker_program, ...): accepted, kept in TrainConfig.extra, never used."""
+    return name.startswith(_PASSED_THROUGH_PREFIXES)
+
+
+def check_name(name: str) -> None:
+    """Raises HyperparameterError for a name the built-in algorithm does not know, with the closest known name."""
+    if name in PARSERS or is_passed_through(name):
+        return
+    close = difflib.get_close_matches(name, PARSERS, n=1)
+    hint = f' (did you mean "{close[0]}"?)' if close else ""
+    raise HyperparameterError(f'unknown hyperparameter "{name}"{hint}')
+
+
+def as_strings(values: Mapping[str, Any]) -> dict[str, str]:
+    """Values as SageMaker hands them to the job: every one a string (`13` -> "13", `0.002` -> "0.002")."""
+    return {name: str(value) for name, value in values.items()}
+
+
 def parse_hyperparameters(raw: dict[str, Any], *, seed: int = 0, num_workers: int = 2) -> TrainConfig:
     """Validate a hyperparameters.json object; the first problem found is raised."""
     if not isinstance(raw, dict):
@@ -218,13 +240,10 @@ def parse_hyperparameters(raw: dict[str, Any], *, seed: int = 0, num_workers: in
     values: dict[str, Any] = {}
     extra: dict[str, str] = {}
     for name, text in raw.items():
-        if name.startswith(_PASSED_THROUGH_PREFIXES):
+        if is_passed_through(name):
             extra[name] = str(text)
             continue
-        if name not in PARSERS:
-            close = difflib.get_close_matches(name, PARSERS, n=1)
-            hint = f' (did you mean "{close[0]}"?)' if close else ""
-            raise HyperparameterError(f'unknown hyperparameter "{name}"{hint}')
+        check_name(name)
         if not isinstance(text, str):
             raise HyperparameterError(
                 f"hyperparameter {name} must be a string, as SageMaker passes it, got {type(text).__name__} {text!r}"

@@ -5,6 +5,11 @@ subset; `--set section.key=value` on the command line overrides the file. Unknow
 refused (a typo must not silently fall back to a default), and every error names the key:
 
     quality_gate.min_accuracy: Input should be less than or equal to 1 (got 1.5)
+    training.hyperparameters.epoch: unknown hyperparameter "epoch" (did you mean "epochs"?)
+
+Hyperparameter names are the built-in algorithm's, checked by steps/hyperparameters.py (the
+training job's own parser); the Lambda function names and the algorithms come from
+workflow/contracts, so the config offers exactly what the definition and `aws deploy` know.
 """
 from __future__ import annotations
 
@@ -12,7 +17,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic_core import PydanticCustomError
+
+from steps.hyperparameters import HyperparameterError, check_name
+from workflow.contracts.algorithms import ALGORITHMS
+from workflow.contracts.functions import FUNCTIONS, MAX_TIMEOUT_SECONDS, LambdaFunction
 
 
 class Section(BaseModel):
@@ -68,7 +78,8 @@ DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
 
 
 class TrainingSettings(Section):
-    algorithm: Literal["builtin", "pytorch"] = "builtin"  # builtin: SageMaker Image Classification on AWS
+    # builtin: SageMaker Image Classification on AWS; pytorch: steps/train.py in the PyTorch container
+    algorithm: Literal[tuple(ALGORITHMS)] = "builtin"  # type: ignore[valid-type]  # the names in workflow/contracts/algorithms.py
     instance_type: str = "ml.p3.2xlarge"
     max_runtime_seconds: int = Field(4 * 3600, ge=60)
     # The built-in algorithm's names; values as SageMaker passes them (strings are fine).
@@ -84,6 +95,10 @@ class TrainingSettings(Section):
         for name in value:
             if not isinstance(name, str) or not name:
                 raise ValueError(f"hyperparameter names must be non-empty strings, got {name!r}")
+            try:
+                check_name(name)
+            except HyperparameterError as error:
+                raise PydanticCustomError("unknown_hyperparameter", "{message}", {"name": name, "message": str(error)}) from None
         return {**DEFAULT_HYPERPARAMETERS, **value}
 
 
@@ -119,12 +134,26 @@ class LoadTestSettings(Section):
     max_error_rate: float = Field(0.001, ge=0, le=1)
 
 
-class LambdaSettings(Section):
-    evaluate: str = "ddcicd-evaluate"
-    load_test: str = "ddcicd-load-test"
-    load_test_merge: str = "ddcicd-load-test-merge"
-    submission: str = "ddcicd-submission"  # assembles submission.csv when batch_score.enabled
-    timeout_seconds: int = Field(900, ge=1, le=900)
+class _LambdaSettings(Section):
+    """The deployed name of every function in workflow/contracts/functions.py (one field per
+    function, e.g. `load_test_merge: ddcicd-load-test-merge`), and their timeout."""
+
+    # Seconds for every function; unset, each has its own from the catalogue (Lambda's 900 s limit today).
+    timeout_seconds: int | None = Field(None, ge=1, le=MAX_TIMEOUT_SECONDS)
+
+    def name_of(self, function: LambdaFunction) -> str:
+        return getattr(self, function.key)
+
+    def timeout_of(self, function: LambdaFunction) -> int:
+        return self.timeout_seconds or function.timeout_seconds
+
+
+LambdaSettings = create_model(
+    "LambdaSettings",
+    __base__=_LambdaSettings,
+    __module__=__name__,
+    **{function.key: (str, function.default_name) for function in FUNCTIONS},  # type: ignore[call-overload]
+)
 
 
 class RetrySettings(Section):
@@ -200,4 +229,6 @@ def _describe(problem: dict[str, Any]) -> str:
     location = ".".join(str(part) for part in problem["loc"])
     if problem["type"] == "extra_forbidden":
         return f"{location}: unknown key"
+    if problem["type"] == "unknown_hyperparameter":
+        return f"{location}.{problem['ctx']['name']}: {problem['msg']}"
     return f"{location}: {problem['msg']} (got {problem.get('input')!r})"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from steps.hyperparameters import HyperparameterError, parse_hyperparameters
+from steps.hyperparameters import HyperparameterError, as_strings, check_name, parse_hyperparameters
 
 REQUIRED = {"num_classes": "10", "num_training_samples": "800"}
 
@@ -60,3 +60,16 @@ def test_missing_required_hyperparameters_are_named() -> None:
 def test_names_sagemaker_adds_in_script_mode_are_accepted() -> None:
     config = parse_hyperparameters({**REQUIRED, "sagemaker_program": "train.py", "sagemaker_region": "eu-west-1"})
     assert config.extra == {"sagemaker_program": "train.py", "sagemaker_region": "eu-west-1"}
+
+
+def test_check_name_accepts_known_and_passed_through_names_and_suggests_for_typos() -> None:
+    for name in ("epochs", "num_layers", "sagemaker_program", "_tuning_objective_metric"):
+        check_name(name)
+    with pytest.raises(HyperparameterError, match='unknown hyperparameter "optimiser" \\(did you mean "optimizer"\\?\\)'):
+        check_name("optimiser")
+
+
+def test_values_are_written_as_the_strings_sagemaker_passes() -> None:
+    strings = as_strings({"epochs": 13, "learning_rate": 0.002, "image_shape": "3,48,64", "early_stopping": True})
+    assert strings == {"epochs": "13", "learning_rate": "0.002", "image_shape": "3,48,64", "early_stopping": "True"}
+    assert parse_hyperparameters({**REQUIRED, **strings}).early_stopping is True

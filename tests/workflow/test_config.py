@@ -1,8 +1,11 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from workflow.config import ConfigError, load_config
+from workflow.contracts.functions import FUNCTIONS
 
 
 def test_defaults_need_no_file() -> None:
@@ -44,3 +47,52 @@ def test_malformed_yaml_is_refused(tmp_path: Path, text: str) -> None:
 def test_override_without_equals_is_refused() -> None:
     with pytest.raises(ConfigError, match="section.key=value"):
         load_config(None, ["quality_gate.min_accuracy"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("training.hyperparameters.epoch=3", 'training.hyperparameters.epoch: unknown hyperparameter "epoch" \\(did you mean "epochs"\\?\\)'),
+        ("training.hyperparameters.learning_rat=0.1", 'training.hyperparameters.learning_rat: .*did you mean "learning_rate"'),
+        ("training.hyperparameters.zzz=1", 'training.hyperparameters.zzz: unknown hyperparameter "zzz"$'),
+    ],
+)
+def test_an_unknown_hyperparameter_is_refused_at_load_with_a_suggestion(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_a_hyperparameter_typo_in_a_file_names_the_file_and_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "pipeline.yaml"
+    path.write_text("training:\n  hyperparameters:\n    mini_batch: 16\n")
+    with pytest.raises(ConfigError, match=r'pipeline.yaml: training.hyperparameters.mini_batch: .*did you mean "mini_batch_size"'):
+        load_config(path)
+
+
+def test_known_hyperparameters_and_the_names_sagemaker_adds_are_accepted() -> None:
+    config = load_config(None, ["training.hyperparameters.augmentation_type=crop", "training.hyperparameters.sagemaker_program=x"])
+    assert config.training.hyperparameters["augmentation_type"] == "crop"
+
+
+def test_loading_the_config_does_not_import_torch_or_the_sdks() -> None:
+    """The names come from steps/hyperparameters.py, which must stay importable without torch."""
+    code = "import sys, workflow.config; print(sorted({'torch', 'sagemaker', 'boto3', 'stepfunctions'} & set(sys.modules)))"
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "[]"
+
+
+def test_lambda_names_are_one_field_per_catalogued_function() -> None:
+    config = load_config(None, ["lambdas.submission=my-submission", "lambdas.timeout_seconds=60"])
+    assert [config.lambdas.name_of(function) for function in FUNCTIONS] == [
+        "ddcicd-evaluate", "ddcicd-load-test", "ddcicd-load-test-merge", "my-submission"]  # fmt: skip
+    assert {config.lambdas.timeout_of(function) for function in FUNCTIONS} == {60}
+    assert load_config().lambdas.timeout_of(FUNCTIONS[0]) == FUNCTIONS[0].timeout_seconds
+
+
+def test_the_default_hyperparameters_are_known_names() -> None:
+    from steps.hyperparameters import check_name
+    from workflow.config import DEFAULT_HYPERPARAMETERS
+
+    for name in DEFAULT_HYPERPARAMETERS:
+        check_name(name)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from workflow.config import load_config
+from workflow.contracts.algorithms import ALGORITHMS
 from workflow.definition import EXECUTION_INPUT_SCHEMA, render_definition
 from workflow.naming import execution_input, new_execution_name
 
@@ -153,3 +154,25 @@ def test_the_pytorch_algorithm_runs_our_trainer_in_script_mode() -> None:
     assert "pytorch-training" in parameters["AlgorithmSpecification"]["TrainingImage"]
     assert parameters["HyperParameters"]["sagemaker_program"] == "steps/train.py"
     assert "sourcedir.tar.gz" in parameters["HyperParameters"]["sagemaker_submit_directory.$"]
+
+
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+def test_the_model_is_served_by_the_image_of_the_algorithm_that_trained_it(name: str) -> None:
+    """Train and CreateModel read one record: the built-in image serves what it trains; a PyTorch
+    job's model goes to the PyTorch inference image with the entry point it imports."""
+    algorithm = ALGORITHMS[name]
+    asl = render_definition(load_config(None, [f"training.algorithm={name}", "aws.region=eu-west-1"]))
+    training_image = asl["States"]["Train"]["Parameters"]["AlgorithmSpecification"]["TrainingImage"]
+    container = asl["States"]["CreateModel"]["Parameters"]["PrimaryContainer"]
+    assert f"/{algorithm.training_image.repository}:" in training_image
+    assert f"/{algorithm.serving_image.repository}:" in container["Image"]
+    assert ".eu-west-1." in container["Image"]
+    if name == "builtin":
+        assert container["Image"] == training_image
+        assert "Environment" not in container
+    else:
+        assert container["Image"] != training_image
+        assert "pytorch-inference" in container["Image"]
+        assert container["Environment"] == {"SAGEMAKER_PROGRAM": algorithm.serving_program,
+                                            "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+                                            "SAGEMAKER_REGION": "eu-west-1"}  # fmt: skip

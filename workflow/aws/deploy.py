@@ -5,9 +5,11 @@ Four things, in order, each skipped when already up to date:
 1. the job code: steps/*.py under `<CodeUri>steps/` (the processing container imports
    `steps` from there, as the local pipeline's stage_code() does), and the same files as
    `<CodeUri>sourcedir.tar.gz` for the PyTorch training container;
-2. the Lambda functions (names from `config.lambdas`): each zip goes to S3 first (zips with
-   numpy and matplotlib exceed the 50 MB direct-upload limit), then CreateFunction or, when
-   the deployed CodeSha256 differs, UpdateFunctionCode; settings are updated when they differ;
+2. every Lambda function of workflow/contracts/functions.py (names from `config.lambdas`),
+   so whatever the definition calls exists whichever options are on: each zip goes to S3
+   first (zips with numpy and matplotlib exceed the 50 MB direct-upload limit), then
+   CreateFunction or, when the deployed CodeSha256 differs, UpdateFunctionCode; settings
+   are updated when they differ;
 3. the state machine, by name: CreateStateMachine, or UpdateStateMachine when it exists.
    boto3 rather than the Data Science SDK's Workflow.create(): that method logs and
    returns the old ARN when the name exists, without updating, and Workflow.update()
@@ -28,22 +30,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from lambdas.packaging import LAMBDA_RUNTIME  # the runtime the zips' wheels are built for
 from workflow.aws.autoscaling import register_autoscaling
 from workflow.aws.clients import AwsContext, AwsError, split_s3_uri
+from workflow.contracts.algorithms import SOURCE_TARBALL
+from workflow.contracts.functions import FUNCTIONS, PACKAGES, RUNTIME, LambdaFunction
 
 STEPS_PACKAGE = Path(__file__).resolve().parents[2] / "steps"
-SOURCE_TARBALL = "sourcedir.tar.gz"
-
-
-@dataclass(frozen=True)
-class FunctionSpec:
-    """One Lambda function: which zip (lambdas.packaging name) and which handler."""
-
-    name: str
-    package: str
-    handler: str
-    memory_mb: int
 
 
 @dataclass
@@ -56,18 +48,9 @@ class DeployReport:
     definition: dict[str, Any] = field(default_factory=dict)
 
 
-def function_specs(context: AwsContext) -> list[FunctionSpec]:
-    """Memory sizes: evaluate decodes and plots (1.5 GB); a load-test shard mostly waits on sockets."""
-    names = context.config.lambdas
-    return [
-        FunctionSpec(names.evaluate, "evaluate", "lambdas.evaluate.app.handler", 1536),
-        FunctionSpec(names.load_test, "load_test", "lambdas.load_test.app.handler", 1024),
-        FunctionSpec(names.load_test_merge, "load_test", "lambdas.load_test.app.merge_handler", 512),
-    ]
-
-
 def lambda_packages() -> tuple[str, ...]:
-    return ("evaluate", "load_test")
+    """The zips `deploy` needs: one per package of the catalogue."""
+    return tuple(PACKAGES)
 
 
 # ---------------------------------------------------------------- job code
@@ -124,52 +107,57 @@ def upload_zip(context: AwsContext, package: str, path: Path) -> tuple[str, str]
     return bucket, key
 
 
-def _function_settings(context: AwsContext, spec: FunctionSpec) -> dict[str, Any]:
+def _function_settings(context: AwsContext, function: LambdaFunction) -> dict[str, Any]:
     return {
         "Role": context.config.aws.lambda_role_arn,
-        "Handler": spec.handler,
-        "Runtime": LAMBDA_RUNTIME,
-        "Timeout": context.config.lambdas.timeout_seconds,
-        "MemorySize": spec.memory_mb,
+        "Handler": function.handler,
+        "Runtime": RUNTIME,
+        "Timeout": context.config.lambdas.timeout_of(function),
+        "MemorySize": function.memory_mb,
     }
 
 
-def deploy_function(context: AwsContext, spec: FunctionSpec, zip_path: Path, location: tuple[str, str]) -> str:
+def deploy_function(context: AwsContext, function: LambdaFunction, zip_path: Path, location: tuple[str, str]) -> str:
     """Create or update one function; returns created, updated or unchanged."""
     functions = context.client("lambda")
-    settings = _function_settings(context, spec)
+    name = context.config.lambdas.name_of(function)
+    settings = _function_settings(context, function)
     bucket, key = location
     try:
-        current = functions.get_function_configuration(FunctionName=spec.name)
+        current = functions.get_function_configuration(FunctionName=name)
     except functions.exceptions.ResourceNotFoundException:
         functions.create_function(
-            FunctionName=spec.name, Code={"S3Bucket": bucket, "S3Key": key}, Architectures=["x86_64"],
-            Description=f"ddcicd {spec.package} ({context.config.name})", Publish=False, **settings,
+            FunctionName=name, Code={"S3Bucket": bucket, "S3Key": key}, Architectures=["x86_64"],
+            Description=f"ddcicd {function.package} ({context.config.name})", Publish=False, **settings,
         )  # fmt: skip
-        functions.get_waiter("function_active_v2").wait(FunctionName=spec.name)
+        functions.get_waiter("function_active_v2").wait(FunctionName=name)
         return "created"
     outcome = "unchanged"
     if current.get("CodeSha256") != code_sha256(zip_path):
-        functions.update_function_code(FunctionName=spec.name, S3Bucket=bucket, S3Key=key)
-        functions.get_waiter("function_updated_v2").wait(FunctionName=spec.name)
+        functions.update_function_code(FunctionName=name, S3Bucket=bucket, S3Key=key)
+        functions.get_waiter("function_updated_v2").wait(FunctionName=name)
         outcome = "updated"
-    changed = {name: value for name, value in settings.items() if current.get(name) != value}
+    changed = {setting: value for setting, value in settings.items() if current.get(setting) != value}
     if changed:
-        functions.update_function_configuration(FunctionName=spec.name, **changed)
-        functions.get_waiter("function_updated_v2").wait(FunctionName=spec.name)
+        functions.update_function_configuration(FunctionName=name, **changed)
+        functions.get_waiter("function_updated_v2").wait(FunctionName=name)
         outcome = "updated"
     return outcome
 
 
 def deploy_lambdas(context: AwsContext, zips: dict[str, Path]) -> dict[str, str]:
-    """`zips`: lambdas.packaging name -> built zip (build_zip's output)."""
+    """`zips`: package name -> built zip (workflow.aws.packaging.build_zip's output).
+
+    Returns deployed function name -> created, updated or unchanged."""
     missing = sorted(set(lambda_packages()) - set(zips))
     if missing:
-        raise AwsError(f"no Lambda zip for {missing}: build them with `python -m lambdas.packaging`")
+        raise AwsError(f"no Lambda zip for {missing}: build them with `python -m workflow.aws.packaging`")
     locations = {package: upload_zip(context, package, zips[package]) for package in lambda_packages()}
     return {
-        spec.name: deploy_function(context, spec, zips[spec.package], locations[spec.package])
-        for spec in function_specs(context)
+        context.config.lambdas.name_of(function): deploy_function(
+            context, function, zips[function.package], locations[function.package]
+        )
+        for function in FUNCTIONS
     }
 
 

@@ -118,7 +118,7 @@ def upload_data_command(context: AwsContext, folder: Path, name: str | None, wor
 
 @aws.command("deploy")
 @click.option("--lambda-zips", type=click.Path(file_okay=False, path_type=Path),
-              help="Use prebuilt zips DIR/<function>.zip (python -m lambdas.packaging) instead of building them.")  # fmt: skip
+              help="Use prebuilt zips DIR/<package>.zip (python -m workflow.aws.packaging) instead of building them.")  # fmt: skip
 @click.option("--definition-out", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the deployed ASL JSON here (a build artifact).")  # fmt: skip
 @_with_context
@@ -143,9 +143,9 @@ def _lambda_zips(folder: Path | None, packages: tuple[str, ...]) -> dict[str, Pa
         zips = {package: folder / f"{package}.zip" for package in packages}
         missing = [str(path) for path in zips.values() if not path.is_file()]
         if missing:
-            raise CliError(f"--lambda-zips {folder}: missing {', '.join(missing)} (build: python -m lambdas.packaging --out-dir {folder})")
+            raise CliError(f"--lambda-zips {folder}: missing {', '.join(missing)} (build: python -m workflow.aws.packaging --out-dir {folder})")
         return zips
-    from lambdas.packaging import build_zip
+    from workflow.aws.packaging import build_zip
 
     click.echo("building Lambda zips (pip, for the Lambda platform) ...", err=True)
     try:

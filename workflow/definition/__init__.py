@@ -18,6 +18,7 @@ Process and Train are not caught: a failure there stops the execution at that st
 RedriveExecution resumes exactly there without redoing earlier work.
 """
 from workflow.definition.common import EXECUTION_INPUT_SCHEMA, TRANSIENT_ERRORS, Resources
+from workflow.definition.endpoints import serving_container
 from workflow.definition.graph import build_workflow, create_graph, render_definition, resources_for
 from workflow.definition.jobs import training_image_uri
 
@@ -29,5 +30,6 @@ __all__ = [
     "create_graph",
     "render_definition",
     "resources_for",
+    "serving_container",
     "training_image_uri",
 ]

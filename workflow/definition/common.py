@@ -58,7 +58,7 @@ class Resources:
     """What the definition refers to that is not per execution (from the config)."""
 
     production_metrics_uri: str
-    lambda_arns: dict[str, str]
+    lambda_arns: dict[str, str]  # workflow.contracts.functions key -> function ARN
 
 
 def _quiet_sdk_imports() -> None:
@@ -135,8 +135,3 @@ def _retry(config: PipelineConfig, errors: list[str] | None = None) -> Any:
 def _unique_per_attempt(input_name: str) -> str:
     """A job name unique per redrive: SageMaker refuses to reuse one, Step Functions reruns with the same input."""
     return f"States.Format('{{}}-r{{}}', $$.Execution.Input.{input_name}, $$.Execution.RedriveCount)"
-
-
-def _hyperparameters_as_strings(config: PipelineConfig) -> dict[str, str]:
-    """SageMaker passes every hyperparameter as a string; say so in the definition too."""
-    return {name: str(value) for name, value in config.training.hyperparameters.items()}

@@ -4,17 +4,28 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from workflow.config import PipelineConfig
+from workflow.contracts.algorithms import ALGORITHMS
 
 if TYPE_CHECKING:
     from stepfunctions.inputs import ExecutionInput
     from stepfunctions.steps import State
 
 from workflow.definition.common import Resources, _retry, _set
-from workflow.definition.jobs import training_image_uri
+
+
+def serving_container(config: PipelineConfig) -> dict[str, Any]:
+    """CreateModel's PrimaryContainer (without ModelDataUrl): the serving image of the algorithm
+    that trained the model, and the entry point that image needs to load it."""
+    algorithm = ALGORITHMS[config.training.algorithm]
+    container: dict[str, Any] = {"Image": algorithm.serving_image.uri(config.aws.region, config.endpoint.instance_type)}
+    environment = algorithm.serving_environment(config.aws.region)
+    if environment:
+        container["Environment"] = environment
+    return container
 
 
 def create_model_step(config: PipelineConfig, inputs: ExecutionInput) -> State:
-    """CreateModel from the training job's artifacts; the serving image is the training image."""
+    """CreateModel from the training job's artifacts, served by the training algorithm's serving image."""
     from stepfunctions.steps import Task
 
     step = Task(
@@ -24,7 +35,7 @@ def create_model_step(config: PipelineConfig, inputs: ExecutionInput) -> State:
             "ModelName": inputs["ModelName"],
             "ExecutionRoleArn": config.aws.sagemaker_role_arn,
             "PrimaryContainer": {
-                "Image": training_image_uri(config),
+                **serving_container(config),
                 "ModelDataUrl.$": "$.training.ModelArtifacts.S3ModelArtifacts",
             },
         },

@@ -6,6 +6,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from workflow.config import PipelineConfig
+from workflow.contracts.functions import FUNCTIONS
 from workflow.definition.common import EXECUTION_INPUT_SCHEMA, Resources, _partition_of, _quiet_sdk_imports, _set
 from workflow.definition.endpoints import (
     _raise,
@@ -43,16 +44,11 @@ def create_execution_input() -> ExecutionInput:
 
 
 def resources_for(config: PipelineConfig, account: str = "000000000000") -> Resources:
-    region = config.aws.region
-    arn = f"arn:aws:lambda:{region}:{account}:function:"
+    """Every function of the catalogue by its configured name: the ARNs `ddcicd aws deploy` creates."""
+    arn = f"arn:aws:lambda:{config.aws.region}:{account}:function:"
     return Resources(
         production_metrics_uri=f"s3://{config.aws.bucket}/{config.aws.prefix}/production/metrics.json",
-        lambda_arns={
-            "evaluate": arn + config.lambdas.evaluate,
-            "load_test": arn + config.lambdas.load_test,
-            "load_test_merge": arn + config.lambdas.load_test_merge,
-            "submission": arn + config.lambdas.submission,
-        },
+        lambda_arns={function.key: arn + config.lambdas.name_of(function) for function in FUNCTIONS},
     )
 
 

@@ -3,13 +3,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from steps.hyperparameters import as_strings
 from workflow.config import PipelineConfig
+from workflow.contracts.algorithms import ALGORITHMS, SOURCE_TARBALL
+from workflow.contracts.container import CHECKPOINTS
 
 if TYPE_CHECKING:
     from stepfunctions.inputs import ExecutionInput
     from stepfunctions.steps import State
 
-from workflow.definition.common import _hyperparameters_as_strings, _retry, _sagemaker_session, _set, _unique_per_attempt
+from workflow.definition.common import _retry, _sagemaker_session, _set, _unique_per_attempt
+
+# Where the processing container finds its inputs and leaves its output (any folder under
+# /opt/ml/processing will do; the local engine maps whatever the request names).
+PROCESSING_INPUT = "/opt/ml/processing/input"
+PROCESSING_CODE = "/opt/ml/processing/code"  # steps/ from CodeUri, importable through PYTHONPATH
+PROCESSING_OUTPUT = "/opt/ml/processing/output"
 
 
 def create_process_step(config: PipelineConfig, inputs: ExecutionInput) -> State:
@@ -39,8 +48,8 @@ def create_process_step(config: PipelineConfig, inputs: ExecutionInput) -> State
         container_arguments=arguments,
         parameters={
             "ProcessingInputs": [
-                _processing_input("data", inputs["RawDataUri"], "/opt/ml/processing/input"),
-                _processing_input("code", inputs["CodeUri"], "/opt/ml/processing/code"),
+                _processing_input("data", inputs["RawDataUri"], PROCESSING_INPUT),
+                _processing_input("code", inputs["CodeUri"], PROCESSING_CODE),
             ],
             "ProcessingOutputConfig": {
                 "Outputs": [
@@ -48,13 +57,13 @@ def create_process_step(config: PipelineConfig, inputs: ExecutionInput) -> State
                         "OutputName": "processed",
                         "S3Output": {
                             "S3Uri": inputs["ProcessedDataUri"],
-                            "LocalPath": "/opt/ml/processing/output",
+                            "LocalPath": PROCESSING_OUTPUT,
                             "S3UploadMode": "EndOfJob",
                         },
                     }
                 ]
             },
-            "Environment": {"PYTHONPATH": "/opt/ml/processing/code"},
+            "Environment": {"PYTHONPATH": PROCESSING_CODE},
         },
         result_path="$.processing",
     )
@@ -125,14 +134,8 @@ def _recordio_channel(name: str, uri: Any) -> dict[str, Any]:
 
 def training_image_uri(config: PipelineConfig) -> str:
     """The built-in Image Classification image, or the PyTorch container running steps/train.py."""
-    from sagemaker import image_uris
-
-    if config.training.algorithm == "builtin":
-        return image_uris.retrieve("image-classification", config.aws.region)
-    return image_uris.retrieve(
-        "pytorch", config.aws.region, version="2.3", py_version="py311",
-        instance_type=config.training.instance_type, image_scope="training",
-    )  # fmt: skip
+    algorithm = ALGORITHMS[config.training.algorithm]
+    return algorithm.training_image.uri(config.aws.region, config.training.instance_type)
 
 
 def create_train_step(config: PipelineConfig, inputs: ExecutionInput) -> State:
@@ -149,7 +152,7 @@ def create_train_step(config: PipelineConfig, inputs: ExecutionInput) -> State:
         max_run=training.max_runtime_seconds,
         input_mode="File",
         output_path=f"s3://{config.aws.bucket}/{config.aws.prefix}/models",
-        hyperparameters=_hyperparameters_as_strings(config),
+        hyperparameters=as_strings(config.training.hyperparameters),  # SageMaker passes strings; say so here too
         debugger_hook_config=False,  # the built-in algorithm has no Debugger hook
         sagemaker_session=_sagemaker_session(config),
     )
@@ -163,7 +166,7 @@ def create_train_step(config: PipelineConfig, inputs: ExecutionInput) -> State:
                 _recordio_channel("train", inputs["TrainChannelUri"]),
                 _recordio_channel("validation", inputs["ValidationChannelUri"]),
             ],
-            "CheckpointConfig": {"S3Uri": inputs["CheckpointUri"], "LocalPath": "/opt/ml/checkpoints"},
+            "CheckpointConfig": {"S3Uri": inputs["CheckpointUri"], "LocalPath": CHECKPOINTS},
         },
         result_path="$.training",
     )
@@ -172,10 +175,10 @@ def create_train_step(config: PipelineConfig, inputs: ExecutionInput) -> State:
         hyperparameters.pop(name, None)
     hyperparameters["num_training_samples.$"] = "States.Format('{}', $.dataset.train_count)"
     hyperparameters["num_classes.$"] = "States.Format('{}', $.dataset.num_classes)"
-    if training.algorithm == "pytorch":  # script mode: the framework container runs steps/train.py from CodeUri
-        hyperparameters["sagemaker_program"] = "steps/train.py"
-        hyperparameters["sagemaker_region"] = config.aws.region
-        hyperparameters["sagemaker_submit_directory.$"] = "States.Format('{}sourcedir.tar.gz', $$.Execution.Input.CodeUri)"
+    script_mode = ALGORITHMS[training.algorithm].training_hyperparameters(config.aws.region)
+    if script_mode:  # the framework container runs the program from the tarball under CodeUri
+        hyperparameters.update(script_mode)
+        hyperparameters["sagemaker_submit_directory.$"] = f"States.Format('{{}}{SOURCE_TARBALL}', $$.Execution.Input.CodeUri)"
     step.parameters["TrainingJobName.$"] = _unique_per_attempt("TrainingJobName")
     step.parameters.pop("TrainingJobName", None)
     _set(step, result_selector={

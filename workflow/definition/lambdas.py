@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from workflow.config import PipelineConfig
+from workflow.contracts.functions import EVALUATE, LOAD_TEST, LOAD_TEST_MERGE, SUBMISSION, LambdaFunction
 
 if TYPE_CHECKING:
     from stepfunctions.inputs import ExecutionInput
@@ -12,14 +13,15 @@ if TYPE_CHECKING:
 from workflow.definition.common import Resources, _retry, _set
 
 
-def _lambda_step(config: PipelineConfig, state_id: str, function: str, payload: dict[str, Any], result_path: str) -> State:
+def _lambda_step(config: PipelineConfig, resources: Resources, state_id: str, function: LambdaFunction,
+                 payload: dict[str, Any], result_path: str) -> State:  # fmt: skip
     from stepfunctions.steps import LambdaStep
 
     step = LambdaStep(
         state_id,
-        parameters={"FunctionName": function, "Payload": payload},
+        parameters={"FunctionName": resources.lambda_arns[function.key], "Payload": payload},
         result_path=result_path,
-        timeout_seconds=config.lambdas.timeout_seconds,
+        timeout_seconds=config.lambdas.timeout_of(function),
     )
     _set(step, result_selector={"Payload.$": "$.Payload"})
     step.add_retry(_retry(config))
@@ -30,8 +32,9 @@ def create_evaluate_step(config: PipelineConfig, inputs: ExecutionInput, resourc
     """The evaluate Lambda scores every validation image through the staging endpoint."""
     return _lambda_step(
         config,
+        resources,
         "Evaluate",
-        resources.lambda_arns["evaluate"],
+        EVALUATE,
         {
             "endpoint_name": inputs["StagingEndpointName"],
             "data_uri": inputs["ProcessedDataUri"],
@@ -76,8 +79,9 @@ def create_load_test_steps(config: PipelineConfig, inputs: ExecutionInput, resou
     )
     shard = _lambda_step(
         config,
+        resources,
         "LoadTestShard",
-        resources.lambda_arns["load_test"],
+        LOAD_TEST,
         {
             "endpoint_name.$": "$.endpoint_name",
             "data_uri.$": "$.data_uri",
@@ -106,8 +110,9 @@ def create_load_test_steps(config: PipelineConfig, inputs: ExecutionInput, resou
     )
     merge = _lambda_step(
         config,
+        resources,
         "MergeLoadTest",
-        resources.lambda_arns["load_test_merge"],
+        LOAD_TEST_MERGE,
         {
             "shards.$": "$.load_test_shards",
             "output_uri": inputs["LoadTestUri"],
@@ -134,8 +139,9 @@ def create_submission_step(config: PipelineConfig, inputs: ExecutionInput, resou
     """Batch Transform writes one .out per image; this Lambda assembles Kaggle's submission.csv."""
     return _lambda_step(
         config,
+        resources,
         "AssembleSubmission",
-        resources.lambda_arns["submission"],
+        SUBMISSION,
         {
             "transform_output_uri": inputs["TransformOutputUri"],
             "sample_submission_uri": inputs["SampleSubmissionUri"],

@@ -18,6 +18,10 @@ Its life, as DescribeEndpoint reports it:
     Updating --new instances fail--> InService on the old config (FailureReason says why)
     any --delete_endpoint--> Deleting --> gone (describe raises ValidationError)
 
+A model's PrimaryContainer.Image, when it names one, must be a serving image of
+workflow/contracts/algorithms.py (or our own): an endpoint whose model names another image
+(say a training-only one) fails to start, as it would on AWS.
+
 Nothing runs in the background here: every describe/list (and the runtime router, every
 half second) calls `refresh`, which moves endpoints along. State files are written
 atomically, so the router reads them without a lock; changes take a file lock, so
@@ -37,6 +41,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from workflow.contracts.algorithms import serving_repositories
 from workflow.home import ddcicd_home
 from workflow.local.instances import (
     Instance,
@@ -47,8 +52,10 @@ from workflow.local.instances import (
     start_instance,
     stop_instances,
 )
+from workflow.local.runtime import ensure_runtime, stop_runtime
+from workflow.local.s3 import S3Root, S3UriError
+from workflow.local.sagemaker_api import environment_region, runs_locally, sagemaker_arn
 
-ACCOUNT = "000000000000"
 STARTUP_TIMEOUT = 120.0  # seconds for a new instance to answer /ping
 DRAIN_SECONDS = 0.5  # old instances keep serving this long after traffic moved
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
@@ -68,13 +75,9 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _region() -> str:
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-
-
 def arn(kind: str, name: str) -> str:
-    """arn:aws:sagemaker:<region>:<account>:<kind>/<name in lower case>, as SageMaker writes it."""
-    return f"arn:aws:sagemaker:{_region()}:{ACCOUNT}:{kind}/{name.lower()}"
+    """The ARN SageMaker gives a model, endpoint config or endpoint, in the environment's region."""
+    return sagemaker_arn(kind, name, environment_region())
 
 
 def _check_name(kind: str, name: str) -> None:
@@ -102,8 +105,6 @@ def resolve_local_uri(uri: str) -> Path:
     """ModelDataUrl -> a file: s3:// through the local S3 root (workflow/local/s3.py), file://
     URIs and plain paths as they are. Pass LocalEndpoints(resolve_uri=...) for anything else."""
     if uri.startswith("s3://"):
-        from workflow.local.s3 import S3Root, S3UriError
-
         try:
             return S3Root.default().path(uri)
         except S3UriError as error:
@@ -133,6 +134,10 @@ class LocalEndpoints:
     def state_path(self, endpoint_name: str) -> Path:
         """The endpoint's state file (read by the runtime router)."""
         return self._path("endpoints", endpoint_name)
+
+    def has_endpoints(self) -> bool:
+        """Whether any endpoint exists, without locking or refreshing (the router's idle check)."""
+        return any((self.root / "endpoints").glob("*.json"))
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -169,6 +174,23 @@ class LocalEndpoints:
         if document is None:
             raise ValidationError(f'Could not find model "{arn("model", model_name)}".')
         return document
+
+    def model_archive(self, model_name: str) -> Path:
+        """The model's archive as a local file, once its image is one the local servers stand in for.
+
+        Raises ValidationError naming the model otherwise: an endpoint then fails to start and a
+        transform job fails, as they would on AWS.
+        """
+        model = self.describe_model(model_name)
+        container = model["PrimaryContainer"]
+        image = container.get("Image")
+        if image and not runs_locally(image, serving_repositories()):
+            raise ValidationError(f"image {image!r} of model {model_name!r} cannot serve it: local endpoints run "
+                                  f"steps/serve.py for the serving images ({', '.join(sorted(serving_repositories()))})")  # fmt: skip
+        path = self.resolve_uri(container["ModelDataUrl"])
+        if not path.exists():
+            raise ValidationError(f"ModelDataUrl {container['ModelDataUrl']!r} of model {model_name!r} does not exist ({path})")
+        return path
 
     def delete_model(self, model_name: str) -> None:
         try:
@@ -242,7 +264,7 @@ class LocalEndpoints:
             except ValidationError as error:
                 state.update(EndpointStatus="Failed", FailureReason=error.message)
             _write_json(self.state_path(endpoint_name), state)
-        _start_router(self.root.parent)
+        ensure_runtime(self.root.parent)  # the router serves traffic and moves endpoints along on its timer
         return {"EndpointArn": state["EndpointArn"]}
 
     def update_endpoint(self, endpoint_name: str, endpoint_config_name: str) -> dict[str, str]:
@@ -288,8 +310,6 @@ class LocalEndpoints:
     def shutdown(self) -> list[str]:
         """Delete every endpoint and stop the runtime router: test teardown, `make clean`-like
         resets. Returns the deleted endpoint names."""
-        from workflow.local.runtime import stop_runtime
-
         names = [state["EndpointName"] for state in self.refresh_all()]
         for name in names:
             try:
@@ -339,11 +359,7 @@ class LocalEndpoints:
         directory = self.root / "endpoints" / endpoint_name
         instances = []
         for variant in variants:
-            model = self.describe_model(variant["ModelName"])
-            model_path = self.resolve_uri(model["PrimaryContainer"]["ModelDataUrl"])
-            if not model_path.exists():
-                raise ValidationError(f"ModelDataUrl {model['PrimaryContainer']['ModelDataUrl']!r} of model "
-                                      f"{variant['ModelName']!r} does not exist ({model_path})")
+            model_path = self.model_archive(variant["ModelName"])
             for _ in range(variant["InitialInstanceCount"]):
                 instances.append(start_instance(directory, variant["VariantName"], variant["ModelName"],
                                                 model_path, workers).to_json())
@@ -412,10 +428,3 @@ class LocalEndpoints:
         if not state["draining"] and state["EndpointStatus"] == "Updating" and not state.get("pending"):
             state.update(EndpointStatus="InService", LastModifiedTime=_now())
 
-
-def _start_router(home: Path) -> None:
-    """Start the runtime router with the first endpoint: it serves traffic and, on its timer,
-    moves endpoints along even when nobody calls describe."""
-    from workflow.local.runtime import ensure_runtime
-
-    ensure_runtime(home)

@@ -17,9 +17,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from lambdas.storage import S3_ROOT_VARIABLE  # the variable the handlers map s3:// URIs with
 from workflow.home import ddcicd_home
 
-S3_ROOT_VARIABLE = "DDCICD_S3_ROOT"
+__all__ = ["NoSuchKey", "S3Root", "S3UriError", "S3_ROOT_VARIABLE", "split_uri"]
 
 
 class S3UriError(ValueError):

@@ -3,29 +3,33 @@
     engine = local_engine(config)      # $DDCICD_HOME/engine.sqlite3, SageMaker + S3 + Lambdas local
 
 One factory, so an execution started by `ddcicd run` can be redriven by `ddcicd redrive`
-or the console with exactly the same integrations behind its Task states.
+or the console with exactly the same integrations behind its Task states:
+
+    arn:aws:states:::lambda:invoke                      the catalogue's handlers (workflow/contracts/functions.py)
+    arn:aws:states:::sagemaker:create*Job[.sync]        sagemaker_jobs.py
+    arn:aws:states:::sagemaker:createModel, ...         sagemaker_control.py (over endpoints.py)
+    arn:aws:states:::aws-sdk:s3:copyObject, ...         s3_integration.py
 """
 from __future__ import annotations
 
+import importlib
 import os
+from pathlib import Path
 from typing import Any, Callable
 
+from lambdas.runtime import RUNTIME_URL_VARIABLE  # the variable the handlers read the router's URL from
 from workflow.config import PipelineConfig, load_config
-from workflow.engine import Engine, FunctionRegistry
+from workflow.contracts.functions import FUNCTIONS
+from workflow.engine import Engine, FunctionRegistry, JobIntegration
 from workflow.home import ddcicd_home
+from workflow.local.endpoints import LocalEndpoints
 from workflow.local.runtime import ensure_runtime
 from workflow.local.s3 import S3_ROOT_VARIABLE, S3Root
-from workflow.local.sagemaker import ACCOUNT, register_local_aws
-
-RUNTIME_URL_VARIABLE = "DDCICD_SAGEMAKER_RUNTIME_URL"  # read by lambdas/runtime.py
-
-# Lambda function (by its configured name) -> handler, as the zip's handler setting says.
-HANDLERS = {
-    "evaluate": "lambdas.evaluate.app:handler",
-    "load_test": "lambdas.load_test.app:handler",
-    "load_test_merge": "lambdas.load_test.app:merge_handler",
-    "submission": "lambdas.submission.app:handler",
-}
+from workflow.local.s3_integration import ACTIONS as S3_ACTIONS
+from workflow.local.s3_integration import S3Integration
+from workflow.local.sagemaker_api import ACCOUNT
+from workflow.local.sagemaker_control import OPTIMIZED_ACTIONS, SDK_ACTIONS, SageMakerControlPlane
+from workflow.local.sagemaker_jobs import ProcessingJobs, TrainingJobs, TransformJobs
 
 
 def _with_local_environment(handler_path: str, s3: S3Root) -> Callable[[Any, Any], Any]:
@@ -37,8 +41,6 @@ def _with_local_environment(handler_path: str, s3: S3Root) -> Callable[[Any, Any
     module_name, _, attribute = handler_path.partition(":")
 
     def invoke(event: Any, context: Any) -> Any:
-        import importlib
-
         os.environ[S3_ROOT_VARIABLE] = str(s3.directory)
         os.environ[RUNTIME_URL_VARIABLE] = ensure_runtime()
         handler = getattr(importlib.import_module(module_name), attribute)
@@ -49,13 +51,31 @@ def _with_local_environment(handler_path: str, s3: S3Root) -> Callable[[Any, Any
 
 
 def local_functions(config: PipelineConfig, s3: S3Root) -> FunctionRegistry:
-    names = {"evaluate": config.lambdas.evaluate, "load_test": config.lambdas.load_test,
-             "load_test_merge": config.lambdas.load_test_merge, "submission": config.lambdas.submission}  # fmt: skip
+    """Every function of the catalogue under its configured name, as `ddcicd aws deploy` creates them."""
     return FunctionRegistry(
-        {names[key]: _with_local_environment(path, s3) for key, path in HANDLERS.items()},
+        {config.lambdas.name_of(function): _with_local_environment(function.import_path, s3) for function in FUNCTIONS},
         region=config.aws.region,
         account=ACCOUNT,
     )
+
+
+def register_local_aws(registry: Any, s3: S3Root | None = None, home: Path | None = None) -> None:
+    """Registers every local AWS integration the pipeline uses on an engine's registry."""
+    s3 = s3 or S3Root.default()
+    endpoints = LocalEndpoints(home, resolve_uri=s3.path)
+    control = SageMakerControlPlane(endpoints)
+    for action in OPTIMIZED_ACTIONS:
+        registry.register(rf"arn:[^:]+:states:::sagemaker:{action}", control, label=f"arn:aws:states:::sagemaker:{action}")
+    for action in SDK_ACTIONS:
+        registry.register(rf"arn:[^:]+:states:::aws-sdk:sagemaker:{action}", control,
+                          label=f"arn:aws:states:::aws-sdk:sagemaker:{action}")  # fmt: skip
+    registry.register(rf"arn:[^:]+:states:::aws-sdk:s3:({'|'.join(S3_ACTIONS)})", S3Integration(s3),
+                      label=f"arn:aws:states:::aws-sdk:s3:{'|'.join(S3_ACTIONS)}")  # fmt: skip
+    jobs = {"createProcessingJob": ProcessingJobs(s3, home), "createTrainingJob": TrainingJobs(s3, home),
+            "createTransformJob": TransformJobs(s3, endpoints, home)}  # fmt: skip
+    for action, adapter in jobs.items():
+        registry.register(rf"arn:[^:]+:states:::sagemaker:{action}(\.sync)?", JobIntegration(adapter),
+                          label=f"arn:aws:states:::sagemaker:{action}[.sync]")  # fmt: skip
 
 
 def local_engine(config: PipelineConfig | None = None, **engine_options: Any) -> Engine:

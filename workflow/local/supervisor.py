@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from workflow.local.s3 import S3Root
+from workflow.local.training_container import pack_model_directory
 
 FAILURE_REASON_LIMIT = 1024  # DescribeTrainingJob's FailureReason is at most 1024 characters
 
@@ -94,8 +95,8 @@ def supervise(job_dir: Path) -> int:
         root = S3Root(Path(spec["s3_root"]))
         for upload in spec.get("uploads", []):
             source = Path(upload["directory"])
-            if upload.get("tar"):
-                _upload_tar(root, source, upload["uri"])
+            if upload.get("tar"):  # SageMaker tars /opt/ml/model into model.tar.gz
+                pack_model_directory(source, root.path(upload["uri"]))
             else:
                 root.upload_directory(source, upload["uri"])
     except Exception as error:  # noqa: BLE001 - any upload failure fails the job with its reason
@@ -104,23 +105,6 @@ def supervise(job_dir: Path) -> int:
         return 0
     write_status(job_dir, status="Completed", exit_code=0, ended=time.time())
     return 0
-
-
-def _upload_tar(root: S3Root, source: Path, uri: str) -> None:
-    """SageMaker tars /opt/ml/model into model.tar.gz; so does a local training job."""
-    import tarfile
-    import tempfile
-
-    with tempfile.NamedTemporaryFile(suffix=".tar.gz", dir=source.parent, delete=False) as handle:
-        temporary = Path(handle.name)
-    try:
-        with tarfile.open(temporary, "w:gz") as archive:
-            for path in sorted(source.rglob("*")):
-                if path.is_file():
-                    archive.add(path, arcname=path.relative_to(source).as_posix())
-        root.put_file(temporary, uri)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,16 @@
 """One local training job on a processed folder, in the foreground (`ddcicd train`).
 
-The engine's createTrainingJob.sync integration (workflow/local/sagemaker.py) starts jobs
-from S3 channels under a supervisor; this module is the direct path for a folder the
-processing step wrote, with the same container layout and the same entry point:
+The engine's createTrainingJob.sync integration (workflow/local/sagemaker_jobs.py) starts
+jobs from S3 channels under a supervisor; this module is the direct path for a folder the
+processing step wrote, with the same container layout, written by the same code
+(training_container.py), and the same entry point:
 
     DATA/{train,validation}.{rec,idx,lst}, DATA/manifest.json
-      -> OUT/job/input/config/hyperparameters.json   (strings; num_classes etc. from the manifest)
+      -> OUT/job/input/config/*.json                 (hyperparameters as strings; num_classes etc. from the manifest)
          OUT/job/input/data/{train,validation}/      (links to DATA's files)
       -> python -m steps.train --root OUT/job          (log: OUT/train.log)
       -> OUT/model.tar.gz (OUT/job/model packed as SageMaker does), OUT/metrics.json
-         or OUT/failure, and a DescribeTrainingJob-shaped summary
+         or OUT/failure
 
 The job directory stays in OUT, so running the same command again after a kill resumes
 from OUT/job/checkpoints instead of starting over.
@@ -24,14 +25,16 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from steps.export import pack_model_dir, write_atomically
+from steps.hyperparameters import as_strings
+from workflow.contracts.container import TrainingLayout
+from workflow.local.training_container import pack_model_directory, write_atomically, write_input_config
 
 CHANNEL_FILES = {"train": ("train.rec", "train.idx", "train.lst", "manifest.json"),
                  "validation": ("validation.rec", "validation.idx", "validation.lst")}  # fmt: skip
+CHANNEL_CONTENT_TYPE = "application/x-recordio"  # as the definition declares both channels
 EXIT_CLIENT_ERROR = 2  # steps/train.py's exit code for bad hyperparameters or data
 
 
@@ -55,29 +58,6 @@ class TrainingResult:
     def client_error(self) -> bool:
         return self.exit_code == EXIT_CLIENT_ERROR
 
-    def describe(self, name: str) -> dict[str, Any]:
-        """A DescribeTrainingJob-shaped view (local paths where AWS has S3 URIs)."""
-        stamp = lambda moment: datetime.fromtimestamp(moment, timezone.utc).isoformat()  # noqa: E731
-        description: dict[str, Any] = {
-            "TrainingJobName": name,
-            "TrainingJobStatus": self.status,
-            "SecondaryStatus": self.status,
-            "TrainingStartTime": stamp(self.started),
-            "TrainingEndTime": stamp(self.ended),
-            "TrainingTimeInSeconds": max(1, round(self.ended - self.started)),
-        }
-        if self.failure_reason:
-            description["FailureReason"] = self.failure_reason
-        if self.model_artifact:
-            description["ModelArtifacts"] = {"S3ModelArtifacts": str(self.model_artifact)}
-        if self.metrics:
-            final = self.metrics["final"]
-            description["FinalMetricDataList"] = [
-                {"MetricName": "validation:accuracy", "Value": final["validation_accuracy"], "Timestamp": stamp(self.ended)},
-                {"MetricName": "validation:log_loss", "Value": final["validation_log_loss"], "Timestamp": stamp(self.ended)},
-            ]
-        return description
-
 
 def job_hyperparameters(data: Path, defaults: Mapping[str, Any], overrides: Mapping[str, str]) -> dict[str, str]:
     """defaults < values from the manifest (num_classes, num_training_samples) < overrides; all strings.
@@ -95,31 +75,28 @@ def job_hyperparameters(data: Path, defaults: Mapping[str, Any], overrides: Mapp
         raise TrainingInputError(f"{data} has no manifest.json: is it a folder written by `ddcicd process`?") from None
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise TrainingInputError(f"{manifest_path} lacks classes or splits.train.count ({error})") from None
-    merged = {**{name: str(value) for name, value in defaults.items()}, **from_data, **dict(overrides)}
+    merged = {**as_strings(defaults), **from_data, **dict(overrides)}
     return {name: value for name, value in merged.items() if value != ""}
 
 
 def prepare_job(data: Path, root: Path, hyperparameters: Mapping[str, str]) -> None:
     """Lay out ROOT like /opt/ml: config files, and channels linking to DATA's files."""
+    layout = TrainingLayout(root)
     for channel, names in CHANNEL_FILES.items():
         if not (data / names[0]).is_file():
             raise TrainingInputError(f"{data} has no {names[0]}: run `ddcicd process` first")
-        directory = root / "input" / "data" / channel
+        directory = layout.channel(channel)
         if directory.exists():
             shutil.rmtree(directory)  # relinked every run: DATA may have been processed again
         directory.mkdir(parents=True)
         for name in names:
             if (data / name).is_file():
                 (directory / name).symlink_to((data / name).resolve())
-    config = root / "input" / "config"
-    config.mkdir(parents=True, exist_ok=True)
-    write_atomically(config / "hyperparameters.json", (json.dumps(dict(hyperparameters), indent=1) + "\n").encode())
-    write_atomically(config / "resourceconfig.json", b'{"current_host": "algo-1", "hosts": ["algo-1"]}\n')
-    for folder in ("model", "output/data", "checkpoints"):
-        (root / folder).mkdir(parents=True, exist_ok=True)
+    write_input_config(layout, hyperparameters, {channel: CHANNEL_CONTENT_TYPE for channel in CHANNEL_FILES})
+    layout.checkpoints.mkdir(parents=True, exist_ok=True)  # kept between runs: a rerun resumes
     # outputs of an earlier run must not pass for this one's
-    (root / "output" / "failure").unlink(missing_ok=True)
-    for stale in (root / "model").iterdir():
+    layout.failure.unlink(missing_ok=True)
+    for stale in layout.model.iterdir():
         stale.unlink()
 
 
@@ -174,6 +151,7 @@ def train_local(
 ) -> TrainingResult:
     """The whole local job: prepare OUT/job, run it, publish OUT/model.tar.gz + metrics.json or OUT/failure."""
     root = out / "job"
+    layout = TrainingLayout(root)
     prepare_job(data, root, hyperparameters)
     for stale in ("model.tar.gz", "metrics.json", "failure"):
         (out / stale).unlink(missing_ok=True)
@@ -181,12 +159,11 @@ def train_local(
     exit_code = run_job(root, out / "train.log", echo, workers)
     ended = time.time()
     if exit_code != 0:
-        failure_file = root / "output" / "failure"
-        reason = failure_file.read_text().strip() if failure_file.is_file() else ""
+        reason = layout.failure.read_text().strip() if layout.failure.is_file() else ""
         reason = reason or f"AlgorithmError: exit code {exit_code}; see {out / 'train.log'}"
         write_atomically(out / "failure", (reason + "\n").encode())
         return TrainingResult("Failed", reason, exit_code, started, ended, None, None)
-    archive = pack_model_dir(root / "model", out / "model.tar.gz")
-    metrics_text = (root / "output" / "data" / "metrics.json").read_text()
+    archive = pack_model_directory(layout.model, out / "model.tar.gz")
+    metrics_text = layout.metrics.read_text()
     write_atomically(out / "metrics.json", metrics_text.encode())
     return TrainingResult("Completed", None, 0, started, ended, archive, json.loads(metrics_text))

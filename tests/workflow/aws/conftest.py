@@ -13,7 +13,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from lambdas.packaging import PACKAGES, build_zip
+from workflow.aws.packaging import build_zip
+from workflow.contracts.functions import PACKAGES
 from workflow.aws.clients import AwsContext
 from workflow.config import PipelineConfig, load_config
 

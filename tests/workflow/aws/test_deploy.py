@@ -5,6 +5,7 @@ import io
 import json
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -31,15 +32,18 @@ def test_deploy_creates_code_lambdas_and_state_machine(context: AwsContext, lamb
     assert report.code_uri == f"s3://{config.aws.bucket}/pipeline/code/"
 
     functions = context.client("lambda")
-    assert report.functions == {name: "created" for name in ("ddcicd-evaluate", "ddcicd-load-test", "ddcicd-load-test-merge")}
+    assert report.functions == {name: "created" for name in
+                                ("ddcicd-evaluate", "ddcicd-load-test", "ddcicd-load-test-merge", "ddcicd-submission")}  # fmt: skip
     merge = functions.get_function_configuration(FunctionName="ddcicd-load-test-merge")
     assert merge["Handler"] == "lambdas.load_test.app.merge_handler"
     assert merge["Role"] == config.aws.lambda_role_arn
     assert merge["Runtime"] == "python3.12"
-    assert merge["Timeout"] == config.lambdas.timeout_seconds
+    assert (merge["Timeout"], merge["MemorySize"]) == (900, 512)  # the catalogue's, no override configured
     assert merge["CodeSha256"] == code_sha256(lambda_zips["load_test"])
     evaluate = functions.get_function_configuration(FunctionName="ddcicd-evaluate")
-    assert evaluate["Handler"] == "lambdas.evaluate.app.handler"
+    assert (evaluate["Handler"], evaluate["MemorySize"]) == ("lambdas.evaluate.app.handler", 1536)
+    submission = functions.get_function_configuration(FunctionName="ddcicd-submission")
+    assert submission["CodeSha256"] == code_sha256(lambda_zips["submission"])
 
     sfn = context.client("stepfunctions")
     machine = sfn.describe_state_machine(stateMachineArn=report.state_machine_arn)
@@ -76,8 +80,39 @@ def test_second_deploy_updates_in_place(context: AwsContext, lambda_zips: dict[s
 
 
 def test_deploy_without_a_zip_names_the_missing_one(context: AwsContext, lambda_zips: dict[str, Path]) -> None:
-    with pytest.raises(AwsError, match=r"no Lambda zip for \['load_test'\]"):
+    with pytest.raises(AwsError, match=r"no Lambda zip for \['load_test', 'submission'\]"):
         deploy(context, {"evaluate": lambda_zips["evaluate"]})
+
+
+def lambda_arns(node: Any) -> set[str]:
+    """Every Lambda function ARN in an ASL document (FunctionName parameters and function Resources)."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(value, str) and ":lambda:" in value and ":function:" in value and key in ("FunctionName", "Resource"):
+                found.add(value)
+            found |= lambda_arns(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= lambda_arns(value)
+    return found
+
+
+@pytest.mark.parametrize("options", [[], ["batch_score.enabled=true"], ["training.algorithm=pytorch"],
+                                     ["training.algorithm=pytorch", "batch_score.enabled=true"]])  # fmt: skip
+def test_every_function_the_deployed_definition_calls_is_deployed(
+    options: list[str], overrides: list[str], lambda_zips: dict[str, Path]
+) -> None:
+    """Whatever the options, each Lambda ARN in the ASL names a function `aws deploy` created."""
+    context = AwsContext.from_config(load_config(None, [*overrides, *options]))
+    report = deploy(context, lambda_zips)
+    called = lambda_arns(report.definition)
+    expected = {"ddcicd-evaluate", "ddcicd-load-test", "ddcicd-load-test-merge"}
+    if "batch_score.enabled=true" in options:
+        expected.add("ddcicd-submission")
+    assert {arn.rsplit(":", 1)[1] for arn in called} == expected
+    deployed = {function["FunctionArn"] for function in context.client("lambda").list_functions()["Functions"]}
+    assert called - deployed == set()
 
 
 def create_production_endpoint(context: AwsContext) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from cfnlint.decode import decode
 
 from workflow.config import AwsSettings, PipelineConfig, load_config
+from workflow.contracts.functions import FUNCTIONS
 from workflow.definition import render_definition
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -122,3 +123,13 @@ def test_stack_output_config_overrides_name_real_config_keys() -> None:
     assert keys == {f"aws.{name}" for name in AwsSettings.model_fields} - {"aws.prefix"}
     config = load_config(None, [f"{key}=placeholder" for key in keys])
     assert config.aws.bucket == "placeholder"
+
+
+def test_the_roles_grant_every_catalogued_function_by_its_default_name() -> None:
+    """Step Functions may invoke, and CodeBuild deploy, `function:${ProjectName}-*`: the defaults must match."""
+    template, _ = decode(str(TEMPLATES[0]))
+    project = template["Parameters"]["ProjectName"]["Default"]
+    text = json.dumps(template)
+    assert "function:${ProjectName}-*" in text
+    assert all(function.default_name.startswith(f"{project}-") for function in FUNCTIONS)
+    assert PipelineConfig().name == project

@@ -17,6 +17,7 @@ import pytest
 
 from steps.export import export_model_archive
 from steps.model import ResNet, ResNetConfig
+from workflow.contracts.algorithms import ALGORITHMS
 from workflow.local.endpoints import LocalEndpoints, ValidationError
 from workflow.local.instances import Instance, is_running
 from workflow.local.runtime import ensure_runtime, runtime_url, stop_runtime
@@ -188,6 +189,34 @@ def test_creating_from_a_missing_model_file_fails_with_the_path(
     endpoints.create_endpoint("staging", "staging-config")
     description = endpoints.describe_endpoint("staging")
     assert description["EndpointStatus"] == "Failed" and "absent.tar.gz" in description["FailureReason"]
+
+
+def _image(repository: str) -> str:
+    return f"763104351884.dkr.ecr.us-east-1.amazonaws.com/{repository}:1"
+
+
+@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
+def test_a_model_in_its_algorithms_serving_image_is_served(
+        algorithm: str, endpoints: LocalEndpoints, models: dict[str, Path]) -> None:
+    image = _image(ALGORITHMS[algorithm].serving_image.repository)
+    endpoints.create_model("m", primary_container={"Image": image, "ModelDataUrl": str(models["ten"])})
+    endpoints.create_endpoint_config("c", [{"VariantName": "AllTraffic", "ModelName": "m", "InitialInstanceCount": 1}])
+    endpoints.create_endpoint("staging", "c")
+    assert wait_for(endpoints, "staging", "Creating")["EndpointStatus"] == "InService"
+
+
+def test_a_model_in_a_training_only_image_fails_to_serve_naming_the_image(
+        endpoints: LocalEndpoints, models: dict[str, Path]) -> None:
+    """As on AWS, where the PyTorch training image never passes the ping health check."""
+    image = _image(ALGORITHMS["pytorch"].training_image.repository)
+    endpoints.create_model("m", primary_container={"Image": image, "ModelDataUrl": str(models["ten"])})
+    endpoints.create_endpoint_config("c", [{"VariantName": "AllTraffic", "ModelName": "m", "InitialInstanceCount": 1}])
+    endpoints.create_endpoint("staging", "c")
+    description = endpoints.describe_endpoint("staging")
+    assert description["EndpointStatus"] == "Failed"
+    assert f"image '{image}' of model 'm' cannot serve it" in description["FailureReason"]
+    with pytest.raises(ValidationError, match="pytorch-inference"):
+        endpoints.model_archive("m")
 
 
 def test_delete_stops_the_processes_and_forgets_the_endpoint(

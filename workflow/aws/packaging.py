@@ -1,9 +1,12 @@
 """Build each Lambda's deployment zip: its code plus its third-party packages, nothing else.
 
-    from lambdas.packaging import build_zip
+    from workflow.aws.packaging import build_zip
     path = build_zip("evaluate")        # build/lambdas/evaluate.zip
 
-    .venv/bin/python -m lambdas.packaging evaluate load_test      # prints paths and sizes
+    .venv/bin/python -m workflow.aws.packaging evaluate load_test      # prints paths and sizes
+
+Which zips exist, their handlers and their packages come from workflow/contracts/functions.py.
+Build tooling, not a handler: it lives beside `ddcicd aws deploy`, which uploads the zips.
 
 What goes in:
 - the shared modules of `lambdas/` and the function's own folder;
@@ -16,8 +19,8 @@ What goes in:
 
 Platform: compiled wheels must match the Lambda runtime, not this machine. numpy >= 2.3,
 pillow and contourpy need glibc >= 2.27/2.28, which rules out python3.11's Amazon Linux 2
-(glibc 2.26); so the zips target LAMBDA_RUNTIME (python3.12 on Amazon Linux 2023, glibc
-2.34, x86_64). The handlers' code runs unchanged on 3.11 (tests) and 3.12 (Lambda).
+(glibc 2.26); so the zips target the catalogue's RUNTIME (python3.12 on Amazon Linux 2023,
+glibc 2.34, x86_64). The handlers' code runs unchanged on 3.11 (tests) and 3.12 (Lambda).
 
 The zip is deterministic (sorted entries, fixed timestamps), so an unchanged function
 rebuilds to the same bytes and its CodeSha256 tells whether an update is needed.
@@ -31,35 +34,18 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-LAMBDA_RUNTIME = "python3.12"
-PYTHON_VERSION = "3.12"
+from workflow.contracts.functions import PACKAGES, RUNTIME, handlers_of
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON_VERSION = RUNTIME.removeprefix("python")
 PLATFORM = "manylinux_2_34_x86_64"  # Amazon Linux 2023's glibc; wheels for any older glibc also fit
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 SHARED_MODULES = ("__init__.py", "errors.py", "events.py", "storage.py", "runtime.py", "dataset.py")
 VENDORED = ("steps/__init__.py", "steps/recordio.py", "steps/predict.py")
 SKIPPED_PARTS = {"__pycache__", "tests"}
 
-
-@dataclass(frozen=True)
-class LambdaPackage:
-    """One deployable function folder: its handlers and the packages its zip needs."""
-
-    handlers: tuple[str, ...]  # Lambda "Handler" settings, one function each
-    requirements: tuple[str, ...]  # top-level PyPI names; pip adds their dependencies
-
-
-PACKAGES: dict[str, LambdaPackage] = {
-    "evaluate": LambdaPackage(("lambdas.evaluate.app.handler",), ("pydantic", "numpy", "matplotlib")),
-    "load_test": LambdaPackage(
-        ("lambdas.load_test.app.handler", "lambdas.load_test.app.merge_handler"),
-        ("pydantic", "numpy", "httptools", "uvloop"),
-    ),
-    "submission": LambdaPackage(("lambdas.submission.app.handler",), ("pydantic", "numpy")),
-}
 
 
 def source_files(name: str) -> list[tuple[Path, str]]:
@@ -142,17 +128,14 @@ def build_zip(
     """Build `<out_dir>/<name>.zip` (default build/lambdas/) and return its path.
 
     `with_dependencies=False` packs only our code (what a Lambda layer would complement).
-    `python_version`/`platform` choose the wheels; the defaults are LAMBDA_RUNTIME's. A
+    `python_version`/`platform` choose the wheels; the defaults are the catalogue RUNTIME's. A
     package index without those wheels (an offline mirror of this machine's cp311 wheels)
     can still build `python_version="3.11", platform="manylinux_2_28_x86_64"` zips, which
     are the same size but only run where glibc >= 2.28 and Python is 3.11.
     """
-    package = PACKAGES.get(name)
-    if package is None:
-        raise ValueError(f"unknown Lambda {name!r}; known: {sorted(PACKAGES)}")
     destination = (out_dir or ROOT / "build" / "lambdas") / f"{name}.zip"
+    entries = source_files(name)  # refuses an unknown name first
     with tempfile.TemporaryDirectory(prefix=f"lambda-{name}-") as staging:
-        entries = source_files(name)
         distributions: list[str] = []
         if with_dependencies:
             install_requirements(name, Path(staging), python_version, platform)
@@ -160,7 +143,7 @@ def build_zip(
             distributions = sorted(path.name.removesuffix(".dist-info") for path in Path(staging).glob("*.dist-info"))
         manifest = {
             "function": name,
-            "handlers": list(package.handlers),
+            "handlers": list(handlers_of(name)),
             "runtime": f"python{python_version}",
             "architecture": "x86_64",
             "platform": platform if with_dependencies else "any",
@@ -170,7 +153,7 @@ def build_zip(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Build Lambda deployment zips.")
+    parser = argparse.ArgumentParser(prog="python -m workflow.aws.packaging", description="Build Lambda deployment zips.")
     parser.add_argument("names", nargs="*", default=sorted(PACKAGES), help=f"functions to build (default: all: {sorted(PACKAGES)})")
     parser.add_argument("--out-dir", type=Path, default=None, help="where the zips go (default: build/lambdas)")
     parser.add_argument("--code-only", action="store_true", help="leave out third-party packages")

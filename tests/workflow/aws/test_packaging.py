@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lambdas.packaging import PACKAGES, build_zip, compatible_platforms
+from workflow.aws.packaging import build_zip, compatible_platforms
+from workflow.contracts.functions import PACKAGES, handlers_of
 
 CHECK = """
 import importlib, json, sys
@@ -53,7 +54,7 @@ def test_code_only_zip_holds_our_modules_and_recordio_and_imports_without_the_re
         archive.extractall(tmp_path / "unzipped")
     assert {f"lambdas/{name}/app.py", "lambdas/storage.py", "steps/recordio.py", "steps/__init__.py"} <= names
     assert not any(entry.startswith(("workflow/", "tests/")) or "__pycache__" in entry for entry in names)
-    assert manifest["handlers"] == list(PACKAGES[name].handlers)
+    assert manifest["handlers"] == list(handlers_of(name))
     if name == "evaluate":  # the other function's code stays out
         assert not any(entry.startswith("lambdas/load_test/") for entry in names)
     # the handler imports and runs with our modules from the zip, not the repository
@@ -61,6 +62,16 @@ def test_code_only_zip_holds_our_modules_and_recordio_and_imports_without_the_re
     assert all(str(tmp_path) in location for location in result["modules"].values()), result["modules"]
     expected = {"load_test": {"merged_requests": 2}, "evaluate": {"png": "89504e47"}, "submission": {"csv": "img,c0,c1"}}
     assert result["checks"] == expected[name]
+
+
+def test_the_module_runs_as_a_command(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "workflow.aws.packaging", "--code-only", "--out-dir", str(tmp_path), "submission"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.startswith(f"submission: {tmp_path / 'submission.zip'} ")
+    assert completed.stderr == ""  # e.g. no RuntimeWarning about the module being imported twice
 
 
 def test_zips_are_deterministic(tmp_path: Path) -> None:

@@ -1,0 +1,244 @@
+"""The local SageMaker Runtime's router: one process in front of every local endpoint.
+
+    python -m workflow.local.router --home ~/.ddcicd --port 0     # started by runtime.ensure_runtime()
+
+It answers the InvokeEndpoint call (`POST /endpoints/<name>/invocations`) as AWS does:
+the container's body and Content-Type, the x-Amzn-Invoked-Production-Variant header;
+an unknown or not-ready endpoint -> 400 ValidationError; a 4xx/5xx from the container ->
+424 ModelError with OriginalStatusCode/OriginalMessage. It does not check signatures.
+
+Requests go round-robin over the endpoint's instances (variants picked by weight), read
+from the endpoint's state file whenever that file changes. A connection refused or
+dropped (an instance stopping after a blue/green switch) is retried on a fresh read of
+the state, so a switch fails no request. Every half second the router also calls
+LocalEndpoints.refresh_all, which moves endpoints from Creating/Updating to InService.
+
+It announces itself in <home>/runtime.json (runtime.py owns that record), and exits when
+that file no longer names it (stop_runtime, or the home directory was removed) or after two
+minutes without any endpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from workflow.home import ddcicd_home
+from workflow.local.endpoints import LocalEndpoints
+from workflow.local.runtime import read_record, runtime_file, write_record
+from workflow.local.sagemaker_api import ACCOUNT
+
+log = logging.getLogger("workflow.local.router")
+
+MAX_PAYLOAD = 6 * 1024 * 1024  # InvokeEndpoint's request limit
+RETRY_FOR = 10.0  # seconds to keep retrying an unreachable endpoint
+REFRESH_EVERY = 0.5  # seconds between life-cycle refreshes
+IDLE_EXIT = 120.0  # seconds without any endpoint before the router exits (restarted on demand)
+
+
+@dataclass
+class _Route:
+    """What the router knows about one endpoint, rebuilt when its state file changes."""
+
+    stamp: tuple[int, int]
+    status: str
+    variants: list[tuple[str, float, itertools.cycle[int]]]  # name, weight, ports round-robin
+
+    def pick(self) -> tuple[str, int] | None:
+        if not self.variants:
+            return None
+        names = [variant for variant in self.variants if variant[1] > 0] or self.variants
+        name, _, ports = random.choices(names, weights=[variant[1] or 1.0 for variant in names])[0]
+        return name, next(ports)
+
+
+def _load_route(path: Path) -> _Route | None:
+    try:
+        stat = path.stat()
+        state = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    by_variant: dict[str, list[int]] = {}
+    for item in state.get("instances", []):
+        if item.get("port"):
+            by_variant.setdefault(item["variant"], []).append(item["port"])
+    weights = state.get("weights") or {}
+    variants = [(name, float(weights.get(name, 1.0)), itertools.cycle(random.sample(ports, len(ports))))
+                for name, ports in sorted(by_variant.items())]
+    return _Route((stat.st_ino, stat.st_mtime_ns), state.get("EndpointStatus", ""), variants)
+
+
+class Router:
+    """The aiohttp application: InvokeEndpoint in, the endpoint's container behind it."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.endpoints = LocalEndpoints(home)
+        self.routes: dict[str, _Route] = {}
+        self.session: Any = None
+
+    def route(self, name: str) -> _Route | None:
+        path = self.endpoints.state_path(name)
+        cached = self.routes.get(name)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            self.routes.pop(name, None)
+            return None
+        if cached is None or cached.stamp != (stat.st_ino, stat.st_mtime_ns):
+            cached = _load_route(path)
+            if cached is None:
+                return None
+            self.routes[name] = cached
+        return cached
+
+    async def invoke(self, request: Any) -> Any:
+        import aiohttp
+        from aiohttp import web
+
+        name = request.match_info["name"]
+        if request.content_length is not None and request.content_length > MAX_PAYLOAD:
+            return _aws_error(413, "ValidationError", f"Request payload of {request.content_length} bytes "
+                                                      f"exceeds the limit of {MAX_PAYLOAD} bytes.")
+        body = await request.read()
+        headers = {key: value for key, value in request.headers.items()
+                   if key.lower() in ("content-type", "accept") or key.lower().startswith("x-amzn-sagemaker-")}
+        deadline = time.monotonic() + RETRY_FOR
+        not_found = _aws_error(400, "ValidationError", f"Endpoint {name} of account {ACCOUNT} not found.")
+        while True:
+            route = self.route(name)
+            if route is None:
+                return not_found
+            if route.status not in ("InService", "Updating"):
+                return _aws_error(400, "ValidationError",
+                                  f"Endpoint {name} of account {ACCOUNT} is {route.status}, not InService.")
+            chosen = route.pick()
+            if chosen is not None:
+                variant, port = chosen
+                try:
+                    async with self.session.post(f"http://127.0.0.1:{port}/invocations", data=body,
+                                                 headers=headers) as answer:
+                        payload = await answer.read()
+                        content_type = answer.headers.get("Content-Type", "application/json")
+                        status = answer.status
+                except (aiohttp.ClientConnectionError, asyncio.TimeoutError):
+                    # The instance is gone or going (blue/green switch, crash): look again.
+                    self.routes.pop(name, None)
+                else:
+                    if status < 400:
+                        return web.Response(body=payload, status=200, headers={
+                            "Content-Type": content_type, "x-Amzn-Invoked-Production-Variant": variant})
+                    return _model_error(status, payload, variant, name)
+            if time.monotonic() > deadline:
+                return _aws_error(503, "ServiceUnavailable", f"Endpoint {name} has no instance answering.")
+            await asyncio.sleep(0.05)
+
+    async def ping(self, request: Any) -> Any:
+        from aiohttp import web
+
+        return web.json_response({"status": "healthy"})
+
+    async def refresh_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await loop.run_in_executor(None, self.endpoints.refresh_all)
+            except Exception:  # noqa: BLE001 - a bad state file must not stop the router
+                log.exception("refreshing endpoints failed")
+            await asyncio.sleep(REFRESH_EVERY)
+
+
+def _aws_error(status: int, code: str, message: str, **extra: Any) -> Any:
+    from aiohttp import web
+
+    return web.json_response({"__type": code, "message": message, **extra}, status=status,
+                             headers={"x-amzn-ErrorType": code})
+
+
+def _model_error(status: int, payload: bytes, variant: str, name: str) -> Any:
+    """A container error, wrapped as SageMaker Runtime does (424 ModelError)."""
+    original = payload.decode("utf-8", errors="replace")
+    kind = "client" if status < 500 else "server"
+    message = (f"Received {kind} error ({status}) from {variant} with message \"{original}\". "
+               f"See the endpoint's server.log under the local endpoints directory for {name}.")
+    return _aws_error(424, "ModelError", message, OriginalStatusCode=status, OriginalMessage=original,
+                      LogStreamArn=f"local:/endpoints/{name}")
+
+
+async def run_router(home: Path, host: str, port: int) -> None:
+    import aiohttp
+    from aiohttp import web
+
+    router = Router(home)
+    app = web.Application(client_max_size=MAX_PAYLOAD + 1024)
+    app.router.add_get("/ping", router.ping)
+    app.router.add_post("/endpoints/{name}/invocations", router.invoke)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=10.0)
+    await runner.setup()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    await web.SockSite(runner, sock, backlog=1024).start()
+    bound = sock.getsockname()[1]
+    router.session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=2))
+    record = {"pid": os.getpid(), "port": bound, "url": f"http://{host}:{bound}"}
+    write_record(home, record)
+    log.info("local SageMaker Runtime on %s", record["url"])
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    refresher = asyncio.ensure_future(router.refresh_forever())
+
+    async def still_wanted() -> None:
+        """Stop when replaced or stopped (runtime.json no longer names us), or idle with no endpoints."""
+        idle_since = time.monotonic()
+        while (read_record(runtime_file(home)) or {}).get("pid") == os.getpid():
+            if router.endpoints.has_endpoints():
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > IDLE_EXIT:
+                log.info("no endpoints for %g s; exiting", IDLE_EXIT)
+                runtime_file(home).unlink(missing_ok=True)
+                break
+            await asyncio.sleep(2.0)
+        stop.set()
+
+    watcher = asyncio.ensure_future(still_wanted())
+    try:
+        await stop.wait()
+    finally:
+        refresher.cancel()
+        watcher.cancel()
+        await router.session.close()
+        await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workflow.local.router")
+    parser.add_argument("--home", type=Path, default=None)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    home = (args.home or ddcicd_home()).resolve()
+    import uvloop
+
+    uvloop.run(run_router(home, args.host, args.port))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
