@@ -40,7 +40,7 @@ PYTHON_VERSION = "3.12"
 PLATFORM = "manylinux_2_34_x86_64"  # Amazon Linux 2023's glibc; wheels for any older glibc also fit
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 SHARED_MODULES = ("__init__.py", "errors.py", "events.py", "storage.py", "runtime.py", "dataset.py")
-VENDORED = ("steps/__init__.py", "steps/recordio.py", "steps/predict.py")
+VENDORED = ("steps/__init__.py", "steps/recordio.py", "steps/batch_score.py")
 SKIPPED_PARTS = {"__pycache__", "tests"}
 
 

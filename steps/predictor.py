@@ -315,7 +315,7 @@ class Predictor:
 
     def normalize(self, image: np.ndarray) -> np.ndarray:
         """RGB uint8 (h, w, 3) of any size -> float32 (C, H, W) in 0..255, as validation feeds it
-        in training (steps/dataset.py: optional shorter-side resize, then the whole image to
+        in training (steps/training_data.py: optional shorter-side resize, then the whole image to
         W x H, INTER_AREA when the area shrinks, else INTER_LINEAR; no crop)."""
         spec = self.spec
         if spec.channels == 1:

@@ -42,7 +42,7 @@ import cv2
 if __package__ in (None, ""):  # run as `python steps/process.py`: make the `steps` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from steps._dataset import DEFAULT_CLASSES, InputError, Item, Skip, scan, split
+from steps.inventory import DEFAULT_CLASSES, InputError, Item, Skip, scan, split
 from steps._imaging import Outcome, Target, convert
 from steps.recordio import IndexedRecordIO, IRHeader, pack, write_lst_line
 

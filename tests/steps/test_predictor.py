@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from steps.dataset import decode_image as training_decode
-from steps.dataset import fit
+from steps.training_data import decode_image as training_decode
+from steps.training_data import fit
 from steps.export import export_model_archive
 from steps.model import Probabilities, ResNet, ResNetConfig
 from steps.predictor import (InvalidImage, ModelArchiveError, Predictor, cache_bound_batch_size, decode_image,

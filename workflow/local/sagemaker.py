@@ -264,7 +264,7 @@ class TrainingJobs(LocalJobAdapter):
 
 
 class TransformJobs(LocalJobAdapter):
-    """createTransformJob: steps/predict.py over the input prefix, one `<file>.out` per image.
+    """createTransformJob: steps/batch_score.py over the input prefix, one `<file>.out` per image.
 
     Batch Transform runs the model's serving container over every object; locally the
     model's archive is scored in-process with the same preprocessing (steps/predictor.py).
@@ -286,7 +286,7 @@ class TransformJobs(LocalJobAdapter):
         self.s3.download_prefix(source, inputs)
         outputs.mkdir(parents=True, exist_ok=True)
         return JobSpec(
-            command=[sys.executable, "-m", "steps.predict", "--model", str(archive), "--input", str(inputs),
+            command=[sys.executable, "-m", "steps.batch_score", "--model", str(archive), "--input", str(inputs),
                      "--output", str(outputs)],  # fmt: skip
             uploads=[{"directory": str(outputs), "uri": parameters["TransformOutput"]["S3OutputPath"]}],
         )

@@ -1,7 +1,7 @@
 """Batch scoring: a folder of images -> class probabilities, as Batch Transform or a Kaggle CSV.
 
-    python -m steps.predict --model model.tar.gz --input imgs/test --output out/            # one .out per image
-    python -m steps.predict --model model.tar.gz --input imgs/test --submission sub.csv \\
+    python -m steps.batch_score --model model.tar.gz --input imgs/test --output out/        # one .out per image
+    python -m steps.batch_score --model model.tar.gz --input imgs/test --submission sub.csv \\
         [--sample-submission sample_submission.csv]                                      # Kaggle's format
     ddcicd predict --model model.tar.gz --images imgs/test --out submission.csv
 
