@@ -28,7 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from steps.export import pack_model_dir, write_atomically
+from steps.atomic import write_atomically
+from steps.export import pack_model_dir
 
 CHANNEL_FILES = {"train": ("train.rec", "train.idx", "train.lst", "manifest.json"),
                  "validation": ("validation.rec", "validation.idx", "validation.lst")}  # fmt: skip
