@@ -14,7 +14,7 @@ Whole drivers are held out for validation (chosen with the seed so every class i
 sides), because a model that has seen a driver scores far better on that driver's other
 frames than on a stranger's. Records are in a seeded random order, like `im2rec --shuffle`.
 
-Images are read, checked, decoded, resized and re-encoded (steps/_imaging.py) by a pool
+Images are read, checked, decoded, resized and re-encoded (steps/conversion.py) by a pool
 of processes, one per core, forked after the imports so they start working at once; the
 parent only writes records, in a fixed order, so the output is byte-identical for the same
 input and seed whatever the number of workers. Nothing in the output folder changes until
@@ -43,8 +43,8 @@ if __package__ in (None, ""):  # run as `python steps/process.py`: make the `ste
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from steps.atomic import write_atomically
+from steps.conversion import Outcome, Target, convert
 from steps.inventory import DEFAULT_CLASSES, InputError, Item, Skip, scan, split
-from steps._imaging import Outcome, Target, convert
 from steps.recordio import IndexedRecordIO, IRHeader, pack, write_lst_line
 
 SPLITS = ("train", "validation")
