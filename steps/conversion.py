@@ -1,19 +1,13 @@
 """The processing step's policy for one input file: the JPEG bytes stored in its record, or
-the reason it cannot be used. The decoding itself is steps/imaging.py's.
+the reason it cannot be used (decoding is steps/imaging.py's). Runs in the worker processes:
 
-Runs in the processing step's worker processes, so it stays small and fast:
-
-- the kind of file is told from its first bytes, not its name;
-- JPEGs are checked (end-of-image marker, header) and decoded by libjpeg-turbo with the fast
-  integer DCT, which is bit-for-bit deterministic and about a third faster than
-  cv2.imdecode; when the target is at most half the source size they are decoded straight
-  at 1/2, 1/4 or 1/8 scale (much less work; at 5/8 or 3/4 libjpeg's scaled IDCT is slower
-  than a full decode, so those are not used);
-- CMYK JPEGs, JPEGs with an EXIF orientation (turned upright, as cv2.imread does for
-  im2rec), PNG (also 16-bit, grey, with alpha) and other formats OpenCV reads are decoded
-  by OpenCV and converted to 8-bit BGR, with a note saying so;
-- huge images are decoded at reduced scale (JPEG) or refused (PNG) before they can take
-  gigabytes of memory;
+- JPEGs are checked (end-of-image marker, header) and decoded with the fast integer DCT
+  (bit-for-bit deterministic, a third faster than cv2.imdecode), straight at 1/2, 1/4 or
+  1/8 scale when the target is at most that big (not 5/8 or 3/4: libjpeg's scaled IDCT is
+  slower there than a full decode); too many pixels even at 1/8 is refused;
+- CMYK JPEGs, EXIF-rotated JPEGs (turned upright, as im2rec's cv2.imread does), PNG (also
+  16-bit, grey, with alpha; refused over MAX_PIXELS) and other formats OpenCV reads are
+  decoded by OpenCV to 8-bit BGR, with a note saying so;
 - the result is resized like im2rec (shorter side to N, INTER_LINEAR) or to an exact
   size, and encoded as a JPEG with 4:2:0 chroma like OpenCV's default.
 

@@ -1,28 +1,21 @@
 """Image bytes -> pixels and back: the one decoder every step uses.
 
-Three steps read images, each with its own policy on top of the same parts:
-
-    steps/conversion.py     processing: any input file -> the JPEG stored in a record, or the
-                            reason it is skipped (`probe`, `decode_jpeg`, `decode_opencv`)
-    steps/training_data.py  training: a record's JPEG -> RGB or grey pixels (`decode`)
-    steps/predictor.py      serving and batch scoring: a request body -> RGB (`decode` with a
-                            pixel cap), then the same resize as training's validation (`fit`)
-
-The parts, in the order a decode uses them:
+Each user keeps its policy on top of the same parts: processing (steps/conversion.py: any
+input file -> the JPEG stored in a record, or why not), training (steps/training_data.py:
+a record -> RGB or grey, through `decode`) and serving (steps/predictor.py: a request
+body -> RGB, through `decode` with a pixel cap, then training's `fit`). The parts, in
+the order a decode uses them:
 
 1. `sniff`: the format, from the first bytes (never the file name).
 2. `probe`: width, height and colour space from the header, before any pixel is decoded,
-   so a caller can refuse a decompression bomb or choose a reduced decode scale. JPEG
-   (libjpeg-turbo's header reader) and PNG (IHDR) so far; for other formats the size is 0,
-   "not read", and OpenCV decodes them unchecked.
-3. `decode_jpeg`: libjpeg-turbo through simplejpeg, optionally at 1/2, 1/4 or 1/8 scale (the
-   inverse DCT, upsampling and colour conversion shrink with it); `decode_opencv` for
-   everything else, CMYK/YCCK JPEGs (libjpeg-turbo does not convert those to RGB) and
-   EXIF-rotated ones; both give uint8, 16-bit sources included.
+   to refuse decompression bombs or choose a reduced scale. JPEG and PNG so far; other
+   formats report size 0 ("not read") and OpenCV decodes them unchecked.
+3. `decode_jpeg` (libjpeg-turbo via simplejpeg, optionally at 1/2, 1/4 or 1/8 scale) or
+   `decode_opencv` (other formats, CMYK/YCCK and EXIF-rotated JPEGs), always uint8.
 4. `resize`, `resize_shorter_side`, `fit`: the resize rules training and serving share.
 5. `encode_jpeg`: pixels back to JPEG bytes, 4:2:0 chroma like OpenCV's default.
 
-A refusal is an `ImageError`. Its text is the reason as the processing step records it
+A refusal is an `ImageError`: str() is the reason as the processing step records it
 ("corrupt JPEG header: ...", "image too large: 12000x12000 pixels"); `problem`, `kind`,
 `size` and `detail` let a caller with its own wording (the HTTP API) say it differently.
 
@@ -123,8 +116,8 @@ def _jpeg_header(data: bytes) -> Header:
     except ValueError as error:
         raise ImageError(f"corrupt JPEG header: {error}", Problem.HEADER, "JPEG", detail=str(error)) from None
     if not (width and height):
-        raise ImageError(f"corrupt JPEG header: it claims a size of {width}x{height}", Problem.HEADER, "JPEG",
-                         (width, height), f"it claims a size of {width}x{height}")
+        claim = f"it claims a size of {width}x{height}"
+        raise ImageError(f"corrupt JPEG header: {claim}", Problem.HEADER, "JPEG", (width, height), claim)
     return Header("JPEG", width, height, colorspace)
 
 
