@@ -55,7 +55,7 @@ def main() -> int:
     import torch
     import torch.nn.functional as F
 
-    from steps.dataset import RecordImageDataset, make_loader, scan_channel
+    from steps.training_data import RecordImageDataset, make_loader, scan_channel
     from steps.hyperparameters import parse_hyperparameters
     from steps.model import ResNet, ResNetConfig
     from workflow.config import DEFAULT_HYPERPARAMETERS

@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from data.scene import CLASSES, DriverLook, driver_look, render
+from steps.atomic import write_atomically
 
 # the 26 subjects of the real training set, used first so the CSV looks familiar
 KAGGLE_DRIVERS = [
@@ -229,9 +230,7 @@ def _write_csv(path: Path, header: list[str], rows: list) -> None:  # noqa: ANN4
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temp.write_text(buffer.getvalue(), encoding="utf-8")
-    os.replace(temp, path)
+    write_atomically(path, buffer.getvalue().encode("utf-8"), fsync=False)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import functools
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from lambdas.errors import InvalidEvent, ObjectNotFound, StorageError
+from steps.atomic import write_atomically
 
 S3_ROOT_VARIABLE = "DDCICD_S3_ROOT"
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -154,16 +154,9 @@ def write_bytes(uri: str, data: bytes, content_type: str = "application/octet-st
     """Store `data` at `uri`; locally the write is atomic (temp file, then rename)."""
     if local_root() is not None:
         path = local_path(uri)
-        temporary: str | None = None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-                temporary = handle.name
-                handle.write(data)
-            os.replace(temporary, path)
+            write_atomically(path, data, fsync=False)
         except OSError as error:
-            if temporary is not None:
-                Path(temporary).unlink(missing_ok=True)
             raise StorageError(f"cannot write {uri} ({path}): {error}") from error
         return
     from botocore.exceptions import BotoCoreError, ClientError

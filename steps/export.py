@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
 import tempfile
 import time
@@ -28,30 +27,13 @@ from typing import Any, Sequence
 
 import torch
 
+from steps.atomic import replacing, write_atomically
 from steps.model import Probabilities, ResNet
 
 ONNX_OPSET = 17
 INPUT_NAME = "input"
 OUTPUT_NAME = "probabilities"
 MODEL_FILES = ("model.onnx", "model.json", "model.pt")
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary sibling and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual file mode
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def onnx_bytes(network: ResNet, image_shape: tuple[int, int, int]) -> bytes:
@@ -144,18 +126,9 @@ def pack_model_dir(model_dir: Path, archive: Path) -> Path:
     members = sorted(path for path in model_dir.iterdir() if not path.name.startswith("."))
     if not members:
         raise FileNotFoundError(f"model directory {model_dir} is empty: nothing to pack")
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{archive.name}.", dir=archive.parent)
-    os.close(descriptor)
-    try:
-        os.chmod(temporary, 0o666 & ~_UMASK)
-        with tarfile.open(temporary, "w:gz", compresslevel=6) as tar:
-            for path in members:
-                tar.add(path, arcname=path.name)
-        os.replace(temporary, archive)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with replacing(archive, fsync=False) as handle, tarfile.open(fileobj=handle, mode="w:gz", compresslevel=6) as tar:
+        for path in members:
+            tar.add(path, arcname=path.name)
     return archive
 
 

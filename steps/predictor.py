@@ -2,8 +2,8 @@
 input tensors, run ONNX Runtime on a batch.
 
 Kept apart from the HTTP code (steps/serve.py) so the benchmark and batch scoring can use
-the same preprocessing and session settings without a server, and so the preprocessing
-that must match training lives in one place:
+the same preprocessing and session settings without a server. The preprocessing that must
+match training's validation is steps/imaging.py's, which training calls too:
 
     bytes (JPEG/PNG, any size, 1-4 channels) -> decode (reduced-scale for big JPEGs)
       -> RGB uint8 HxWx3 (grey for 1-channel models) -> [shorter side to `resize`]
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,14 +29,12 @@ from typing import Any
 import cv2
 import numpy as np
 import onnxruntime as ort
-import simplejpeg
+
+from steps.imaging import ImageError, Problem, decode, fit, resize_shorter_side, sniff
 
 # A decoded image larger than this (after reduced-scale decoding) is refused: a 100-byte
 # PNG can claim 60000x60000 pixels and would otherwise take 10 GB to decode.
 DEFAULT_MAX_PIXELS = 40_000_000
-
-_JPEG_MAGIC = b"\xff\xd8\xff"
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 class InvalidImage(ValueError):
@@ -129,14 +126,6 @@ def default_threads() -> int:
 # ---------------------------------------------------------------------------- decoding
 
 
-def _png_size(data: bytes) -> tuple[int, int]:
-    """(height, width) from the IHDR chunk, read before decoding to refuse pixel bombs."""
-    if len(data) < 24 or data[12:16] != b"IHDR":
-        raise InvalidImage("PNG has no IHDR header (truncated or corrupt)")
-    width, height = struct.unpack(">II", data[16:24])
-    return height, width
-
-
 def decode_image(data: bytes, min_height: int, min_width: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """JPEG or PNG bytes -> RGB uint8 array (H, W, 3), at least min_height x min_width when
     the source is that big.
@@ -149,47 +138,24 @@ def decode_image(data: bytes, min_height: int, min_width: int, max_pixels: int =
     """
     if not data:
         raise InvalidImage("empty body")
-    if data.startswith(_JPEG_MAGIC):
-        return _decode_jpeg(data, min_height, min_width, max_pixels)
-    if data.startswith(_PNG_MAGIC):
-        height, width = _png_size(data)
-        if height * width > max_pixels:
-            raise InvalidImage(f"PNG is {width}x{height} pixels, over the limit of {max_pixels}")
-        return _decode_with_cv2(data, "PNG")
-    raise InvalidImage(f"body is not a JPEG or PNG image (starts with {data[:8]!r})")
-
-
-def _decode_jpeg(data: bytes, min_height: int, min_width: int, max_pixels: int) -> np.ndarray:
+    if sniff(data) not in ("JPEG", "PNG"):
+        raise InvalidImage(f"body is not a JPEG or PNG image (starts with {data[:8]!r})")
     try:
-        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
-    except ValueError as error:
-        raise InvalidImage(f"JPEG header is unreadable: {error}") from error
-    if height == 0 or width == 0:
-        raise InvalidImage(f"JPEG claims a size of {width}x{height}")
-    scale = 1
-    while scale < 8 and height // (scale * 2) >= min_height and width // (scale * 2) >= min_width:
-        scale *= 2
-    if (height // scale) * (width // scale) > max_pixels:
-        raise InvalidImage(f"JPEG is {width}x{height} pixels, over the limit of {max_pixels}")
-    if colorspace in ("CMYK", "YCCK"):  # libjpeg-turbo's RGB output does not convert these
-        return _decode_with_cv2(data, "JPEG")
-    try:
-        return simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=min_height, min_width=min_width)
-    except ValueError as error:
-        raise InvalidImage(f"JPEG is corrupt or truncated: {error}") from error
+        return decode(data, "RGB", min_height, min_width, max_pixels)
+    except ImageError as error:
+        raise InvalidImage(_client_reason(error, max_pixels)) from error
 
 
-def _decode_with_cv2(data: bytes, kind: str) -> np.ndarray:
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise InvalidImage(f"{kind} is corrupt or truncated")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    shrinking = width * height < image.shape[0] * image.shape[1]
-    resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-    return resized.reshape(height, width, image.shape[2])
+def _client_reason(error: ImageError, max_pixels: int) -> str:
+    """The serving API's words for what the decoder refused (kept as clients have seen them)."""
+    width, height = error.size
+    if error.problem is Problem.TOO_LARGE:
+        return f"{error.kind} is {width}x{height} pixels, over the limit of {max_pixels}"
+    if error.problem is Problem.HEADER and error.kind == "PNG":
+        return "PNG has no IHDR header (truncated or corrupt)"
+    if error.problem is Problem.HEADER:
+        return f"{error.kind} header is unreadable: {error.detail}"
+    return f"{error.kind} is corrupt or truncated" + (f": {error.detail}" if error.detail else "")
 
 
 # ---------------------------------------------------------------------------- batch size
@@ -315,17 +281,14 @@ class Predictor:
 
     def normalize(self, image: np.ndarray) -> np.ndarray:
         """RGB uint8 (h, w, 3) of any size -> float32 (C, H, W) in 0..255, as validation feeds it
-        in training (steps/dataset.py: optional shorter-side resize, then the whole image to
-        W x H, INTER_AREA when the area shrinks, else INTER_LINEAR; no crop)."""
+        in training, with the same functions (steps/imaging.py: optional shorter-side resize,
+        then the whole image to W x H, INTER_AREA when the area shrinks, else INTER_LINEAR; no crop)."""
         spec = self.spec
         if spec.channels == 1:
             image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None]
         if spec.shorter_side:
-            height, width = image.shape[:2]
-            scale = spec.shorter_side / min(height, width)
-            image = _resize(image, max(1, round(width * scale)), max(1, round(height * scale)))
-        if image.shape[:2] != (spec.height, spec.width):
-            image = _resize(image, spec.width, spec.height)
+            image = resize_shorter_side(image, spec.shorter_side)
+        image = fit(image, spec.height, spec.width)
         return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
 
     def predict(self, batch: np.ndarray, alone: bool = False) -> np.ndarray:

@@ -14,7 +14,7 @@ Whole drivers are held out for validation (chosen with the seed so every class i
 sides), because a model that has seen a driver scores far better on that driver's other
 frames than on a stranger's. Records are in a seeded random order, like `im2rec --shuffle`.
 
-Images are read, checked, decoded, resized and re-encoded (steps/_imaging.py) by a pool
+Images are read, checked, decoded, resized and re-encoded (steps/conversion.py) by a pool
 of processes, one per core, forked after the imports so they start working at once; the
 parent only writes records, in a fixed order, so the output is byte-identical for the same
 input and seed whatever the number of workers. Nothing in the output folder changes until
@@ -42,8 +42,9 @@ import cv2
 if __package__ in (None, ""):  # run as `python steps/process.py`: make the `steps` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from steps._dataset import DEFAULT_CLASSES, InputError, Item, Skip, scan, split
-from steps._imaging import Outcome, Target, convert
+from steps.atomic import write_atomically
+from steps.conversion import Outcome, Target, convert
+from steps.inventory import DEFAULT_CLASSES, InputError, Item, Skip, scan, split
 from steps.recordio import IndexedRecordIO, IRHeader, pack, write_lst_line
 
 SPLITS = ("train", "validation")
@@ -171,7 +172,7 @@ def process(input_dir: str | os.PathLike[str], output_dir: str | os.PathLike[str
             "settings": settings.as_manifest(),
             "outputs": {name: _describe_file(staging / name, digests.get(name)) for name in OUTPUT_FILES},
         }
-        _write_text(staging / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        write_atomically(staging / "manifest.json", (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode(), fsync=False)
         _publish(staging, output)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -211,7 +212,7 @@ def _write_records(root: Path, staging: Path, plan: list[tuple[str, Item]], sett
     for name in SPLITS:
         record_digest = writers[name].sha256()
         writers[name].close()
-        _write_text(staging / f"{name}.lst", "".join(lists[name]))
+        write_atomically(staging / f"{name}.lst", "".join(lists[name]).encode(), fsync=False)
         digests[f"{name}.rec"] = record_digest
     return written, skipped, converted
 
@@ -241,12 +242,6 @@ def _describe_file(path: Path, sha256: str | None = None) -> dict[str, Any]:
     if sha256 is None:
         sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
     return {"sha256": sha256, "bytes": path.stat().st_size}
-
-
-def _write_text(path: Path, text: str) -> None:
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temp.write_text(text, encoding="utf-8", newline="\n")
-    os.replace(temp, path)
 
 
 def _first_reasons(skipped: list[Skip], count: int = 2) -> str:

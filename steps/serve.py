@@ -39,7 +39,6 @@ import os
 import signal
 import socket
 import sys
-import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +47,7 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
+from steps.atomic import write_atomically
 from steps.batching import MicroBatcher
 from steps.predictor import (DEFAULT_MAX_PIXELS, InvalidImage, ModelArchiveError, Predictor, cache_bound_batch_size,
                              default_threads, largest_activation_bytes, last_level_cache_bytes, read_model_archive)
@@ -261,11 +261,7 @@ def create_app(model: str | os.PathLike[str], settings: ServerSettings | None = 
 
 def _write_ready_file(path: Path, host: str, port: int) -> None:
     """Tell a supervisor which port we bound (we may have been given port 0), atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w") as out:
-        json.dump({"pid": os.getpid(), "host": host, "port": port}, out)
-    os.replace(temporary, path)
+    write_atomically(path, json.dumps({"pid": os.getpid(), "host": host, "port": port}).encode(), fsync=False)
 
 
 async def _watch_lifeline(path: Path, stop: asyncio.Event) -> None:

@@ -42,8 +42,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from steps.dataset import DataError, RecordImageDataset, make_loader, scan_channel
-from steps.export import MODEL_FILES, write_atomically, write_model_dir
+from steps.training_data import DataError, RecordImageDataset, make_loader, scan_channel
+from steps.atomic import write_atomically
+from steps.export import MODEL_FILES, write_model_dir
 from steps.hyperparameters import HyperparameterError, TrainConfig, parse_hyperparameters
 from steps.model import ModelError, ResNet, ResNetConfig, find_weights, load_pretrained, read_state_dict
 

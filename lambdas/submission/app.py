@@ -7,7 +7,7 @@
 
 Rows follow sample_submission.csv, and the columns its header names; an image without an
 output (it failed to score) gets the uniform distribution, so the file is always complete,
-and `missing` says how many. The CSV itself comes from steps/predict.py (vendored into the
+and `missing` says how many. The CSV itself comes from steps/batch_score.py (vendored into the
 zip), the same code `ddcicd predict` writes it with.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 from lambdas import storage
 from lambdas.errors import InvalidData
 from lambdas.events import Event, S3Uri, parse_event
-from steps.predict import submission_csv
+from steps.batch_score import submission_csv
 
 
 class SubmissionEvent(Event):

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from steps.dataset import decode_image as training_decode
-from steps.dataset import fit
 from steps.export import export_model_archive
+from steps.imaging import fit
 from steps.model import Probabilities, ResNet, ResNetConfig
 from steps.predictor import (InvalidImage, ModelArchiveError, Predictor, cache_bound_batch_size, decode_image,
                              largest_activation_bytes, last_level_cache_bytes, read_model_archive)
+from steps.training_data import decode_record
 
 CLASSES = [f"c{index}" for index in range(10)]
 
@@ -69,7 +69,7 @@ def test_probabilities_match_the_torch_model_on_the_same_pixels(archive: Path, n
 @pytest.mark.parametrize(("height", "width"), [(480, 640), (30, 40), (48, 64), (100, 60)])
 def test_preprocessing_is_the_validation_preprocessing_of_training(archive: Path, height: int, width: int) -> None:
     data = encode(photo(height, width, seed=height))
-    expected = fit(training_decode(data, 3, (48, 64)), 48, 64).transpose(2, 0, 1).astype(np.float32)
+    expected = fit(decode_record(data, 3, (48, 64)), 48, 64).transpose(2, 0, 1).astype(np.float32)
     np.testing.assert_array_equal(Predictor(archive, threads=1).preprocess(data), expected)
 
 

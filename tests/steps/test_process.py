@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from data.synth import synthesize
+from steps.conversion import Target
 from steps.process import OUTPUT_FILES, InputError, Settings, process
 from steps.recordio import IndexedRecordIO, read_lst, unpack, unpack_img
-from steps._imaging import Target
 
 REPO = Path(__file__).resolve().parents[2]
 

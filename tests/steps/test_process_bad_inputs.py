@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from data.synth import synthesize
-from steps._imaging import MAX_PIXELS, Target, _reduction, _Unusable, convert
+from steps.conversion import MAX_PIXELS, Target, _reduction, convert
+from steps.imaging import ImageError
 from steps.process import InputError, Settings, process, summary_lines
 from steps.recordio import IndexedRecordIO, read_lst, unpack_img
 
@@ -175,7 +176,7 @@ def test_huge_jpegs_are_decoded_at_reduced_scale_and_huge_others_refused() -> No
     assert _reduction(12000, 12000, SHAPE) == 8
     assert _reduction(640, 480, Target.shorter(256)) == 1  # 5/8 scale would be slower than a full decode
     assert _reduction(640, 480, Target.shorter(200)) == 2
-    with pytest.raises(_Unusable, match="too large"):
+    with pytest.raises(ImageError, match="too large"):
         _reduction(40000, 40000, Target.keep())
     assert MAX_PIXELS >= 4000 * 4000
 

@@ -12,7 +12,8 @@ What goes in:
 - the shared modules of `lambdas/` and the function's own folder;
 - `steps/recordio.py` (with `steps/__init__.py`), copied unchanged under its own import
   path: the processing job writes validation.rec with that module, so the Lambda reads it
-  with the very same code instead of a copy that could drift;
+  with the very same code instead of a copy that could drift; likewise `steps/atomic.py`
+  (local writes in storage.py) and `steps/batch_score.py` (the submission CSV);
 - the function's third-party packages, installed for the Lambda platform (below) by pip
   with the project's constraints.txt, so the versions are the ones the tests ran against.
   boto3 and botocore are not included: every Lambda Python runtime provides them.
@@ -43,7 +44,7 @@ PYTHON_VERSION = RUNTIME.removeprefix("python")
 PLATFORM = "manylinux_2_34_x86_64"  # Amazon Linux 2023's glibc; wheels for any older glibc also fit
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 SHARED_MODULES = ("__init__.py", "errors.py", "events.py", "storage.py", "runtime.py", "dataset.py")
-VENDORED = ("steps/__init__.py", "steps/recordio.py", "steps/predict.py")
+VENDORED = ("steps/__init__.py", "steps/atomic.py", "steps/recordio.py", "steps/batch_score.py")
 SKIPPED_PARTS = {"__pycache__", "tests"}
 
 

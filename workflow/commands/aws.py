@@ -14,13 +14,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import click
 
+from steps.atomic import write_atomically
 from workflow.errors import CliError, RunFailed
 
 if TYPE_CHECKING:
@@ -78,10 +78,7 @@ def _aws_errors() -> Iterator[None]:
 
 def _write_json(path: Path, document: Any) -> None:
     """Atomically: CodeBuild may collect the artifact while a rerun writes it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(document, indent=2, default=str) + "\n")
-    os.replace(temporary, path)
+    write_atomically(path, (json.dumps(document, indent=2, default=str) + "\n").encode(), fsync=False)
 
 
 @click.group("aws")

@@ -16,7 +16,7 @@ from workflow.errors import CliError, RunFailed
               help="Row order; default: sample_submission.csv two folders above --images, if there.")  # fmt: skip
 def predict(model: Path, images: Path, out: Path, sample_submission: Path | None) -> None:
     """Batch-score images into `img,c0,...,c9` probabilities (the Kaggle submission format)."""
-    from steps.predict import image_files, score_folder, write_submission
+    from steps.batch_score import image_files, score_folder, write_submission
     from steps.predictor import ModelArchiveError
     from workflow.run_view import progress_bar
 

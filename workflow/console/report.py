@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from steps.atomic import write_atomically
 from workflow.console import plots
 from workflow.console.graph import choice_label
 from workflow.engine import Engine
@@ -367,14 +368,5 @@ def render_report(engine: Engine, execution_arn: str, files: Artifacts | None = 
 
 def write_report(engine: Engine, execution_arn: str, out: Path, files: Artifacts | None = None) -> Path:
     """Renders and writes atomically (temporary name in the same folder, then rename)."""
-    import os
-    import tempfile
-
-    text = render_report(engine, execution_arn, files)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
-        stream.write(text)
-    os.chmod(temporary, 0o644)  # mkstemp makes it private; a report is for sharing
-    os.replace(temporary, out)
+    write_atomically(out, render_report(engine, execution_arn, files).encode("utf-8"), fsync=False)
     return out

@@ -33,7 +33,6 @@ import fcntl
 import json
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -41,6 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from steps.atomic import write_atomically
 from workflow.contracts.algorithms import serving_repositories
 from workflow.home import ddcicd_home
 from workflow.local.instances import (
@@ -87,11 +87,7 @@ def _check_name(kind: str, name: str) -> None:
 
 
 def _write_json(path: Path, document: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w") as out:
-        json.dump(document, out, indent=1)
-    os.replace(temporary, path)
+    write_atomically(path, json.dumps(document, indent=1).encode(), fsync=False)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -19,13 +19,13 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+from steps.atomic import write_atomically
 from workflow.home import ddcicd_home
 
 ROUTER_MODULE = "workflow.local.router"
@@ -64,10 +64,7 @@ def read_record(path: Path) -> dict[str, Any] | None:
 
 def write_record(home: Path, record: dict[str, Any]) -> None:
     """The router announces itself (atomically: a reader never sees half a record)."""
-    handle, temporary = tempfile.mkstemp(dir=home, prefix=".runtime.json.")
-    with os.fdopen(handle, "w") as out:
-        json.dump(record, out)
-    os.replace(temporary, runtime_file(home))
+    write_atomically(runtime_file(home), json.dumps(record).encode(), fsync=False)
 
 
 def ensure_runtime(home: Path | None = None, port: int | None = None, timeout: float = 30.0) -> str:

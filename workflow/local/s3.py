@@ -17,6 +17,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from steps.atomic import replacing, write_atomically
 from lambdas.storage import S3_ROOT_VARIABLE  # the variable the handlers map s3:// URIs with
 from workflow.home import ddcicd_home
 
@@ -115,18 +116,13 @@ class S3Root:
 
     def put_file(self, source: Path, uri: str) -> Path:
         target = self.path(uri)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.part")
-        shutil.copyfile(source, temporary)
-        os.replace(temporary, target)
+        with open(source, "rb") as data, replacing(target, fsync=False) as out:
+            shutil.copyfileobj(data, out)
         return target
 
     def put_bytes(self, data: bytes, uri: str) -> Path:
         target = self.path(uri)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.part")
-        temporary.write_bytes(data)
-        os.replace(temporary, target)
+        write_atomically(target, data, fsync=False)
         return target
 
     def copy_object(self, source_uri: str, target_uri: str) -> Path:

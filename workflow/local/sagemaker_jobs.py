@@ -2,7 +2,7 @@
 
     arn:aws:states:::sagemaker:createProcessingJob.sync -> the container command (steps/process.py)
     arn:aws:states:::sagemaker:createTrainingJob.sync   -> steps/train.py in a folder laid out like /opt/ml
-    arn:aws:states:::sagemaker:createTransformJob.sync  -> steps/predict.py over the input prefix
+    arn:aws:states:::sagemaker:createTransformJob.sync  -> steps/batch_score.py over the input prefix
 
 Requests keep SageMaker's shapes (the definition is the one AWS runs), so a job's container
 paths (/opt/ml/...) are mapped into the job's directory, its S3 inputs are copied from the
@@ -223,7 +223,7 @@ class TrainingJobs(LocalJobAdapter):
 
 
 class TransformJobs(LocalJobAdapter):
-    """createTransformJob: steps/predict.py over the input prefix, one `<file>.out` per image.
+    """createTransformJob: steps/batch_score.py over the input prefix, one `<file>.out` per image.
 
     Batch Transform runs the model's serving container over every object; locally the
     model's archive is scored in-process with the same preprocessing (steps/predictor.py).
@@ -244,7 +244,7 @@ class TransformJobs(LocalJobAdapter):
         self.s3.download_prefix(source, inputs)
         outputs.mkdir(parents=True, exist_ok=True)
         return JobSpec(
-            command=[sys.executable, "-m", "steps.predict", "--model", str(archive), "--input", str(inputs),
+            command=[sys.executable, "-m", "steps.batch_score", "--model", str(archive), "--input", str(inputs),
                      "--output", str(outputs)],  # fmt: skip
             uploads=[{"directory": str(outputs), "uri": parameters["TransformOutput"]["S3OutputPath"]}],
         )

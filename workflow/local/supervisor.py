@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from steps.atomic import write_atomically
 from workflow.local.s3 import S3Root
 from workflow.local.training_container import pack_model_directory
 
@@ -35,9 +36,7 @@ def write_status(job_dir: Path, **fields: Any) -> None:
     path = job_dir / "status.json"
     current = read_status(job_dir)
     current.update(fields)
-    temporary = path.with_name(f".status.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(current))
-    os.replace(temporary, path)
+    write_atomically(path, json.dumps(current).encode(), fsync=False)
 
 
 def read_status(job_dir: Path) -> dict[str, Any]:

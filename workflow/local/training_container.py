@@ -15,36 +15,17 @@ the supervisor packing) and `ddcicd train` (training_jobs.py).
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import tarfile
 from pathlib import Path
 from typing import Any, Mapping
 
+from steps.atomic import replacing, write_atomically
 from steps.hyperparameters import as_strings
 from workflow.contracts.container import TrainingLayout
 
 HOST = "algo-1"  # SageMaker's name for the first (here: only) host
 # The built-in algorithm's metric names -> the keys of steps/train.py's metrics.json "final" object.
 FINAL_METRICS = {"validation:accuracy": "validation_accuracy", "validation:log_loss": "validation_log_loss"}
-
-
-def _temporary_beside(path: Path) -> Path:
-    """A new name in the same folder (so the rename is atomic); created with the usual umask mode."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write then rename: a reader never sees half a file."""
-    temporary = _temporary_beside(path)
-    try:
-        with open(temporary, "xb") as out:
-            out.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def _write_json(path: Path, document: Any) -> None:
@@ -66,16 +47,10 @@ def write_input_config(layout: TrainingLayout, hyperparameters: Mapping[str, Any
 
 def pack_model_directory(model_dir: Path, archive: Path) -> Path:
     """model/ -> model.tar.gz as SageMaker packs it: every file, by its path below model/."""
-    temporary = _temporary_beside(archive)
-    try:
-        with tarfile.open(temporary, "x:gz") as tar:
-            for path in sorted(model_dir.rglob("*")):
-                if path.is_file():
-                    tar.add(path, arcname=path.relative_to(model_dir).as_posix())
-        os.replace(temporary, archive)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with replacing(archive, fsync=False) as handle, tarfile.open(fileobj=handle, mode="w:gz") as tar:
+        for path in sorted(model_dir.rglob("*")):
+            if path.is_file():
+                tar.add(path, arcname=path.relative_to(model_dir).as_posix())
     return archive
 
 

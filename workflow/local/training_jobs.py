@@ -28,9 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from steps.atomic import write_atomically
 from steps.hyperparameters import as_strings
 from workflow.contracts.container import TrainingLayout
-from workflow.local.training_container import pack_model_directory, write_atomically, write_input_config
+from workflow.local.training_container import pack_model_directory, write_input_config
 
 CHANNEL_FILES = {"train": ("train.rec", "train.idx", "train.lst", "manifest.json"),
                  "validation": ("validation.rec", "validation.idx", "validation.lst")}  # fmt: skip

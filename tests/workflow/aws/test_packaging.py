@@ -28,7 +28,7 @@ if "lambdas.evaluate.app" in names:
     from lambdas.evaluate.plot import confusion_matrix_png
     checks["png"] = confusion_matrix_png([[1, 0], [0, 1]], ["a", "b"], "t")[:4].hex()
 if "lambdas.submission.app" in names:
-    from steps.predict import submission_csv
+    from steps.batch_score import submission_csv
     checks["csv"] = submission_csv({"x.jpg": [1.0, 0.0]}, ["c0", "c1"]).splitlines()[0]
 print(json.dumps({"modules": modules, "checks": checks}))
 """

@@ -10,7 +10,7 @@ import pytest
 
 from steps.export import export_model_archive
 from steps.model import ResNet, ResNetConfig
-from steps.predict import main, read_transform_outputs, submission_csv
+from steps.batch_score import main, read_transform_outputs, submission_csv
 
 CLASSES = [f"c{index}" for index in range(10)]
 

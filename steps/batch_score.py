@@ -1,7 +1,7 @@
 """Batch scoring: a folder of images -> class probabilities, as Batch Transform or a Kaggle CSV.
 
-    python -m steps.predict --model model.tar.gz --input imgs/test --output out/            # one .out per image
-    python -m steps.predict --model model.tar.gz --input imgs/test --submission sub.csv \\
+    python -m steps.batch_score --model model.tar.gz --input imgs/test --output out/        # one .out per image
+    python -m steps.batch_score --model model.tar.gz --input imgs/test --submission sub.csv \\
         [--sample-submission sample_submission.csv]                                      # Kaggle's format
     ddcicd predict --model model.tar.gz --images imgs/test --out submission.csv
 
@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
+
+from steps.atomic import write_atomically
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 BATCH_SIZE = 64
@@ -68,7 +70,7 @@ def write_transform_outputs(report: ScoreReport, output: Path) -> None:
     """`<image>.out` per scored image, as Batch Transform writes them (each write atomic)."""
     output.mkdir(parents=True, exist_ok=True)
     for name, probabilities in report.scored.items():
-        _write_atomically(output / f"{name}.out", json.dumps(probabilities).encode())
+        write_atomically(output / f"{name}.out", json.dumps(probabilities).encode(), fsync=False)
 
 
 def read_transform_outputs(folder: Path) -> dict[str, list[float]]:
@@ -106,16 +108,9 @@ def sample_order(sample_submission: Path) -> list[str]:
         return [row[0] for row in reader if row]
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
-
-
 def write_submission(report: ScoreReport, out: Path, sample_submission: Path | None = None) -> None:
     order = sample_order(sample_submission) if sample_submission else None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(out, submission_csv(report.scored, report.classes, order).encode())
+    write_atomically(out, submission_csv(report.scored, report.classes, order).encode(), fsync=False)
 
 
 def main(argv: list[str] | None = None) -> int:

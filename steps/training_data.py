@@ -4,6 +4,9 @@
     RecordImageDataset[(epoch, i)] -> read record -> decode JPEG -> [resize shorter side]
         -> augment per augmentation_type, or fit to image_shape -> uint8 tensor C,H,W
 
+Decoding and the resize rules are steps/imaging.py's, shared with serving, so a served
+image is preprocessed exactly as a validation image is here.
+
 Batches stay uint8 until they reach the model (which converts and normalizes): a quarter of
 the bytes of float32 through the worker queues.
 
@@ -30,13 +33,11 @@ from typing import IO, Iterator
 
 import cv2
 import numpy as np
-import simplejpeg
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from steps.imaging import ImageError, decode, fit, resize, resize_shorter_side
 from steps.recordio import RecordIOError, read_record, unpack
-
-_JPEG_MAGIC = b"\xff\xd8\xff"
 
 
 class DataError(ValueError):
@@ -103,44 +104,12 @@ def scan_channel(channel: Path, num_classes: int) -> RecordIndex:
 # decoding and augmentation: uint8 HxWxC arrays in, uint8 HxWxC arrays out
 
 
-def decode_image(payload: bytes, channels: int, smallest: tuple[int, int] | None = None) -> np.ndarray:
-    """JPEG (via libjpeg-turbo, reduced-scale when `smallest` (h, w) allows) or anything OpenCV reads -> RGB/grey."""
-    if payload[:3] == _JPEG_MAGIC:
-        colorspace = "RGB" if channels == 3 else "GRAY"
-        min_height, min_width = smallest or (0, 0)
-        image = simplejpeg.decode_jpeg(payload, colorspace=colorspace, min_height=min_height, min_width=min_width)
-        return image if channels == 3 else image.reshape(image.shape[0], image.shape[1], 1)
-    flags = cv2.IMREAD_COLOR if channels == 3 else cv2.IMREAD_GRAYSCALE
-    image = cv2.imdecode(np.frombuffer(payload, np.uint8), flags)
-    if image is None:
-        raise DataError(f"a record of {len(payload)} bytes does not hold a decodable image")
-    if channels == 3:
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    return image.reshape(image.shape[0], image.shape[1], 1)
-
-
-def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    shrinking = width * height < image.shape[0] * image.shape[1]
-    resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-    return resized.reshape(height, width, image.shape[2])
-
-
-def resize_shorter_side(image: np.ndarray, shorter: int) -> np.ndarray:
-    """The built-in `resize` hyperparameter: scale so the shorter side is `shorter` pixels."""
-    height, width = image.shape[:2]
-    scale = shorter / min(height, width)
-    return _resize(image, max(1, round(width * scale)), max(1, round(height * scale)))
-
-
-def fit(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Validation and serving: the whole image resized to width x height (no crop).
-
-    The same rule as the predictor in steps/predictor.py, so served inputs look like the
-    validation inputs. For 640x480 frames and a 3:4 image_shape nothing is distorted.
-    """
-    if image.shape[:2] == (height, width):
-        return image
-    return _resize(image, width, height)
+def decode_record(payload: bytes, channels: int, smallest: tuple[int, int] | None = None) -> np.ndarray:
+    """A record's image -> RGB (3 channels) or grey (1), reduced-scale when `smallest` (h, w) allows."""
+    try:
+        return decode(payload, "RGB" if channels == 3 else "GRAY", *(smallest or (0, 0)))
+    except ImageError as error:
+        raise DataError(f"a record of {len(payload)} bytes does not hold a decodable image: {error}") from None
 
 
 def random_crop_flip(image: np.ndarray, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
@@ -150,7 +119,7 @@ def random_crop_flip(image: np.ndarray, height: int, width: int, rng: np.random.
     crop_height, crop_width = max(1, round(source_height * side)), max(1, round(source_width * side))
     top = int(rng.integers(0, source_height - crop_height + 1))
     left = int(rng.integers(0, source_width - crop_width + 1))
-    out = _resize(image[top : top + crop_height, left : left + crop_width], width, height)
+    out = resize(image[top : top + crop_height, left : left + crop_width], width, height)
     if rng.random() < 0.5:
         out = out[:, ::-1]
     return np.ascontiguousarray(out)
@@ -243,7 +212,7 @@ class RecordImageDataset(Dataset):
             smallest = (self.resize, self.resize)
         else:
             smallest = (self.height, self.width)
-        image = decode_image(self._payload(position), self.channels, smallest)
+        image = decode_record(self._payload(position), self.channels, smallest)
         if self.resize is not None:
             image = resize_shorter_side(image, self.resize)
         pixels = augment(image, self.augmentation_type, self.height, self.width, rng)
