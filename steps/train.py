@@ -34,7 +34,6 @@ import os
 import random
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,7 @@ import torch.nn.functional as F
 
 from steps.training_data import DataError, RecordImageDataset, make_loader, scan_channel
 from steps.atomic import write_atomically
+from steps.container_layout import TrainingLayout
 from steps.export import MODEL_FILES, write_model_dir
 from steps.hyperparameters import HyperparameterError, TrainConfig, parse_hyperparameters
 from steps.model import ModelError, ResNet, ResNetConfig, find_weights, load_pretrained, read_state_dict
@@ -58,41 +58,7 @@ class ClientError(Exception):
     """The job's inputs are wrong (hyperparameters, channels, data): the caller can fix it."""
 
 
-@dataclass(frozen=True)
-class JobPaths:
-    """The SageMaker training container's directories under one root."""
-
-    root: Path = Path("/opt/ml")
-
-    @property
-    def hyperparameters(self) -> Path:
-        return self.root / "input" / "config" / "hyperparameters.json"
-
-    @property
-    def resource_config(self) -> Path:
-        return self.root / "input" / "config" / "resourceconfig.json"
-
-    def channel(self, name: str) -> Path:
-        return self.root / "input" / "data" / name
-
-    @property
-    def model_dir(self) -> Path:
-        return self.root / "model"
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.root / "checkpoints" / "checkpoint.pt"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "output" / "data" / "metrics.json"
-
-    @property
-    def failure(self) -> Path:
-        return self.root / "output" / "failure"
-
-
-def read_config(paths: JobPaths, seed: int = 0, num_workers: int = 2) -> TrainConfig:
+def read_config(paths: TrainingLayout, seed: int = 0, num_workers: int = 2) -> TrainConfig:
     """hyperparameters.json (+ resourceconfig.json) -> TrainConfig, or ClientError."""
     try:
         raw = json.loads(paths.hyperparameters.read_text())
@@ -125,7 +91,7 @@ def log_metric(epoch: int, name: str, value: float) -> None:
     log.info("Epoch[%d] %s=%f", epoch, name, value)
 
 
-def main(config: TrainConfig, paths: JobPaths) -> dict[str, Any]:
+def main(config: TrainConfig, paths: TrainingLayout) -> dict[str, Any]:
     """Train, keep the best epoch by validation accuracy, export it; returns metrics.json's content."""
     # -------------------------------------------------------------------------------
     # setup: threads, seeds, device
@@ -294,13 +260,13 @@ def main(config: TrainConfig, paths: JobPaths) -> dict[str, Any]:
             "train_samples": len(train_index),
         },
     }
-    write_model_dir(model, paths.model_dir, config.image_shape, classes, config.hyperparameters(), metrics["final"])
+    write_model_dir(model, paths.model, config.image_shape, classes, config.hyperparameters(), metrics["final"])
     write_atomically(paths.metrics, (json.dumps(metrics, indent=2) + "\n").encode())
     log.info("best epoch %d: validation accuracy %.4f, log loss %.4f", best["epoch"], best["accuracy"], best["log_loss"])
     return metrics
 
 
-def class_names(paths: JobPaths, num_classes: int) -> list[str]:
+def class_names(paths: TrainingLayout, num_classes: int) -> list[str]:
     """Class names from the processing step's manifest.json in the train channel, else c0..cN-1."""
     manifest = paths.channel("train") / "manifest.json"
     if not manifest.is_file():
@@ -311,7 +277,7 @@ def class_names(paths: JobPaths, num_classes: int) -> list[str]:
     return [str(name) for name in classes]
 
 
-def load_user_weights(model: ResNet, paths: JobPaths) -> None:
+def load_user_weights(model: ResNet, paths: TrainingLayout) -> None:
     """use_pretrained_model=1: weights from the `model` channel (there are no built-in ImageNet ones here)."""
     channel = paths.channel("model")
     if not channel.exists():
@@ -378,7 +344,7 @@ def evaluate(model: ResNet, loader: torch.utils.data.DataLoader, device: torch.d
 
 
 def write_checkpoint(
-    paths: JobPaths, config: TrainConfig, model: ResNet, optimizer: torch.optim.Optimizer, state: dict[str, Any]
+    paths: TrainingLayout, config: TrainConfig, model: ResNet, optimizer: torch.optim.Optimizer, state: dict[str, Any]
 ) -> None:
     """Everything needed to continue, in one file replaced atomically (a kill mid-write loses nothing)."""
     buffer = io.BytesIO()
@@ -396,7 +362,7 @@ def write_checkpoint(
     log.info('Saved checkpoint to "%s" after epoch %d', paths.checkpoint, state["next_epoch"] - 1)
 
 
-def read_checkpoint(paths: JobPaths, config: TrainConfig) -> dict[str, Any] | None:
+def read_checkpoint(paths: TrainingLayout, config: TrainConfig) -> dict[str, Any] | None:
     """The checkpoint to resume from, or None; one from different hyperparameters is ignored."""
     if not paths.checkpoint.is_file():
         return None
@@ -407,7 +373,7 @@ def read_checkpoint(paths: JobPaths, config: TrainConfig) -> dict[str, Any] | No
     return checkpoint
 
 
-def write_failure(paths: JobPaths, reason: str) -> None:
+def write_failure(paths: TrainingLayout, reason: str) -> None:
     """One line in output/failure, which SageMaker reports as the job's FailureReason."""
     line = " ".join(reason.split())[:1000]
     write_atomically(paths.failure, (line + "\n").encode())
@@ -425,7 +391,7 @@ def run(argv: list[str] | None = None) -> int:
     setup_logging()
     if ignored:
         log.info("ignoring command-line arguments %s (hyperparameters come from hyperparameters.json)", ignored)
-    paths = JobPaths(arguments.root)
+    paths = TrainingLayout(arguments.root)
     try:
         config = read_config(paths, seed=arguments.seed, num_workers=max(0, arguments.workers))
         main(config, paths)
@@ -436,7 +402,7 @@ def run(argv: list[str] | None = None) -> int:
     except Exception as error:  # noqa: BLE001 - any other failure must still leave a reason
         log.exception("AlgorithmError")
         for name in MODEL_FILES:  # never leave a partial model behind
-            (paths.model_dir / name).unlink(missing_ok=True)
+            (paths.model / name).unlink(missing_ok=True)
         write_failure(paths, f"AlgorithmError: {type(error).__name__}: {error}")
         return 1
     return 0
