@@ -39,7 +39,9 @@ setup(
             "pytest>=8",
             "pytest-xdist>=3.5",
             "hypothesis>=6.100",
-            "moto[all]>=5",
+            "moto[all,server]>=5",  # stands in for AWS in tests of the AWS code path; server mode for bench_engine_api
+            "awscli>=1.32",  # the AWS CLI, run unchanged against `ddcicd engine serve` in tests
+            "pyflakes>=3",  # unused imports and names, checked by tests/test_lint.py
             "playwright>=1.44",
             "cfn-lint>=1",
             "pillow>=10",  # tests: CMYK and EXIF-rotated JPEG fixtures for the processing step
