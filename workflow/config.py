@@ -169,6 +169,15 @@ class BatchScoreSettings(Section):
     instance_type: str = "ml.m5.xlarge"
 
 
+class CleanupSettings(Section):
+    """Staging resources of faulted runs: kept for a redrive, reaped once abandoned (workflow/reaping.py)."""
+
+    # Hours a faulted run keeps its staging endpoint (unless a newer run starts first); 0 reaps at once.
+    retention_hours: float = Field(24.0, ge=0)
+    # AWS only: the reaper Lambda's role (infra/pipeline.yaml's ReaperRole; may delete staging resources).
+    reaper_role_arn: str = "arn:aws:iam::000000000000:role/ddcicd-reaper"
+
+
 class PipelineConfig(Section):
     name: str = Field("ddcicd", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     aws: AwsSettings = AwsSettings()
@@ -181,6 +190,7 @@ class PipelineConfig(Section):
     lambdas: LambdaSettings = LambdaSettings()
     retry: RetrySettings = RetrySettings()
     batch_score: BatchScoreSettings = BatchScoreSettings()
+    cleanup: CleanupSettings = CleanupSettings()
 
 
 class ConfigError(ValueError):

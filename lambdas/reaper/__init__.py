@@ -1,0 +1,1 @@
+"""The reaper Lambda: deletes the staging endpoints of abandoned faulted executions."""
