@@ -85,7 +85,7 @@ def test_loading_the_config_does_not_import_torch_or_the_sdks() -> None:
 def test_lambda_names_are_one_field_per_catalogued_function() -> None:
     config = load_config(None, ["lambdas.submission=my-submission", "lambdas.timeout_seconds=60"])
     assert [config.lambdas.name_of(function) for function in FUNCTIONS] == [
-        "ddcicd-evaluate", "ddcicd-load-test", "ddcicd-load-test-merge", "my-submission"]  # fmt: skip
+        "ddcicd-evaluate", "ddcicd-load-test", "ddcicd-load-test-merge", "my-submission", "ddcicd-reaper"]  # fmt: skip
     assert {config.lambdas.timeout_of(function) for function in FUNCTIONS} == {60}
     assert load_config().lambdas.timeout_of(FUNCTIONS[0]) == FUNCTIONS[0].timeout_seconds
 

@@ -9,7 +9,9 @@ Four things, in order, each skipped when already up to date:
    so whatever the definition calls exists whichever options are on: each zip goes to S3
    first (zips with numpy and matplotlib exceed the 50 MB direct-upload limit), then
    CreateFunction or, when the deployed CodeSha256 differs, UpdateFunctionCode; settings
-   are updated when they differ;
+   (role, environment, ...) are updated when they differ. The reaper gets its own role and
+   its settings in its environment, and the EventBridge rules of infra/pipeline.yaml that
+   invoke it are allowed to (AddPermission);
 3. the state machine, by name: CreateStateMachine, or UpdateStateMachine when it exists.
    boto3 rather than the Data Science SDK's Workflow.create(): that method logs and
    returns the old ARN when the name exists, without updating, and Workflow.update()
@@ -44,6 +46,7 @@ class DeployReport:
     state_machine_arn: str = ""
     state_machine_created: bool = False
     functions: dict[str, str] = field(default_factory=dict)  # name -> created|updated|unchanged
+    triggers: dict[str, str] = field(default_factory=dict)  # EventBridge rule ARN -> allowed|unchanged
     autoscaling: str = ""
     definition: dict[str, Any] = field(default_factory=dict)
 
@@ -107,14 +110,38 @@ def upload_zip(context: AwsContext, package: str, path: Path) -> tuple[str, str]
     return bucket, key
 
 
-def _function_settings(context: AwsContext, function: LambdaFunction) -> dict[str, Any]:
+def function_environment(context: AwsContext, function: LambdaFunction) -> dict[str, str]:
+    """Settings a function reads from its environment: the reaper's come from the pipeline config."""
+    if function.role != "reaper":
+        return {}
+    from lambdas.reaper.events import PRODUCTION_ENDPOINT_VARIABLE, RETENTION_HOURS_VARIABLE, STATE_MACHINE_VARIABLE
+
     return {
-        "Role": context.config.aws.lambda_role_arn,
+        STATE_MACHINE_VARIABLE: context.state_machine_arn(),
+        PRODUCTION_ENDPOINT_VARIABLE: context.config.endpoint.production_name,
+        RETENTION_HOURS_VARIABLE: f"{context.config.cleanup.retention_hours:g}",
+    }
+
+
+def _function_settings(context: AwsContext, function: LambdaFunction) -> dict[str, Any]:
+    roles = {"pipeline": context.config.aws.lambda_role_arn, "reaper": context.config.cleanup.reaper_role_arn}
+    settings: dict[str, Any] = {
+        "Role": roles[function.role],
         "Handler": function.handler,
         "Runtime": RUNTIME,
         "Timeout": context.config.lambdas.timeout_of(function),
         "MemorySize": function.memory_mb,
     }
+    environment = function_environment(context, function)
+    if environment:
+        settings["Environment"] = {"Variables": environment}
+    return settings
+
+
+def _differs(current: dict[str, Any], setting: str, value: Any) -> bool:
+    if setting == "Environment":  # GetFunctionConfiguration may add an Error next to Variables
+        return (current.get("Environment") or {}).get("Variables") != value["Variables"]
+    return current.get(setting) != value
 
 
 def deploy_function(context: AwsContext, function: LambdaFunction, zip_path: Path, location: tuple[str, str]) -> str:
@@ -137,7 +164,7 @@ def deploy_function(context: AwsContext, function: LambdaFunction, zip_path: Pat
         functions.update_function_code(FunctionName=name, S3Bucket=bucket, S3Key=key)
         functions.get_waiter("function_updated_v2").wait(FunctionName=name)
         outcome = "updated"
-    changed = {setting: value for setting, value in settings.items() if current.get(setting) != value}
+    changed = {setting: value for setting, value in settings.items() if _differs(current, setting, value)}
     if changed:
         functions.update_function_configuration(FunctionName=name, **changed)
         functions.get_waiter("function_updated_v2").wait(FunctionName=name)
@@ -159,6 +186,34 @@ def deploy_lambdas(context: AwsContext, zips: dict[str, Path]) -> dict[str, str]
         )
         for function in FUNCTIONS
     }
+
+
+def rule_arn(context: AwsContext, trigger: str) -> str:
+    """The EventBridge rule infra/pipeline.yaml names `<config name>-<trigger>`."""
+    return f"arn:{context.partition}:events:{context.region}:{context.account}:rule/{context.config.name}-{trigger}"
+
+
+def allow_triggers(context: AwsContext) -> dict[str, str]:
+    """Let each function's EventBridge rules invoke it (the rules exist before the function does,
+    so the stack cannot grant this). Returns rule ARN -> allowed or unchanged."""
+    functions = context.client("lambda")
+    outcomes = {}
+    for function in FUNCTIONS:
+        name = context.config.lambdas.name_of(function)
+        for trigger in function.triggers:
+            source = rule_arn(context, trigger)
+            statement_id = f"eventbridge-{trigger}"
+            try:
+                policy = json.loads(functions.get_policy(FunctionName=name)["Policy"])
+            except functions.exceptions.ResourceNotFoundException:  # no resource policy yet
+                policy = {"Statement": []}
+            if any(statement.get("Sid") == statement_id for statement in policy["Statement"]):
+                outcomes[source] = "unchanged"
+                continue
+            functions.add_permission(FunctionName=name, StatementId=statement_id, Action="lambda:InvokeFunction",
+                                     Principal="events.amazonaws.com", SourceArn=source, SourceAccount=context.account)
+            outcomes[source] = "allowed"
+    return outcomes
 
 
 # ---------------------------------------------------------------- state machine
@@ -199,6 +254,7 @@ def deploy(context: AwsContext, zips: dict[str, Path]) -> DeployReport:
     report = DeployReport()
     report.code_uri = upload_code(context)
     report.functions = deploy_lambdas(context, zips)
+    report.triggers = allow_triggers(context)
     report.definition = render_definition(context.config, context.account)
     report.state_machine_arn, report.state_machine_created = deploy_state_machine(context, report.definition)
     outcome = register_autoscaling(context)

@@ -1,6 +1,6 @@
 """The Lambda functions of the pipeline: one catalogue every side reads.
 
-    for function in FUNCTIONS:                      # evaluate, load_test, load_test_merge, submission
+    for function in FUNCTIONS:                      # evaluate, load_test, load_test_merge, submission, reaper
         function.key                                # config.lambdas.<key> holds its deployed name
         function.handler                            # "lambdas.evaluate.app.handler": Lambda's Handler setting
         function.import_path                        # "lambdas.evaluate.app:handler": the local engine's
@@ -38,6 +38,12 @@ class LambdaFunction:
     attribute: str
     memory_mb: int
     timeout_seconds: int = MAX_TIMEOUT_SECONDS
+    # Its IAM role: "pipeline" (config aws.lambda_role_arn, the functions the state machine calls)
+    # or "reaper" (config cleanup.reaper_role_arn: may delete staging endpoints, nothing else).
+    role: str = "pipeline"
+    # EventBridge rules (infra/pipeline.yaml) that invoke it, named `<config name>-<trigger>`;
+    # `ddcicd aws deploy` lets each of them invoke the function.
+    triggers: tuple[str, ...] = ()
 
     @property
     def default_name(self) -> str:
@@ -61,6 +67,7 @@ PACKAGES: dict[str, LambdaPackage] = {
         LambdaPackage("evaluate", ("pydantic", "numpy", "matplotlib")),
         LambdaPackage("load_test", ("pydantic", "numpy", "httptools", "uvloop")),
         LambdaPackage("submission", ("pydantic", "numpy")),
+        LambdaPackage("reaper", ("pydantic",)),
     )
 }
 
@@ -70,7 +77,10 @@ LOAD_TEST = LambdaFunction("load_test", "load_test", "lambdas.load_test.app", "h
 LOAD_TEST_MERGE = LambdaFunction("load_test_merge", "load_test", "lambdas.load_test.app", "merge_handler", memory_mb=512)
 # submission reads one small .out per test image and writes a CSV (called when batch_score.enabled).
 SUBMISSION = LambdaFunction("submission", "submission", "lambdas.submission.app", "handler", memory_mb=512)
-FUNCTIONS: tuple[LambdaFunction, ...] = (EVALUATE, LOAD_TEST, LOAD_TEST_MERGE, SUBMISSION)
+# reaper: EventBridge calls it, not the state machine, when a run faults and hourly (lambdas/reaper/app.py).
+REAPER = LambdaFunction("reaper", "reaper", "lambdas.reaper.app", "handler", memory_mb=256, timeout_seconds=300,
+                        role="reaper", triggers=("reaper-on-fault", "reaper-hourly"))
+FUNCTIONS: tuple[LambdaFunction, ...] = (EVALUATE, LOAD_TEST, LOAD_TEST_MERGE, SUBMISSION, REAPER)
 
 
 def handlers_of(package: str) -> tuple[str, ...]:

@@ -20,7 +20,8 @@ from workflow.config import PipelineConfig, load_config
 
 REGION = "eu-west-1"
 BUCKET = "ddcicd-test-bucket"
-TRUSTS = {"sagemaker": "sagemaker.amazonaws.com", "stepfunctions": "states.amazonaws.com", "lambda": "lambda.amazonaws.com"}
+TRUSTS = {"sagemaker": "sagemaker.amazonaws.com", "stepfunctions": "states.amazonaws.com", "lambda": "lambda.amazonaws.com",
+          "reaper": "lambda.amazonaws.com"}
 
 
 @pytest.fixture(autouse=True)
@@ -58,6 +59,7 @@ def overrides(moto: None) -> list[str]:
         f"aws.sagemaker_role_arn={arns['sagemaker']}",
         f"aws.stepfunctions_role_arn={arns['stepfunctions']}",
         f"aws.lambda_role_arn={arns['lambda']}",
+        f"cleanup.reaper_role_arn={arns['reaper']}",
     ]
 
 

@@ -32,8 +32,8 @@ def test_deploy_creates_code_lambdas_and_state_machine(context: AwsContext, lamb
     assert report.code_uri == f"s3://{config.aws.bucket}/pipeline/code/"
 
     functions = context.client("lambda")
-    assert report.functions == {name: "created" for name in
-                                ("ddcicd-evaluate", "ddcicd-load-test", "ddcicd-load-test-merge", "ddcicd-submission")}  # fmt: skip
+    assert report.functions == {name: "created" for name in ("ddcicd-evaluate", "ddcicd-load-test", "ddcicd-load-test-merge",
+                                                             "ddcicd-submission", "ddcicd-reaper")}  # fmt: skip
     merge = functions.get_function_configuration(FunctionName="ddcicd-load-test-merge")
     assert merge["Handler"] == "lambdas.load_test.app.merge_handler"
     assert merge["Role"] == config.aws.lambda_role_arn
@@ -80,7 +80,7 @@ def test_second_deploy_updates_in_place(context: AwsContext, lambda_zips: dict[s
 
 
 def test_deploy_without_a_zip_names_the_missing_one(context: AwsContext, lambda_zips: dict[str, Path]) -> None:
-    with pytest.raises(AwsError, match=r"no Lambda zip for \['load_test', 'submission'\]"):
+    with pytest.raises(AwsError, match=r"no Lambda zip for \['load_test', 'reaper', 'submission'\]"):
         deploy(context, {"evaluate": lambda_zips["evaluate"]})
 
 
@@ -180,3 +180,30 @@ def test_deploy_command_with_missing_zips_is_a_one_line_error(overrides: list[st
     result = CliRunner().invoke(cli, ["aws", "deploy", "--lambda-zips", str(tmp_path), *(f"--set={item}" for item in overrides)])
     assert result.exit_code == 2
     assert f"--lambda-zips {tmp_path}: missing {tmp_path}/evaluate.zip" in result.output
+
+
+def test_deploy_gives_the_reaper_its_role_settings_and_rules(context: AwsContext, lambda_zips: dict[str, Path],
+                                                              overrides: list[str]) -> None:  # fmt: skip
+    """The reaper runs with its own role, the config's retention and production name, and may be
+    invoked by the two EventBridge rules of infra/pipeline.yaml (and nothing else)."""
+    report = deploy(context, lambda_zips)
+    functions = context.client("lambda")
+    reaper = functions.get_function_configuration(FunctionName="ddcicd-reaper")
+    assert (reaper["Handler"], reaper["Role"], reaper["Timeout"]) == (
+        "lambdas.reaper.app.handler", context.config.cleanup.reaper_role_arn, 300)
+    assert reaper["Environment"]["Variables"] == {"DDCICD_STATE_MACHINE_ARN": report.state_machine_arn,
+                                                  "DDCICD_PRODUCTION_ENDPOINT": "ddcicd-production",
+                                                  "DDCICD_RETENTION_HOURS": "24"}  # fmt: skip
+    rules = ["arn:aws:events:eu-west-1:123456789012:rule/ddcicd-reaper-on-fault",
+             "arn:aws:events:eu-west-1:123456789012:rule/ddcicd-reaper-hourly"]
+    assert report.triggers == {rule: "allowed" for rule in rules}
+    policy = json.loads(functions.get_policy(FunctionName="ddcicd-reaper")["Policy"])
+    assert sorted(statement["Condition"]["ArnLike"]["AWS:SourceArn"] for statement in policy["Statement"]) == sorted(rules)
+    assert {statement["Principal"]["Service"] for statement in policy["Statement"]} == {"events.amazonaws.com"}
+    assert "ddcicd-evaluate" not in json.dumps(policy)
+
+    shorter = AwsContext.from_config(load_config(None, [*overrides, "cleanup.retention_hours=2.5"]))
+    again = deploy(shorter, lambda_zips)
+    assert again.triggers == {rule: "unchanged" for rule in rules}
+    assert again.functions["ddcicd-reaper"] == "updated" and again.functions["ddcicd-evaluate"] == "unchanged"
+    assert functions.get_function_configuration(FunctionName="ddcicd-reaper")["Environment"]["Variables"]["DDCICD_RETENTION_HOURS"] == "2.5"

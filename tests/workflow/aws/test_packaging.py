@@ -27,6 +27,10 @@ if "lambdas.load_test.app" in names:
 if "lambdas.evaluate.app" in names:
     from lambdas.evaluate.plot import confusion_matrix_png
     checks["png"] = confusion_matrix_png([[1, 0], [0, 1]], ["a", "b"], "t")[:4].hex()
+if "lambdas.reaper.app" in names:
+    from lambdas.reaper.reaping import staging_resources
+    checks["staging"] = [resource.kind for resource in staging_resources(
+        {"StagingEndpointName": "e", "StagingEndpointConfigName": "c", "ModelName": "m"})]
 if "lambdas.submission.app" in names:
     from steps.batch_score import submission_csv
     checks["csv"] = submission_csv({"x.jpg": [1.0, 0.0]}, ["c0", "c1"]).splitlines()[0]
@@ -60,7 +64,8 @@ def test_code_only_zip_holds_our_modules_and_recordio_and_imports_without_the_re
     # the handler imports and runs with our modules from the zip, not the repository
     result = run_from(tmp_path / "unzipped", f"lambdas,steps.recordio,lambdas.{name}.app")
     assert all(str(tmp_path) in location for location in result["modules"].values()), result["modules"]
-    expected = {"load_test": {"merged_requests": 2}, "evaluate": {"png": "89504e47"}, "submission": {"csv": "img,c0,c1"}}
+    expected = {"load_test": {"merged_requests": 2}, "evaluate": {"png": "89504e47"}, "submission": {"csv": "img,c0,c1"},
+                "reaper": {"staging": ["endpoint", "endpoint-config", "model"]}}
     assert result["checks"] == expected[name]
 
 
