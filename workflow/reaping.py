@@ -102,8 +102,8 @@ class LocalSageMaker:
         return used
 
 
-def _now(clock: Clock | None) -> datetime:
-    return datetime.fromtimestamp(clock.now() if clock is not None else datetime.now(timezone.utc).timestamp(), tz=timezone.utc)
+def _now(clock: Clock) -> datetime:
+    return datetime.fromtimestamp(clock.now(), tz=timezone.utc)
 
 
 def record(report: ReapReport, home: Path, now: datetime) -> Path:
@@ -124,13 +124,14 @@ def record(report: ReapReport, home: Path, now: datetime) -> Path:
 def reap_local(engine: Engine, state_machine_arn: str, config: PipelineConfig, *, clock: Clock | None = None,
                retention: timedelta | None = None, execution: str | None = None, new_run_starting: bool = False,
                home: Path | None = None) -> ReapReport:
-    """One sweep of the local state machine; `retention` defaults to config `cleanup.retention_hours`.
+    """One sweep of the local state machine; `retention` defaults to config `cleanup.retention_hours`,
+    `clock` to the engine's (wall time, or a test's virtual clock).
 
     `execution` (name or ARN) reaps that one execution only, which must have ended FAILED,
     TIMED_OUT or ABORTED (CleanupError otherwise).
     """
     home = home or ddcicd_home()
-    now = _now(clock)
+    now = _now(clock or engine.clock)
     requested: tuple[str, ...] = ()
     if execution is not None:
         description = engine.describe_execution(execution)  # EngineError names an unknown one

@@ -282,3 +282,20 @@ def test_the_cleanup_command_refuses_bad_requests(engine: Engine) -> None:
     assert result.exit_code == 2 and "execution 'nope' does not exist" in result.output
     result = runner.invoke(cli, ["cleanup", "--execution", "x", "--older-than", "1h"])
     assert result.exit_code == 2 and "--execution and --older-than do not go together" in result.output
+
+
+@pytest.mark.slow
+def test_cleanup_all_stops_every_local_process_production_included(
+        engine: Engine, endpoints: LocalEndpoints, config: PipelineConfig, clock: VirtualClock) -> None:
+    pytest.importorskip("workflow.local.processes")  # stop_all comes with the console-hardening branch
+    production(endpoints, config)
+    run = faulted_run(engine, config, "ddcicd-20260921-141320-3333", clock)
+    instances = processes_of(endpoints, config.endpoint.production_name) + processes_of(endpoints, run["StagingEndpointName"])
+    assert all(is_running(instance) for instance in instances)
+
+    result = CliRunner().invoke(cli, ["cleanup", "--all"])
+
+    assert result.exit_code == 0, result.output
+    assert f"deleted endpoint {run['StagingEndpointName']}" in result.output  # past retention on the wall clock
+    assert "stopped endpoint ddcicd-production instance" in result.output
+    assert not any(is_running(instance) for instance in instances)

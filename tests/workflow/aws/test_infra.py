@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import re
 import subprocess
@@ -52,7 +53,7 @@ def test_state_machine_role_allows_every_task_the_definition_calls() -> None:
     needed = set()
     for resource in task_resources(definition):
         service, _, call = resource.removeprefix("arn:aws:states:::").removeprefix("aws-sdk:").partition(":")
-        call = call.removesuffix(".sync")
+        call = call.removesuffix(".sync").removesuffix(".waitForTaskToken")
         api = f"{service}:{call[0].upper()}{call[1:]}"
         needed |= IAM_ACTIONS.get(api, {api})
         if resource.endswith(".sync"):  # .sync polls Describe* and stops the job when the execution stops
@@ -143,7 +144,7 @@ def test_the_roles_grant_every_catalogued_function_by_its_default_name() -> None
 
 STACK = {"ProjectName": "ddcicd", "DataPrefix": "ddcicd", "AWS::Partition": "aws", "AWS::Region": "eu-west-1",
          "AWS::AccountId": "123456789012", "PipelineBucket": "ddcicd-bucket", "PipelineBucket.Arn": "arn:aws:s3:::ddcicd-bucket",
-         "ApprovalTopic": "arn:aws:sns:eu-west-1:123456789012:ddcicd-approvals"}  # fmt: skip
+         "ApprovalTopic": "arn:aws:sns:eu-west-1:123456789012:ddcicd-approval"}  # fmt: skip
 BUCKET_ARN = "arn:aws:s3:::ddcicd-bucket/"
 SAGEMAKER_ARN = "arn:aws:sagemaker:eu-west-1:123456789012:"
 
@@ -161,9 +162,14 @@ def resolve(value: Any) -> str:
     raise AssertionError(f"cannot resolve {value}")
 
 
+@functools.cache
+def stack_template() -> dict[str, Any]:
+    return decode(str(TEMPLATES[0]))[0]
+
+
 def allows(role: str, action: str, arn: str) -> bool:
     """IAM's matching for the role's Allow statements (`*` spans any characters, `/` included)."""
-    template, _ = decode(str(TEMPLATES[0]))
+    template = stack_template()
     for policy in template["Resources"][role]["Properties"]["Policies"]:
         for statement in policy["PolicyDocument"]["Statement"]:
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
@@ -326,5 +332,7 @@ def test_the_state_machine_may_publish_to_the_approval_topic_only() -> None:
                   for statement in policy["PolicyDocument"]["Statement"] if "sns:Publish" in json.dumps(statement["Action"])]
     assert [(statement["Action"], statement["Resource"]) for statement in statements] == [("sns:Publish", {"Ref": "ApprovalTopic"})]
     assert template["Outputs"]["ApprovalTopicArn"]["Value"] == {"Ref": "ApprovalTopic"}
+    # config approval.topic_arn defaults to the `<name>-approval` topic in the run's region and account
+    assert resolve(template["Resources"]["ApprovalTopic"]["Properties"]["TopicName"]) == f"{PipelineConfig().name}-approval"
     assert not any(allows(role, "sns:Publish", STACK["ApprovalTopic"]) for role in
                    ("SageMakerExecutionRole", "LambdaExecutionRole", "ReaperRole", "CodeBuildRole"))
