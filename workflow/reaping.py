@@ -19,11 +19,12 @@ import json
 import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from lambdas.reaper.reaping import FAULTED, EndedExecution, ReapReport, Resource, parse_input, sweep
 from workflow.config import PipelineConfig
 from workflow.engine import Engine, EngineError
+from workflow.engine.clock import Clock
 from workflow.home import ddcicd_home
 from workflow.local.endpoints import LocalEndpoints, ValidationError
 
@@ -32,12 +33,6 @@ LOG_NAME = "cleanup.log"
 
 class CleanupError(ValueError):
     """A clean-up request that cannot be honoured (an execution that is not a faulted one)."""
-
-
-class Clock(Protocol):
-    """Anything with the engine clock's `now()` (seconds since the epoch)."""
-
-    def now(self) -> float: ...
 
 
 class LocalExecutions:

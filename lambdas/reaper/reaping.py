@@ -193,12 +193,17 @@ def sweep(executions: Executions, sagemaker: SageMaker, production_endpoint: str
     """
     wanted = set(requested)
     report = ReapReport(production_endpoint)
-    latest = now if new_run_starting else executions.latest_start()
+    latest = None if new_run_starting or wanted else executions.latest_start()
     protected: set[tuple[str, str]] | None = None
     for execution in sorted(executions.ended_faulted(), key=lambda item: item.stop):
         if wanted and not {execution.arn, execution.name} & wanted:
             continue
-        reason = "requested" if wanted else abandonment(execution, now, retention, latest)
+        if wanted:
+            reason: str | None = "requested"
+        elif new_run_starting:
+            reason = "a new run is starting"
+        else:
+            reason = abandonment(execution, now, retention, latest)
         if reason is None:
             left = retention - (now - execution.stop)
             report.kept_executions.append((execution, f"kept for a redrive: reaped when a newer run starts "
