@@ -252,9 +252,11 @@ async def run_router(home: Path, host: str, port: int, body_timeout: float = BOD
     app.router.add_route("*", "/{path:.*}", router.dispatch)
     # aiohttp closes a connection whose keep-alive timer runs out while it waits for a complete
     # request head; the timer starts when the connection opens and after every response, and
-    # bytes of a half-sent head do not restart it: so this is also the header timeout.
+    # bytes of a half-sent head do not restart it: so this is also the header timeout. After a
+    # 408 or 413 the unread rest of a body is drained for at most a second (aiohttp's default
+    # is 10 s) so the client reads the answer rather than a reset, then the connection closes.
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=10.0,
-                           keepalive_timeout=header_timeout)
+                           keepalive_timeout=header_timeout, lingering_time=1.0)
     await runner.setup()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
