@@ -26,15 +26,22 @@ function element(tag, attributes, ...children) {
 // The token: opening the printed /?token=... URL puts it here (sessionStorage is per origin,
 // so per port, and per tab) and takes it out of the address bar. It is sent as a header, never
 // as a cookie: cookies ignore ports and would reach every other web service on 127.0.0.1.
+// A stored token is used again only when this tab reloads the console or comes back to it
+// (Back/Forward): a browser copies sessionStorage into windows a page opens, so a page this
+// tab navigated to could otherwise window.open() the console with actions enabled.
 const TOKEN_KEY = "ddcicd-token";
 
 function adoptToken() {
   const query = new URLSearchParams(location.search);
-  if (!query.has("token")) return;
-  sessionStorage.setItem(TOKEN_KEY, query.get("token"));
-  query.delete("token");
-  const rest = query.toString();
-  history.replaceState(null, "", `${location.pathname}${rest ? `?${rest}` : ""}${location.hash}`);
+  if (query.has("token")) {
+    sessionStorage.setItem(TOKEN_KEY, query.get("token"));
+    query.delete("token");
+    const rest = query.toString();
+    history.replaceState(null, "", `${location.pathname}${rest ? `?${rest}` : ""}${location.hash}`);
+    return;
+  }
+  const [entry] = performance.getEntriesByType("navigation");
+  if (!entry || !["reload", "back_forward"].includes(entry.type)) sessionStorage.removeItem(TOKEN_KEY);
 }
 
 async function api(path, body) {
