@@ -58,7 +58,7 @@ from workflow.local.sagemaker_api import environment_region, runs_locally, sagem
 
 STARTUP_TIMEOUT = 120.0  # seconds for a new instance to answer /ping
 DRAIN_SECONDS = 0.5  # old instances keep serving this long after traffic moved
-_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # SageMaker's constraint on model, config and endpoint names
 
 
 class ValidationError(Exception):
@@ -81,7 +81,7 @@ def arn(kind: str, name: str) -> str:
 
 
 def _check_name(kind: str, name: str) -> None:
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
         raise ValidationError(f"{kind} name {name!r} must be 1-63 characters of a-z, A-Z, 0-9 and - "
                               "(not starting or ending with -)")
 

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from workflow.home import ddcicd_home
-from workflow.local.endpoints import LocalEndpoints
+from workflow.local.endpoints import NAME_PATTERN, LocalEndpoints
 from workflow.local.runtime import read_record, runtime_file, write_record
 from workflow.local.sagemaker_api import ACCOUNT
 
@@ -61,7 +61,7 @@ IDLE_EXIT = 120.0  # seconds without any endpoint before the router exits (resta
 LIFELINE_EVERY = 1.0  # seconds between checks that runtime.json still names this process
 BODY_TIMEOUT = float(os.environ.get("DDCICD_ROUTER_BODY_TIMEOUT", "30"))
 HEADER_TIMEOUT = float(os.environ.get("DDCICD_ROUTER_HEADER_TIMEOUT", "20"))
-ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # InvokeEndpoint's EndpointName constraint
+ENDPOINT_NAME = NAME_PATTERN  # InvokeEndpoint's EndpointName constraint, as CreateEndpoint's
 _INVOCATIONS = re.compile(r"^/endpoints/([^/]*)/invocations$")
 
 
@@ -182,22 +182,23 @@ class Router:
                 return _aws_error(400, "ValidationError",
                                   f"Endpoint {name} of account {ACCOUNT} is {route.status}, not InService.")
             chosen = route.pick()
-            if chosen is not None:
-                variant, port = chosen
-                try:
-                    async with self.session.post(f"http://127.0.0.1:{port}/invocations", data=body,
-                                                 headers=headers) as answer:
-                        payload = await answer.read()
-                        content_type = answer.headers.get("Content-Type", "application/json")
-                        status = answer.status
-                except (aiohttp.ClientConnectionError, asyncio.TimeoutError):
-                    # The instance is gone or going (blue/green switch, crash): look again.
-                    self.routes.pop(name, None)
-                else:
-                    if status < 400:
-                        return web.Response(body=payload, status=200, headers={
-                            "Content-Type": content_type, "x-Amzn-Invoked-Production-Variant": variant})
-                    return _model_error(status, payload, variant, name)
+            if chosen is None:  # no instance with a usable port recorded: nothing to retry
+                return _aws_error(503, "ServiceUnavailable", f"Endpoint {name} has no instance answering.")
+            variant, port = chosen
+            try:
+                async with self.session.post(f"http://127.0.0.1:{port}/invocations", data=body,
+                                             headers=headers) as answer:
+                    payload = await answer.read()
+                    content_type = answer.headers.get("Content-Type", "application/json")
+                    status = answer.status
+            except (aiohttp.ClientConnectionError, asyncio.TimeoutError):
+                # The instance is gone or going (blue/green switch, crash): look again.
+                self.routes.pop(name, None)
+            else:
+                if status < 400:
+                    return web.Response(body=payload, status=200, headers={
+                        "Content-Type": content_type, "x-Amzn-Invoked-Production-Variant": variant})
+                return _model_error(status, payload, variant, name)
             if time.monotonic() > deadline:
                 return _aws_error(503, "ServiceUnavailable", f"Endpoint {name} has no instance answering.")
             await asyncio.sleep(0.05)
