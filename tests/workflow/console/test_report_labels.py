@@ -49,6 +49,7 @@ def test_report_with_a_dollar_state_name_renders(tmp_path: Path) -> None:
     engine, arn = _hostile_execution(tmp_path / "engine.sqlite3")
     html = render_report(engine, arn)
     assert "Time per state" in html and "\\undefinedmacro{" in html
+    assert "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none';" in html  # also when opened as a file
 
 
 def test_report_command_with_a_dollar_state_name_exits_0(tmp_path: Path, monkeypatch: Any) -> None:
@@ -60,3 +61,11 @@ def test_report_command_with_a_dollar_state_name_exits_0(tmp_path: Path, monkeyp
     result = CliRunner().invoke(cli, ["report", "dollars", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "\\undefinedmacro{" in out.read_text()
+
+
+def test_the_consoles_report_page_with_a_dollar_state_name_is_200(setup: Any, console: str, http: Any) -> None:
+    from urllib.parse import quote
+
+    _, arn = _hostile_execution(setup.engine.store.path)
+    reply = http(console, "GET", f"/report?arn={quote(arn)}")
+    assert reply.status == 200 and b"\\undefinedmacro{" in reply.body
