@@ -1,9 +1,11 @@
 """`ddcicd console`: the local web console over the engine's store, until Ctrl-C.
 
 It prints one URL carrying a fresh token: opening it enables Start, Stop and Redrive in
-that browser (a cookie); without it the console is read-only. Executions started or
-redriven from the console run in this process, with the same local SageMaker, S3 and
-Lambda stand-ins as `ddcicd run`; stopping the console stops them too (redrive them later).
+that browser tab (the page keeps the token in sessionStorage and sends it as a header,
+never as a cookie: see workflow/console/guard.py); without it the console is read-only.
+Executions started or redriven from the console run in this process, with the same local
+SageMaker, S3 and Lambda stand-ins as `ddcicd run`; stopping the console stops them too
+(redrive them later).
 """
 from __future__ import annotations
 

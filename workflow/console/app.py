@@ -9,6 +9,18 @@ console's Start and Redrive actions create. Reads go to a plain Engine over the 
 every page works for executions started by other processes, without the local SageMaker
 and Lambda stand-ins; actions use the engine `actions()` builds (once, on first use),
 which has them plugged in. Engine calls are blocking SQLite work: they run in threads.
+
+Every malformed request gets a 4xx with a JSON body {"error": ...}: query parameters and
+bodies are checked here (`_query`, `_integer`, `_body`, `_text`) before the engine sees
+them, and `json_errors` turns aiohttp's own 4xx (unknown route, body too large) into the
+same shape.
+
+Adding an action (a POST route, e.g. Approve/Reject on the execution page): write a
+handler that reads its fields with `body = await _body(request)` and `_text(body, "arn")`,
+then `app.router.add_post("/api/approve", approve)` in create_app. Nothing else: guard.py
+refuses every non-GET request without the token header, from another origin, or with a
+non-JSON body, before any handler runs. In console.js, call it with `api(path, body)`,
+which sends the token header.
 """
 from __future__ import annotations
 
@@ -22,13 +34,17 @@ from typing import Any, Callable
 from aiohttp import web
 
 from workflow.console.graph import graph_json
-from workflow.console.guard import guard, has_token
+from workflow.console.guard import add_security_headers, guard, has_token, refused
 from workflow.engine import Engine
 from workflow.engine.errors import EngineError, ExecutionDoesNotExist, StateMachineDoesNotExist
 from workflow.local.reader import executed_definition_text, running_here
 from workflow.state_runs import state_runs_json
 
 STATIC = Path(__file__).parent / "static"
+MAX_BODY = 1024 * 1024  # an action's JSON body; Step Functions caps execution input at 256 KiB
+MAX_TEXT = 2048  # an ARN or a name (Step Functions allows 2048 characters for an ARN)
+STATIC_FILES = frozenset(path.name for path in STATIC.iterdir() if path.suffix in (".js", ".css", ".html"))
+EXECUTION_STATUSES = frozenset({"RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE"})
 ENGINE = web.AppKey("engine", Engine)
 ACTIONS = web.AppKey("actions", object)
 TOKEN = web.AppKey("token", str)
@@ -51,10 +67,42 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 
 def _query(request: web.Request, name: str) -> str:
-    value = request.query.get(name)
-    if not value:
+    """A required query parameter; 400 when it is missing."""
+    value = _optional_query(request, name)
+    if value is None:
         raise web.HTTPBadRequest(text=f"missing query parameter {name!r}")
     return value
+
+
+def _optional_query(request: web.Request, name: str) -> str | None:
+    """A query parameter as text of at most MAX_TEXT characters, None when absent or empty."""
+    value = request.query.get(name)
+    if not value:
+        return None
+    if len(value) > MAX_TEXT:
+        raise web.HTTPBadRequest(text=f"query parameter {name!r} is longer than {MAX_TEXT} characters")
+    return value
+
+
+def _integer(request: web.Request, name: str, default: int) -> int:
+    """A non-negative integer query parameter (SQLite integers are 64-bit)."""
+    value = request.query.get(name, "")
+    if value == "":
+        return default
+    if not value.isascii() or not value.isdigit() or len(value) > 18:
+        raise web.HTTPBadRequest(text=f"query parameter {name!r} must be a non-negative integer, not {value[:40]!r}")
+    return int(value)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+    """aiohttp's own errors (404, 405, 413, the 400s raised here) as {"error": ...} JSON."""
+    try:
+        return await handler(request)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        return refused(error.status, error.text or error.reason)
 
 
 @web.middleware
@@ -97,7 +145,16 @@ class Actions:
 
 
 async def index(request: web.Request) -> web.FileResponse:
+    """The page; with ?token=... (checked by the guard) its script keeps the token in the tab."""
     return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+
+async def static(request: web.Request) -> web.FileResponse:
+    """The page's own files, by name: nothing else under static/ and no paths."""
+    name = request.match_info["name"]
+    if name not in STATIC_FILES:
+        raise web.HTTPNotFound(text=f"no static file {name[:80]!r}")
+    return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
 
 
 async def session(request: web.Request) -> web.Response:
@@ -121,8 +178,10 @@ async def state_machines(request: web.Request) -> web.Response:
 
 async def executions(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
-    machine = request.query.get("stateMachineArn") or None
-    status = request.query.get("status") or None
+    machine = _optional_query(request, "stateMachineArn")
+    status = _optional_query(request, "status")
+    if status is not None and status not in EXECUTION_STATUSES:
+        raise web.HTTPBadRequest(text=f"status must be one of {', '.join(sorted(EXECUTION_STATUSES))}, not {status[:40]!r}")
     return _json(await asyncio.to_thread(engine.list_executions, machine, status))
 
 
@@ -142,7 +201,7 @@ async def execution(request: web.Request) -> web.Response:
 
 async def history(request: web.Request) -> web.Response:
     engine, arn = request.app[ENGINE], _query(request, "arn")
-    after = int(request.query.get("after", "0") or 0)
+    after = _integer(request, "after", 0)
     return _json(await asyncio.to_thread(engine.get_execution_history, arn, False, after))
 
 
@@ -151,8 +210,9 @@ async def graph(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
 
     def read() -> dict[str, Any]:
-        if "arn" in request.query:
-            key, text = executed_definition_text(engine, request.query["arn"])
+        arn = _optional_query(request, "arn")
+        if arn is not None:
+            key, text = executed_definition_text(engine, arn)
         else:
             machine = engine.describe_state_machine(_query(request, "stateMachineArn"))
             key, text = (machine["stateMachineArn"], machine["revision"]), machine["definition"]
@@ -171,41 +231,66 @@ async def definition(request: web.Request) -> web.Response:
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
+    """The action's JSON object (at most MAX_BODY bytes: aiohttp answers 413 past it)."""
     try:
         body = await request.json()
-    except ValueError as error:
-        raise web.HTTPBadRequest(text=f"request body is not JSON: {error}") from error
+    except UnicodeDecodeError as error:
+        raise web.HTTPBadRequest(text=f"request body is not UTF-8: {error.reason} at byte {error.start}") from error
+    except (ValueError, RecursionError) as error:
+        raise web.HTTPBadRequest(text=f"request body is not JSON: {str(error)[:200]}") from error
     if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text="request body must be a JSON object")
+        raise web.HTTPBadRequest(text=f"request body must be a JSON object, not {type(body).__name__}")
     return body
+
+
+def _text(body: dict[str, Any], name: str) -> str:
+    """A required string field of an action's body; 400 naming the field otherwise."""
+    value = _optional_text(body, name)
+    if value is None:
+        raise web.HTTPBadRequest(text=f"{name} is required")
+    return value
+
+
+def _optional_text(body: dict[str, Any], name: str) -> str | None:
+    """A string field of an action's body, 1 to MAX_TEXT characters, None when absent or empty."""
+    value = body.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise web.HTTPBadRequest(text=f"{name} must be a string, not {type(value).__name__}")
+    if len(value) > MAX_TEXT:
+        raise web.HTTPBadRequest(text=f"{name} is longer than {MAX_TEXT} characters")
+    if not value.isprintable() or any(0xD800 <= ord(character) <= 0xDFFF for character in value):
+        raise web.HTTPBadRequest(text=f"{name} has control characters or unpaired surrogates: {value[:80]!r}")
+    return value
 
 
 async def start(request: web.Request) -> web.Response:
     body = await _body(request)
-    machine = body.get("stateMachineArn")
-    if not isinstance(machine, str) or not machine:
-        raise web.HTTPBadRequest(text="stateMachineArn is required")
-    text = body.get("input") or "{}"
+    machine, name = _text(body, "stateMachineArn"), _optional_text(body, "name")
+    text = body.get("input")
+    if text is None or text == "":
+        text = "{}"
     try:
         execution_input = json.loads(text) if isinstance(text, str) else text
-    except ValueError as error:
-        return _json({"error": f"execution input is not valid JSON: {error}"}, 400)
+    except (ValueError, RecursionError) as error:
+        return _json({"error": f"execution input is not valid JSON: {str(error)[:200]}"}, 400)
     engine = await asyncio.to_thread(request.app[ACTIONS].engine)
-    arn = await asyncio.to_thread(engine.start_execution, machine, execution_input, body.get("name") or None)
+    arn = await asyncio.to_thread(engine.start_execution, machine, execution_input, name)
     return _json({"executionArn": arn})
 
 
 async def stop(request: web.Request) -> web.Response:
-    body = await _body(request)
+    arn = _text(await _body(request), "arn")
     engine = await asyncio.to_thread(request.app[ACTIONS].engine)
-    result = await asyncio.to_thread(engine.stop_execution, str(body.get("arn")), "Console.Stopped", "stopped from the console")
+    result = await asyncio.to_thread(engine.stop_execution, arn, "Console.Stopped", "stopped from the console")
     return _json(result)
 
 
 async def redrive(request: web.Request) -> web.Response:
-    body = await _body(request)
+    arn = _text(await _body(request), "arn")
     engine = await asyncio.to_thread(request.app[ACTIONS].engine)
-    return _json(await asyncio.to_thread(engine.redrive_execution, str(body.get("arn"))))
+    return _json(await asyncio.to_thread(engine.redrive_execution, arn))
 
 
 async def report(request: web.Request) -> web.Response:
@@ -213,11 +298,12 @@ async def report(request: web.Request) -> web.Response:
 
     engine, arn = request.app[ENGINE], _query(request, "arn")
     html = await asyncio.to_thread(render_report, engine, arn)
-    return web.Response(text=html, content_type="text/html")
+    return web.Response(text=html, content_type="text/html")  # sandboxed: see guard.REPORT_POLICY
 
 
 def create_app(engine: Engine, actions: Callable[[], Engine], token: str, extra_hosts: frozenset[str] = frozenset()) -> web.Application:
-    app = web.Application(middlewares=[guard(token, extra_hosts), engine_errors])
+    app = web.Application(middlewares=[json_errors, guard(token, extra_hosts), engine_errors], client_max_size=MAX_BODY)
+    app.on_response_prepare.append(add_security_headers)
     app[ENGINE] = engine
     app[ACTIONS] = Actions(actions)
     app[TOKEN] = token
@@ -234,5 +320,5 @@ def create_app(engine: Engine, actions: Callable[[], Engine], token: str, extra_
     app.router.add_post("/api/stop", stop)
     app.router.add_post("/api/redrive", redrive)
     app.router.add_get("/report", report)
-    app.router.add_static("/static/", STATIC)
+    app.router.add_get("/static/{name}", static)
     return app

@@ -3,6 +3,10 @@
 SVG keeps the report one self-contained file that stays sharp when zoomed; text stays
 text (svg.fonttype none), so the file is small and searchable. The Agg backend is set
 before pyplot is imported: the console runs without a display.
+
+Labels are text, never mathtext: state names, class names and driver ids come from the
+user's data, and a `$` in one (`$\\undefinedmacro{$`) would otherwise be parsed as TeX and
+crash the report (text.parse_math off, usetex off).
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from matplotlib.figure import Figure  # noqa: E402
 matplotlib.rcParams.update({
     "svg.fonttype": "none", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
     "axes.grid": True, "grid.alpha": 0.3, "figure.dpi": 100, "svg.hashsalt": "ddcicd",
+    "text.parse_math": False, "text.usetex": False,
 })  # fmt: skip
 HISTOGRAM_BARS = 50
 BLUE, ORANGE, GREEN, RED, GREY = "#2f7de1", "#e8871e", "#1e8e4f", "#cf2e2e", "#8d97a8"

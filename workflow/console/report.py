@@ -355,6 +355,11 @@ def timing_section(data: RunData) -> str:
     return "".join(parts)
 
 
+# The report is text and inline SVG: no script, nothing fetched. The console serves it with a
+# sandboxing header (guard.REPORT_POLICY); this copy protects the file opened from disk.
+FILE_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+
+
 def render_report(engine: Engine, execution_arn: str, files: Artifacts | None = None) -> str:
     data = collect(engine, execution_arn, files)
     sections = [header_section(data), dataset_section(data), training_section(data), evaluation_section(data),
@@ -362,6 +367,7 @@ def render_report(engine: Engine, execution_arn: str, files: Artifacts | None = 
     title = f"ddcicd run report: {data.description['name']}"
     generated = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+            f'<meta http-equiv="Content-Security-Policy" content="{FILE_POLICY}">'
             f"<style>{STYLE}</style></head><body><main>{''.join(sections)}"
             f'<p class="muted">Generated {_e(generated)} by ddcicd from the local engine\'s history.</p></main></body></html>')  # fmt: skip
 

@@ -58,7 +58,7 @@ from workflow.local.sagemaker_api import environment_region, runs_locally, sagem
 
 STARTUP_TIMEOUT = 120.0  # seconds for a new instance to answer /ping
 DRAIN_SECONDS = 0.5  # old instances keep serving this long after traffic moved
-_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # SageMaker's constraint on model, config and endpoint names
 
 
 class ValidationError(Exception):
@@ -81,7 +81,7 @@ def arn(kind: str, name: str) -> str:
 
 
 def _check_name(kind: str, name: str) -> None:
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
         raise ValidationError(f"{kind} name {name!r} must be 1-63 characters of a-z, A-Z, 0-9 and - "
                               "(not starting or ending with -)")
 
@@ -260,7 +260,9 @@ class LocalEndpoints:
             except ValidationError as error:
                 state.update(EndpointStatus="Failed", FailureReason=error.message)
             _write_json(self.state_path(endpoint_name), state)
-        ensure_runtime(self.root.parent)  # the router serves traffic and moves endpoints along on its timer
+            # Under the lock: a concurrent delete of the last endpoint cannot stop the router
+            # between this endpoint appearing and the router being (re)started for it.
+            ensure_runtime(self.root.parent)  # the router serves traffic and moves endpoints along on its timer
         return {"EndpointArn": state["EndpointArn"]}
 
     def update_endpoint(self, endpoint_name: str, endpoint_config_name: str) -> dict[str, str]:
@@ -292,7 +294,8 @@ class LocalEndpoints:
             for state in self.refresh_all()]
 
     def delete_endpoint(self, endpoint_name: str) -> None:
-        """DeleteEndpoint: Deleting while the processes stop, then gone."""
+        """DeleteEndpoint: Deleting while the processes stop, then gone; deleting the last
+        endpoint also stops the runtime router (the next create_endpoint starts it again)."""
         with self._locked():
             state = self._load(endpoint_name)
             state.update(EndpointStatus="Deleting", LastModifiedTime=_now())
@@ -302,6 +305,8 @@ class LocalEndpoints:
         stop_instances(everything)
         with self._locked():
             self.state_path(endpoint_name).unlink(missing_ok=True)
+            if not self.has_endpoints():
+                stop_runtime(self.root.parent)  # nothing left to route to: no router left running either
 
     def shutdown(self) -> list[str]:
         """Delete every endpoint and stop the runtime router: test teardown, `make clean`-like

@@ -55,7 +55,7 @@ class Instance:
         return f"http://127.0.0.1:{self.port}"
 
 
-def _proc_stat(pid: int) -> tuple[str, int] | None:
+def proc_stat(pid: int) -> tuple[str, int] | None:
     """(state letter, start time in clock ticks) of a process, or None if there is none."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
@@ -76,7 +76,7 @@ def _reap(pid: int) -> None:
 
 def is_running(instance: Instance) -> bool:
     _reap(instance.pid)
-    stat = _proc_stat(instance.pid)
+    stat = proc_stat(instance.pid)
     return stat is not None and stat[0] not in ("Z", "X") and stat[1] == instance.start_ticks
 
 
@@ -140,7 +140,7 @@ def start_instance(directory: Path, variant: str, model_name: str, model_path: P
     with open(home / "server.log", "ab") as log:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True, close_fds=True, env=environment, cwd=home)
-    stat = _proc_stat(process.pid)
+    stat = proc_stat(process.pid)
     start_ticks = stat[1] if stat else 0
     # Forget the Popen object on purpose: the process belongs to the endpoint, not to us.
     # Python's subprocess reaps it later if it ends while we are still running.

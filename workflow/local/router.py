@@ -13,9 +13,21 @@ dropped (an instance stopping after a blue/green switch) is retried on a fresh r
 the state, so a switch fails no request. Every half second the router also calls
 LocalEndpoints.refresh_all, which moves endpoints from Creating/Updating to InService.
 
-It announces itself in <home>/runtime.json (runtime.py owns that record), and exits when
-that file no longer names it (stop_runtime, or the home directory was removed) or after two
-minutes without any endpoint.
+Hostile input, as a local process other users' programs can reach:
+- the endpoint name is validated as SageMaker does (`^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$`,
+  400 ValidationError) on the raw request path, before any percent-decoding, so `%2F`,
+  `..` or a NUL never reach the file system: only <home>/endpoints/endpoints/<name>.json is
+  read, and the router only ever connects to a port recorded there, on 127.0.0.1;
+- a body must arrive within --body-timeout seconds (408 RequestTimeout, connection closed),
+  and a connection that sends no complete request head within --header-timeout seconds
+  (idle, or headers half sent) is closed, so stalled clients cannot pin memory or sockets.
+  Both default to $DDCICD_ROUTER_BODY_TIMEOUT / $DDCICD_ROUTER_HEADER_TIMEOUT, else 30 s
+  and 20 s (serve answers 408 after 30 s too).
+
+It announces itself in <home>/runtime.json (runtime.py owns that record), and exits within
+LIFELINE_EVERY seconds when that file no longer names it (stop_runtime, the last endpoint
+deleted, or the home directory removed: `rm -rf .ddcicd`) or after two minutes without any
+endpoint.
 """
 from __future__ import annotations
 
@@ -26,6 +38,7 @@ import json
 import logging
 import os
 import random
+import re
 import signal
 import socket
 import sys
@@ -35,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from workflow.home import ddcicd_home
-from workflow.local.endpoints import LocalEndpoints
+from workflow.local.endpoints import NAME_PATTERN, LocalEndpoints
 from workflow.local.runtime import read_record, runtime_file, write_record
 from workflow.local.sagemaker_api import ACCOUNT
 
@@ -45,6 +58,11 @@ MAX_PAYLOAD = 6 * 1024 * 1024  # InvokeEndpoint's request limit
 RETRY_FOR = 10.0  # seconds to keep retrying an unreachable endpoint
 REFRESH_EVERY = 0.5  # seconds between life-cycle refreshes
 IDLE_EXIT = 120.0  # seconds without any endpoint before the router exits (restarted on demand)
+LIFELINE_EVERY = 1.0  # seconds between checks that runtime.json still names this process
+BODY_TIMEOUT = float(os.environ.get("DDCICD_ROUTER_BODY_TIMEOUT", "30"))
+HEADER_TIMEOUT = float(os.environ.get("DDCICD_ROUTER_HEADER_TIMEOUT", "20"))
+ENDPOINT_NAME = NAME_PATTERN  # InvokeEndpoint's EndpointName constraint, as CreateEndpoint's
+_INVOCATIONS = re.compile(r"^/endpoints/([^/]*)/invocations$")
 
 
 @dataclass
@@ -69,10 +87,13 @@ def _load_route(path: Path) -> _Route | None:
         state = json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
+    if not isinstance(state, dict) or state.get("EndpointName") != path.stem:
+        return None
     by_variant: dict[str, list[int]] = {}
-    for item in state.get("instances", []):
-        if item.get("port"):
-            by_variant.setdefault(item["variant"], []).append(item["port"])
+    for item in state.get("instances") or []:
+        port = item.get("port") if isinstance(item, dict) else None
+        if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
+            by_variant.setdefault(str(item.get("variant")), []).append(port)
     weights = state.get("weights") or {}
     variants = [(name, float(weights.get(name, 1.0)), itertools.cycle(random.sample(ports, len(ports))))
                 for name, ports in sorted(by_variant.items())]
@@ -82,8 +103,9 @@ def _load_route(path: Path) -> _Route | None:
 class Router:
     """The aiohttp application: InvokeEndpoint in, the endpoint's container behind it."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, body_timeout: float = BODY_TIMEOUT) -> None:
         self.home = home
+        self.body_timeout = body_timeout
         self.endpoints = LocalEndpoints(home)
         self.routes: dict[str, _Route] = {}
         self.session: Any = None
@@ -103,15 +125,51 @@ class Router:
             self.routes[name] = cached
         return cached
 
-    async def invoke(self, request: Any) -> Any:
+    async def dispatch(self, request: Any) -> Any:
+        """Every request, routed on the raw path: nothing is percent-decoded before the
+        endpoint name has passed SageMaker's pattern (which has no `%`, `/` or `.`)."""
+        path = request.raw_path.split("?", 1)[0]
+        if path == "/ping":
+            return await self.ping(request) if request.method in ("GET", "HEAD") else _method_not_allowed(request)
+        match = _INVOCATIONS.match(path)
+        if match is None:
+            return _aws_error(404, "UnknownOperationException", f"No operation at {_shown(path)}; "
+                                                                "InvokeEndpoint is POST /endpoints/<name>/invocations.")
+        if request.method != "POST":
+            return _method_not_allowed(request)
+        name = match.group(1)
+        if not ENDPOINT_NAME.match(name):
+            return _aws_error(400, "ValidationError", f"1 validation error detected: Value '{_shown(name)}' at "
+                                                      "'endpointName' failed to satisfy constraint: Member must satisfy "
+                                                      f"regular expression pattern: {ENDPOINT_NAME.pattern}")
+        return await self.invoke(request, name)
+
+    async def _read_body(self, request: Any) -> Any:
+        """The body, or the error response: 413 past the cap, 408 when it arrives too slowly."""
+        from aiohttp import web
+
+        too_large = _aws_error(413, "ValidationError", f"Request payload of {request.content_length or 'more than'} "
+                                                       f"bytes exceeds the limit of {MAX_PAYLOAD} bytes.")
+        if request.content_length is not None and request.content_length > MAX_PAYLOAD:
+            too_large.force_close()
+            return too_large
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                return await request.read()
+        except TimeoutError:
+            slow = _aws_error(408, "RequestTimeout", f"The request body did not arrive within {self.body_timeout:g} s.")
+        except web.HTTPRequestEntityTooLarge:  # chunked, past client_max_size
+            slow = too_large
+        slow.force_close()  # the rest of the body is never read: the connection cannot be reused
+        return slow
+
+    async def invoke(self, request: Any, name: str) -> Any:
         import aiohttp
         from aiohttp import web
 
-        name = request.match_info["name"]
-        if request.content_length is not None and request.content_length > MAX_PAYLOAD:
-            return _aws_error(413, "ValidationError", f"Request payload of {request.content_length} bytes "
-                                                      f"exceeds the limit of {MAX_PAYLOAD} bytes.")
-        body = await request.read()
+        body = await self._read_body(request)
+        if not isinstance(body, bytes):
+            return body
         headers = {key: value for key, value in request.headers.items()
                    if key.lower() in ("content-type", "accept") or key.lower().startswith("x-amzn-sagemaker-")}
         deadline = time.monotonic() + RETRY_FOR
@@ -124,22 +182,23 @@ class Router:
                 return _aws_error(400, "ValidationError",
                                   f"Endpoint {name} of account {ACCOUNT} is {route.status}, not InService.")
             chosen = route.pick()
-            if chosen is not None:
-                variant, port = chosen
-                try:
-                    async with self.session.post(f"http://127.0.0.1:{port}/invocations", data=body,
-                                                 headers=headers) as answer:
-                        payload = await answer.read()
-                        content_type = answer.headers.get("Content-Type", "application/json")
-                        status = answer.status
-                except (aiohttp.ClientConnectionError, asyncio.TimeoutError):
-                    # The instance is gone or going (blue/green switch, crash): look again.
-                    self.routes.pop(name, None)
-                else:
-                    if status < 400:
-                        return web.Response(body=payload, status=200, headers={
-                            "Content-Type": content_type, "x-Amzn-Invoked-Production-Variant": variant})
-                    return _model_error(status, payload, variant, name)
+            if chosen is None:  # no instance with a usable port recorded: nothing to retry
+                return _aws_error(503, "ServiceUnavailable", f"Endpoint {name} has no instance answering.")
+            variant, port = chosen
+            try:
+                async with self.session.post(f"http://127.0.0.1:{port}/invocations", data=body,
+                                             headers=headers) as answer:
+                    payload = await answer.read()
+                    content_type = answer.headers.get("Content-Type", "application/json")
+                    status = answer.status
+            except (aiohttp.ClientConnectionError, asyncio.TimeoutError):
+                # The instance is gone or going (blue/green switch, crash): look again.
+                self.routes.pop(name, None)
+            else:
+                if status < 400:
+                    return web.Response(body=payload, status=200, headers={
+                        "Content-Type": content_type, "x-Amzn-Invoked-Production-Variant": variant})
+                return _model_error(status, payload, variant, name)
             if time.monotonic() > deadline:
                 return _aws_error(503, "ServiceUnavailable", f"Endpoint {name} has no instance answering.")
             await asyncio.sleep(0.05)
@@ -166,6 +225,14 @@ def _aws_error(status: int, code: str, message: str, **extra: Any) -> Any:
                              headers={"x-amzn-ErrorType": code})
 
 
+def _shown(text: str, limit: int = 100) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _method_not_allowed(request: Any) -> Any:
+    return _aws_error(405, "MethodNotAllowed", f"{_shown(request.method, 20)} is not allowed here.")
+
+
 def _model_error(status: int, payload: bytes, variant: str, name: str) -> Any:
     """A container error, wrapped as SageMaker Runtime does (424 ModelError)."""
     original = payload.decode("utf-8", errors="replace")
@@ -176,15 +243,21 @@ def _model_error(status: int, payload: bytes, variant: str, name: str) -> Any:
                       LogStreamArn=f"local:/endpoints/{name}")
 
 
-async def run_router(home: Path, host: str, port: int) -> None:
+async def run_router(home: Path, host: str, port: int, body_timeout: float = BODY_TIMEOUT,
+                     header_timeout: float = HEADER_TIMEOUT) -> None:
     import aiohttp
     from aiohttp import web
 
-    router = Router(home)
-    app = web.Application(client_max_size=MAX_PAYLOAD + 1024)
-    app.router.add_get("/ping", router.ping)
-    app.router.add_post("/endpoints/{name}/invocations", router.invoke)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=10.0)
+    router = Router(home, body_timeout)
+    app = web.Application(client_max_size=MAX_PAYLOAD)
+    app.router.add_route("*", "/{path:.*}", router.dispatch)
+    # aiohttp closes a connection whose keep-alive timer runs out while it waits for a complete
+    # request head; the timer starts when the connection opens and after every response, and
+    # bytes of a half-sent head do not restart it: so this is also the header timeout. After a
+    # 408 or 413 the unread rest of a body is drained for at most a second (aiohttp's default
+    # is 10 s) so the client reads the answer rather than a reset, then the connection closes.
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=10.0,
+                           keepalive_timeout=header_timeout, lingering_time=1.0)
     await runner.setup()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -213,7 +286,9 @@ async def run_router(home: Path, host: str, port: int) -> None:
                 log.info("no endpoints for %g s; exiting", IDLE_EXIT)
                 runtime_file(home).unlink(missing_ok=True)
                 break
-            await asyncio.sleep(2.0)
+            await asyncio.sleep(LIFELINE_EVERY)
+        else:
+            log.info("%s no longer names this router (stopped, or the home was removed); exiting", runtime_file(home))
         stop.set()
 
     watcher = asyncio.ensure_future(still_wanted())
@@ -231,12 +306,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", type=Path, default=None)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--body-timeout", type=float, default=BODY_TIMEOUT,
+                        help="seconds a client may take to send a request body (408 after)")
+    parser.add_argument("--header-timeout", type=float, default=HEADER_TIMEOUT,
+                        help="seconds a connection may stay idle or take to send a request head")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     home = (args.home or ddcicd_home()).resolve()
     import uvloop
 
-    uvloop.run(run_router(home, args.host, args.port))
+    uvloop.run(run_router(home, args.host, args.port, args.body_timeout, args.header_timeout))
     return 0
 
 

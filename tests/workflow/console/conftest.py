@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import http.client as http_client
 import json
+import os
 import queue
 import threading
 import time
@@ -23,6 +24,10 @@ from workflow.console.app import create_app
 from workflow.engine import Engine
 
 TOKEN = "test-token-0123456789"
+CHROMIUM = os.environ.get("DDCICD_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]  # fmt: skip
+TIMEOUT_MS = 30_000
 
 FLAKY_MACHINE = {
     "Comment": "Prepare, then a Lambda that fails while the flag file exists, a Choice, then a Map",
@@ -186,3 +191,33 @@ def wait():  # noqa: ANN201
 @pytest.fixture()
 def auth() -> dict[str, str]:
     return {"X-Ddcicd-Token": TOKEN}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright (`make browser` installs it)."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no Chromium at {CHROMIUM}: install it with `make browser` (apt-get install -y chromium)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture()
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh browser context; fails the test on a JavaScript error or a Content-Security-Policy
+    violation on the console's pages (the policy must not break the console)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 950})
+    opened = context.new_page()
+    opened.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    opened.on("console", lambda message: errors.append(message.text)  # frame-ancestors: the console refusing a frame
+              if message.type == "error" and "Content Security Policy" in message.text
+              and "frame-ancestors" not in message.text else None)
+    yield opened
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"

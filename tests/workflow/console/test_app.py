@@ -106,13 +106,15 @@ def test_foreign_host_header_is_refused(console: str, http: Http) -> None:
     assert http(console, "GET", "/api/state-machines", headers={"Host": f"localhost:{port}"}).status == 200
 
 
-def test_token_url_sets_a_strict_cookie_and_drops_the_token(console: str, http: Http) -> None:
+def test_token_url_serves_the_page_and_sets_no_cookie(console: str, http: Http) -> None:
+    """Cookies ignore ports: the token must not become one (the page keeps it in sessionStorage)."""
     reply = http(console, "GET", f"/?token={TOKEN}")
-    assert reply.status == 302 and reply.headers["location"] == "/"
-    cookie = reply.headers["set-cookie"]
-    assert f"ddcicd_token={TOKEN}" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
-    assert http(console, "GET", "/?token=guess").status == 403
-    assert http(console, "GET", "/api/session", headers={"Cookie": f"ddcicd_token={TOKEN}"}).json() == {"actions": True}
+    assert reply.status == 200 and b"/static/console.js" in reply.body
+    assert "set-cookie" not in reply.headers and reply.headers["referrer-policy"] == "no-referrer"
+    guess = http(console, "GET", "/?token=guess")
+    assert guess.status == 403 and "wrong token" in guess.json()["error"]
+    assert http(console, "GET", "/api/session", headers={"X-Ddcicd-Token": TOKEN}).json() == {"actions": True}
+    assert http(console, "GET", "/api/session", headers={"Cookie": f"ddcicd_token={TOKEN}"}).json() == {"actions": False}
     assert http(console, "GET", "/api/session").json() == {"actions": False}
 
 

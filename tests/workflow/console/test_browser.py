@@ -1,4 +1,5 @@
-"""The console in a real browser: Playwright driving Debian's Chromium (`make browser` installs it).
+"""The console in a real browser: Playwright driving Debian's Chromium (`make browser` installs it;
+the `browser` and `page` fixtures are in conftest.py).
 
 One walk through what a user does: open the printed token URL, find a failed execution,
 see its graph and history, fix the cause, press Redrive and watch it succeed. Screenshots
@@ -6,44 +7,15 @@ go to build/screenshots/ as test artifacts.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = os.environ.get("DDCICD_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]  # fmt: skip
 SCREENSHOTS = Path(__file__).resolve().parents[3] / "build" / "screenshots"
 TOKEN = "test-token-0123456789"  # conftest.TOKEN
-TIMEOUT_MS = 30_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"no Chromium at {CHROMIUM}: install it with `make browser` (apt-get install -y chromium)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture()
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1400, "height": 950})
-    opened = context.new_page()
-    opened.set_default_timeout(TIMEOUT_MS)
-    errors: list[str] = []
-    opened.on("pageerror", lambda error: errors.append(str(error)))
-    yield opened
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 def _shot(page: Any, name: str, full_page: bool = False) -> None:

@@ -23,9 +23,36 @@ function element(tag, attributes, ...children) {
   return node;
 }
 
+// The token: opening the printed /?token=... URL puts it here (sessionStorage is per origin,
+// so per port, and per tab) and takes it out of the address bar. It is sent as a header, never
+// as a cookie: cookies ignore ports and would reach every other web service on 127.0.0.1.
+// A stored token is used again only when this tab reloads the console or comes back to it
+// (Back/Forward): a browser copies sessionStorage into windows a page opens, so a page this
+// tab navigated to could otherwise window.open() the console with actions enabled.
+const TOKEN_KEY = "ddcicd-token";
+
+function adoptToken() {
+  const query = new URLSearchParams(location.search);
+  if (query.has("token")) {
+    sessionStorage.setItem(TOKEN_KEY, query.get("token"));
+    query.delete("token");
+    const rest = query.toString();
+    history.replaceState(null, "", `${location.pathname}${rest ? `?${rest}` : ""}${location.hash}`);
+    return;
+  }
+  const [entry] = performance.getEntriesByType("navigation");
+  if (!entry || !["reload", "back_forward"].includes(entry.type)) sessionStorage.removeItem(TOKEN_KEY);
+}
+
 async function api(path, body) {
-  const options = body === undefined ? {} : {method: "POST", headers: {"Content-Type": "application/json"},
-                                               body: JSON.stringify(body), credentials: "same-origin"};
+  const headers = {};
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) headers["X-Ddcicd-Token"] = token;
+  const options = {headers, credentials: "omit"};
+  if (body !== undefined) {
+    Object.assign(options, {method: "POST", body: JSON.stringify(body)});
+    headers["Content-Type"] = "application/json";
+  }
   const response = await fetch(path, options);
   const text = await response.text();
   let data = null;
@@ -240,7 +267,7 @@ async function showExecution(arn) {
       element("div", {class: "actions"},
         element("button", {id: "stop-button", disabled: !(running && session.actions), onclick: () => act("/api/stop", "stop")}, "Stop"),
         element("button", {id: "redrive-button", class: "primary", disabled: !(redrivable && session.actions), onclick: () => act("/api/redrive", "redrive")}, "Redrive"),
-        element("a", {class: "button", id: "report-link", href: `/report?arn=${encodeURIComponent(arn)}`, target: "_blank"}, "Run report")));
+        element("a", {class: "button", id: "report-link", href: `/report?arn=${encodeURIComponent(arn)}`, target: "_blank", rel: "noopener"}, "Run report")));
     output.replaceChildren(...(description.error
       ? [causeBlock(description.error, description.cause)]
       : description.output ? [element("details", {}, element("summary", {}, "Execution output"), jsonBlock(description.output))] : []));
@@ -294,6 +321,7 @@ async function route() {
 }
 
 async function start() {
+  adoptToken();
   session = await api("/api/session");
   document.getElementById("session").replaceChildren(session.actions
     ? element("span", {class: "badge status-succeeded"}, "actions enabled")
