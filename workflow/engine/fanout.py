@@ -26,7 +26,7 @@ from workflow.engine.values import Json, dumps, shown
 def run_parallel(run: StateRun) -> Outcome:
     state, flow, interpreter = run.state, run.flow, run.interpreter
     effective = run.input if state.jsonata else run.select(state.input_path, run.input)
-    key = _begin_fan_out(run)
+    key, reusable = _begin_fan_out(run)
 
     def attempt() -> Json:
         if state.jsonata:
@@ -35,7 +35,7 @@ def run_parallel(run: StateRun) -> Outcome:
         else:
             branch_input = effective if state.parameters is None else run.template(state.parameters, effective)
         run.emit("ParallelStateStarted")
-        done = interpreter.recorder.checkpoints(key + "#")
+        done = reusable()
 
         def run_branch(index: int) -> Json:
             branch_key = f"{key}#{index}"
@@ -74,7 +74,7 @@ def run_map(run: StateRun) -> Outcome:
         max_concurrency = _number_from_path(run, "MaxConcurrencyPath", state.max_concurrency_path, effective, int)
     items = _map_items(run, effective, bindings)
     distributed = state.processor_mode == "DISTRIBUTED"
-    key = _begin_fan_out(run)
+    key, reusable = _begin_fan_out(run)
 
     def attempt() -> Json:
         run.emit("MapStateStarted", {"length": len(items)})
@@ -99,7 +99,7 @@ def run_map(run: StateRun) -> Outcome:
             run_arn = (f"arn:{partition}:states:{info.region}:{info.account}:mapRun:"
                        f"{info.state_machine_name}/{state.name if state.label is None else state.label}:{uuid.uuid4()}")
             run.emit("MapRunStarted", {"mapRunArn": run_arn})
-        done = interpreter.recorder.checkpoints(key + "#")
+        done = reusable()
         failures: list[StatesError] = []
         failure_lock = threading.Lock()
         latest = [flow.last_event]
@@ -157,16 +157,32 @@ def run_map(run: StateRun) -> Outcome:
     return with_retry_and_catch(run, attempt, lambda: run.emit("MapStateFailed"))
 
 
-def _begin_fan_out(run: StateRun) -> str:
-    """The checkpoint key of a Map/Parallel run, e.g. "/Fan"; a fresh run (not a redrive
-    resuming it) forgets the branch results an earlier run of the same state left behind."""
+def _begin_fan_out(run: StateRun) -> tuple[str, Callable[[], dict[str, Json]]]:
+    """The checkpoint key of a Map/Parallel run (e.g. "/Fan"), and what each attempt may reuse.
+
+    A fresh run (not a redrive resuming it) forgets the branch results an earlier run of
+    the same state left behind. Only the first attempt of a redrive reuses checkpoints; a
+    Retry re-runs every branch or iteration, as AWS does, so it forgets what the failed
+    attempt saved.
+    """
     key = f"{run.flow.scope}/{run.state.name}"
     resume_keys = run.interpreter.resume_keys
     resumed = key in resume_keys
     resume_keys.discard(key)
-    if not resumed and not run.flow.silent:
-        run.interpreter.recorder.clear_checkpoints(key + "#")
-    return key
+    recorder, silent = run.interpreter.recorder, run.flow.silent
+    if not resumed and not silent:
+        recorder.clear_checkpoints(key + "#")
+    attempts = [0]
+
+    def reusable() -> dict[str, Json]:
+        attempts[0] += 1
+        if attempts[0] == 1:
+            return recorder.checkpoints(key + "#") if resumed else {}
+        if not silent:
+            recorder.clear_checkpoints(key + "#")
+        return {}
+
+    return key, reusable
 
 
 def _checkpoint(run: StateRun, key: str, output: Json) -> None:
