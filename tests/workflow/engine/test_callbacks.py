@@ -119,8 +119,8 @@ def test_stop_execution_ends_the_wait_and_the_token(tmp_path: Path) -> None:
     arn = start(engine, approval_machine())
     token = first_waiting(engine, arn).token
     engine.stop_execution(arn, "Abandoned", "nobody answered")
-    with pytest.raises(TaskTimedOut, match="stopped"):
-        engine.send_task_success(token, "{}")  # at once: before the waiting thread has noticed
+    with pytest.raises(TaskTimedOut):  # at once, whether or not the waiting thread has noticed yet
+        engine.send_task_success(token, "{}")
     result = engine.wait(arn, timeout=20)
     assert (result["status"], result["error"]) == ("ABORTED", "Abandoned")
     assert engine.waiting_tasks(arn) == []
@@ -227,3 +227,45 @@ def test_after_an_engine_kill_a_redrive_waits_again_with_a_new_token(tmp_path: P
     assert json.loads(result["output"]) == {"run": 1, "figures": {"accuracy": 0.93}, "approval": {"approved": True}}
     tokens = [json.loads(message["Body"])["token"] for message in Mailbox(store).receive(QUEUE)]
     assert tokens == [old.token, new.token]
+
+
+def test_a_failing_sibling_branch_ends_the_wait_of_a_parallel_callback(tmp_path: Path) -> None:
+    """A Parallel state fails as soon as one branch fails; a branch waiting for its token stops waiting."""
+    engine: Engine
+
+    def fail_once_the_other_waits(event: Any, context: Any) -> Any:
+        until("the other branch to wait", lambda: engine.waiting_tasks("run"))
+        raise RuntimeError("gate broke")
+
+    engine = Engine(tmp_path / "engine.sqlite3", clock=VirtualClock(), functions={"gate": fail_once_the_other_waits})
+    approve = {**approval_machine()["States"]["Approve"], "End": True}
+    del approve["Next"]
+    definition = {"StartAt": "Both", "States": {"Both": {"Type": "Parallel", "End": True, "Branches": [
+        {"StartAt": "Gate", "States": {"Gate": {"Type": "Task", "End": True,
+                                                "Resource": "arn:aws:lambda:us-east-1:000000000000:function:gate"}}},
+        {"StartAt": "Approve", "States": {"Approve": approve}}]}}}
+    arn = start(engine, definition)
+    result = engine.wait(arn, timeout=20)
+    assert (result["status"], result["error"]) == ("FAILED", "RuntimeError")
+    token = json.loads(Mailbox(engine.store).receive(QUEUE)[0]["Body"])["token"]
+    with pytest.raises(TaskTimedOut):
+        engine.send_task_success(token, "{}")
+
+
+def test_a_failing_map_iteration_aborts_the_iterations_waiting_for_tokens(tmp_path: Path) -> None:
+    engine = Engine(tmp_path / "engine.sqlite3", clock=VirtualClock())
+    definition = {"StartAt": "Each", "States": {"Each": {
+        "Type": "Map", "ItemsPath": "$.items", "End": True,
+        "ItemProcessor": {"StartAt": "Approve", "States": {"Approve": {
+            "Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken", "End": True,
+            "Parameters": {"QueueUrl": QUEUE, "MessageBody": {"item.$": "$", "token.$": "$$.Task.Token"}}}}}}}}
+    arn = engine.start_execution(engine.create_state_machine("each", definition), {"items": [1, 2, 3]})
+    tasks = until("three waiting iterations", lambda: len(engine.waiting_tasks(arn)) == 3 and engine.waiting_tasks(arn))
+    engine.send_task_failure(tasks[0].token, "Rejected", "item refused")
+    result = engine.wait(arn, timeout=20)
+    assert (result["status"], result["error"]) == ("FAILED", "Rejected")
+    types = [event["type"] for event in engine.get_execution_history(arn)["events"]]
+    assert types.count("MapIterationFailed") == 1 and types.count("MapIterationAborted") == 2
+    for task in tasks[1:]:
+        with pytest.raises(TaskTimedOut):
+            engine.send_task_success(task.token, "{}")
