@@ -7,8 +7,8 @@
     engine.describe_execution(execution_arn)["status"]
 
 Names follow the AWS API (create_state_machine, start_execution, describe_execution,
-get_execution_history, stop_execution, redrive_execution, send_task_success, ...); results
-are dicts with AWS's keys and `datetime` values, like boto3's.
+get_execution_history, stop_execution, redrive_execution); results are dicts with AWS's
+keys and `datetime` values, like boto3's.
 
 An execution whose engine process died (SIGKILL, power cut) stays RUNNING in the store;
 the next Engine that looks at it sees its owner process is gone, records
