@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "console": "workflow.commands.console:console",
     "report": "workflow.commands.report:report",
     "aws": "workflow.commands.aws:aws",
+    "engine": "workflow.commands.engine:engine",
 }
 
 
