@@ -58,16 +58,16 @@ class Activities:
         return self.describe(arn)["created"]
 
     def describe(self, arn: str) -> dict[str, Any]:
-        rows = self.store.read("SELECT arn, name, created FROM activities WHERE arn = ?", (arn,))
+        rows = self.store.query("SELECT arn, name, created FROM activities WHERE arn = ?", (arn,))
         if not rows:
             raise ActivityDoesNotExist(f"Activity Does Not Exist: '{arn}'")
         return dict(zip(("arn", "name", "created"), rows[0]))
 
     def exists(self, arn: str) -> bool:
-        return bool(self.store.read("SELECT 1 FROM activities WHERE arn = ?", (arn,)))
+        return bool(self.store.query("SELECT 1 FROM activities WHERE arn = ?", (arn,)))
 
     def list(self, prefix: str = "") -> list[dict[str, Any]]:
-        rows = self.store.read("SELECT arn, name, created FROM activities WHERE substr(arn, 1, ?) = ? ORDER BY created",
+        rows = self.store.query("SELECT arn, name, created FROM activities WHERE substr(arn, 1, ?) = ? ORDER BY created",
                                (len(prefix), prefix))  # fmt: skip
         return [dict(zip(("arn", "name", "created"), row)) for row in rows]
 
@@ -84,7 +84,7 @@ class Activities:
 
     def claim(self, activity_arn: str, worker: str) -> tuple[str, str] | None:
         """The oldest unclaimed task of the activity, now claimed by `worker`; None when the queue is empty."""
-        rows = self.store.read("SELECT token, input FROM activity_tasks WHERE activity_arn = ? AND worker IS NULL"
+        rows = self.store.query("SELECT token, input FROM activity_tasks WHERE activity_arn = ? AND worker IS NULL"
                                " ORDER BY created LIMIT 1", (activity_arn,))  # fmt: skip
         for token, input_text in rows:
             if self.store.write("UPDATE activity_tasks SET worker = ?, claimed = ? WHERE token = ? AND worker IS NULL",
@@ -104,7 +104,7 @@ class Activities:
                 _ENQUEUED.wait(min(POLL_SECONDS, left))
 
     def task(self, token: str) -> dict[str, Any] | None:
-        rows = self.store.read("SELECT token, activity_arn, input, worker FROM activity_tasks WHERE token = ?", (token,))
+        rows = self.store.query("SELECT token, activity_arn, input, worker FROM activity_tasks WHERE token = ?", (token,))
         return dict(zip(("token", "activity_arn", "input", "worker"), rows[0])) if rows else None
 
     def remove_task(self, token: str) -> None:

@@ -108,6 +108,7 @@ class StateRun:
     input: Json  # the raw state input
     flow: Flow
     state_context: dict[str, Json]  # $$.State: Name, EnteredTime (and RetryCount for a Task)
+    task_context: dict[str, Json] | None = None  # $$.Task: {"Token": ...} during an attempt of a callback Task
 
     def in_flow(self, flow: Flow) -> "StateRun":
         """The same state run, evaluated in another flow (a Map iteration's, for ItemSelector)."""
@@ -120,9 +121,11 @@ class StateRun:
 
     # ------------------------------------------------------------------ JSONPath
     def context_object(self) -> dict[str, Json]:
-        """$$: Execution, StateMachine, State (and Map.Item inside a Map iteration)."""
+        """$$: Execution, StateMachine, State (Task.Token in a callback Task, Map.Item inside a Map iteration)."""
         context = dict(self.interpreter.context_base)
         context["State"] = self.state_context
+        if self.task_context is not None:
+            context["Task"] = self.task_context
         if self.flow.map_item is not None:
             context["Map"] = {"Item": self.flow.map_item}
         return context

@@ -40,7 +40,7 @@ class Tags:
         store.define(_SCHEMA)
 
     def list(self, resource_arn: str) -> dict[str, str]:
-        rows = self.store.read("SELECT key, value FROM tags WHERE resource_arn = ? ORDER BY key", (resource_arn,))
+        rows = self.store.query("SELECT key, value FROM tags WHERE resource_arn = ? ORDER BY key", (resource_arn,))
         return dict(rows)
 
     def tag(self, resource_arn: str, tags: dict[str, str]) -> None:
