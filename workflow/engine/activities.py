@@ -16,8 +16,11 @@ import threading
 import time
 from typing import Any
 
-from workflow.engine.errors import EngineError
+from workflow.engine.callbacks import TaskTokens, new_token, wait_for_answer
+from workflow.engine.errors import EngineError, ErrorName, StatesError
 from workflow.engine.history import HistoryStore
+from workflow.engine.integrations import IntegrationRegistry, TaskContext
+from workflow.engine.values import Json, dumps
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS activities (
@@ -109,3 +112,42 @@ class Activities:
 
     def remove_task(self, token: str) -> None:
         self.store.write("DELETE FROM activity_tasks WHERE token = ?", (token,))
+
+
+# ------------------------------------------------------------------------ the Task side
+
+
+class ActivityIntegration:
+    """`arn:aws:states:<region>:<account>:activity:NAME`: queue the input under a new task token, wait for the answer.
+
+    The token is one of callbacks.py's (TaskTokens), so SendTaskSuccess/Failure/Heartbeat,
+    TimeoutSeconds and StopExecution behave as for `.waitForTaskToken` tasks. History names
+    the invocation with Task* events (resourceType "activity"), not AWS's Activity* events.
+    """
+
+    def invoke(self, resource: str, parameters: Json, context: TaskContext) -> Json:
+        store: HistoryStore = context.store
+        if store is None:
+            raise StatesError(ErrorName.RUNTIME, f"the activity task {context.state_name!r} needs the engine's store")
+        activities, tokens = Activities(store), TaskTokens(store)
+        if not activities.exists(resource):
+            raise StatesError("ActivityDoesNotExist", f"Activity Does Not Exist: '{resource}'")
+        token = new_token()
+        now = context.clock.now()
+        redrive = store.execution(context.execution_arn).redrive_count
+        input_text = dumps(parameters)
+        tokens.register(token, context.execution_arn, redrive, context.state_name, resource, input_text, now, context.deadline, None)
+        activities.enqueue(resource, token, input_text, now)
+        try:
+            return wait_for_answer(tokens, token, context.clock, context.cancel, context.on_poll or (lambda: None),
+                                   context.deadline, None)  # fmt: skip
+        finally:
+            activities.remove_task(token)
+
+
+ACTIVITY_RESOURCE = r"arn:[^:]+:states:[^:]+:\d{12}:activity:[A-Za-z0-9_\-]{1,80}"
+
+
+def register_activities(registry: IntegrationRegistry) -> None:
+    """Lets Task states name activities as their Resource."""
+    registry.register(ACTIVITY_RESOURCE, ActivityIntegration(), label="arn:aws:states:<region>:<account>:activity:<name>")

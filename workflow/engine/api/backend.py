@@ -13,7 +13,7 @@ import os
 import threading
 from typing import Callable
 
-from workflow.engine.activities import Activities
+from workflow.engine.activities import Activities, register_activities
 from workflow.engine.api.requests import Caller
 from workflow.engine.history import HistoryStore
 from workflow.engine.service import Engine
@@ -30,8 +30,10 @@ def plain_engine(store: HistoryStore, region: str, account: str) -> Engine:
 class Backend:
     """The engines, store and side tables behind one API server."""
 
-    def __init__(self, store_path: str | os.PathLike[str], make_engine: EngineFactory = plain_engine) -> None:
+    def __init__(self, store_path: str | os.PathLike[str], make_engine: EngineFactory = plain_engine,
+                 long_poll_seconds: float = 60.0) -> None:
         self.store = HistoryStore(store_path)
+        self.long_poll_seconds = long_poll_seconds  # GetActivityTask's wait for work (AWS: 60 s)
         self.tags = Tags(self.store)
         self.activities = Activities(self.store)
         self._make_engine = make_engine
@@ -45,7 +47,9 @@ class Backend:
             with self._lock:
                 engine = self._engines.get(key)
                 if engine is None:
-                    engine = self._engines[key] = self._make_engine(self.store, caller.region, caller.account)
+                    engine = self._make_engine(self.store, caller.region, caller.account)
+                    register_activities(engine.integrations)
+                    self._engines[key] = engine
         return engine
 
     def activity_exists(self, arn: str) -> bool:

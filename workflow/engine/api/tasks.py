@@ -13,8 +13,6 @@ from workflow.engine.api.backend import Backend
 from workflow.engine.api.requests import Request
 from workflow.engine.pagination import page
 
-LONG_POLL_SECONDS = 60.0
-
 
 def _activity_arn(request: Request, name: str) -> str:
     return f"{request.caller.arn_prefix()}activity:{name}"
@@ -54,16 +52,15 @@ def delete_activity(backend: Backend, request: Request) -> dict[str, Any]:
     return {}
 
 
-def get_activity_task(backend: Backend, request: Request, long_poll_seconds: float = LONG_POLL_SECONDS) -> dict[str, Any]:
+def get_activity_task(backend: Backend, request: Request) -> dict[str, Any]:
     arn = request.arn("activityArn", "activity")
     worker = request.text("workerName", default="")
     if not backend.activities.exists(arn):
         raise ActivityDoesNotExist(f"Activity Does Not Exist: '{arn}'")
-    claimed = backend.activities.wait_for_task(arn, worker, long_poll_seconds)
+    claimed = backend.activities.wait_for_task(arn, worker, backend.long_poll_seconds)
     if claimed is None:
         return {}
     token, input_text = claimed
-    backend.engine(request.caller).activity_task_started(token, worker)
     return {"taskToken": token, "input": input_text}
 
 
