@@ -64,9 +64,10 @@ class Engine:
         self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
         self._definitions: dict[tuple[str, int], StateMachineDefinition] = {}
+        self._store_key = str(self.store.path.resolve())
 
     def _key(self, execution_arn: str) -> tuple[str, str]:
-        return (str(self.store.path.resolve()), execution_arn)
+        return (self._store_key, execution_arn)
 
     # ------------------------------------------------------------------ state machines
     def validate(self, definition: str | dict[str, Json]) -> StateMachineDefinition:
@@ -367,14 +368,20 @@ class Engine:
         """Marks RUNNING executions whose engine process on this host is gone as ABORTED."""
         reaped = []
         host = os.uname().nodename
-        for record in self.store.list_executions(status=ExecutionStatus.RUNNING):
-            if record.owner_host != host or record.owner_pid is None:
+        running = self.store.query("SELECT arn, owner_pid, owner_host FROM executions WHERE status = ?", (ExecutionStatus.RUNNING,))
+        for arn, owner_pid, owner_host in running:  # a light query: every DescribeExecution comes here
+            if owner_host != host or owner_pid is None:
                 continue
-            if record.owner_pid == os.getpid():
+            if owner_pid == os.getpid():
                 with _RUNNING_LOCK:  # a run of this process may have ended since the listing: read again
-                    if self._key(record.arn) in _RUNNING or self.store.execution(record.arn).status != ExecutionStatus.RUNNING:
+                    if self._key(arn) in _RUNNING:
                         continue
-            elif _alive(record.owner_pid) or self.store.execution(record.arn).status != ExecutionStatus.RUNNING:
+                    record = self.store.execution(arn)
+            elif _alive(owner_pid):
+                continue
+            else:
+                record = self.store.execution(arn)
+            if record.status != ExecutionStatus.RUNNING:
                 continue
             cause = f"the engine process (pid {record.owner_pid}) ended while the execution was running"
             Recorder.resume(self.store, record, self.clock).aborted(0, ErrorName.RUNTIME, cause)

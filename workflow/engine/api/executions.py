@@ -36,7 +36,7 @@ def start_execution(backend: Backend, request: Request) -> dict[str, Any]:
     execution_input = _input(request)
     engine = backend.engine(request.caller)
     execution_arn = engine.start_execution(machine_arn, execution_input, name)
-    return {"executionArn": execution_arn, "startDate": shapes.epoch(engine.describe_execution(execution_arn)["startDate"])}
+    return {"executionArn": execution_arn, "startDate": shapes.epoch(engine.store.execution(execution_arn).start_date)}
 
 
 def start_sync_execution(backend: Backend, request: Request) -> dict[str, Any]:
