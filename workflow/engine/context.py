@@ -78,6 +78,7 @@ class Flow:
     parent: "Flow | None" = None
     map_item: dict[str, Json] | None = None
     silent: bool = False  # distributed Map children: their events are not in the parent history
+    aborted: threading.Event | None = None  # set when a sibling branch or iteration failed the fan-out
 
     def lookup(self, name: str) -> Json:
         flow: Flow | None = self
@@ -87,8 +88,19 @@ class Flow:
             flow = flow.parent
         return MISSING
 
-    def child(self, scope: str, map_item: dict[str, Json] | None = None, silent: bool = False) -> "Flow":
-        return Flow(scope, self.last_event, {}, self, map_item if map_item is not None else self.map_item, silent or self.silent)
+    def child(self, scope: str, map_item: dict[str, Json] | None = None, silent: bool = False,
+              aborted: threading.Event | None = None) -> "Flow":
+        return Flow(scope, self.last_event, {}, self, map_item if map_item is not None else self.map_item,
+                    silent or self.silent, aborted)
+
+    def is_aborted(self) -> bool:
+        """Whether this flow or one it runs in was aborted because a sibling failed."""
+        flow: Flow | None = self
+        while flow is not None:
+            if flow.aborted is not None and flow.aborted.is_set():
+                return True
+            flow = flow.parent
+        return False
 
 
 class Outcome(NamedTuple):

@@ -137,3 +137,7 @@ class ExecutionStopped(EngineError):
 
 class ExecutionTimedOut(ExecutionStopped):
     """The state machine's TimeoutSeconds elapsed (ends as TIMED_OUT)."""
+
+
+class SiblingFailed(ExecutionStopped):
+    """Raised inside a Parallel branch or Map iteration whose sibling failed the state: it stops where it is."""

@@ -119,8 +119,12 @@ def invoke(run: StateRun, binding: Binding, parameters: Json, timeout: float | N
     info, clock = interpreter.info, interpreter.clock
     deadline = None if timeout is None else clock.now() + timeout
     store = interpreter.recorder.store
+
+    def check_stop() -> None:  # StopExecution, the machine's timeout, or a failed sibling branch/iteration
+        interpreter.check_flow(run.flow)
+
     context = TaskContext(info.execution_arn, state.name, state.resource, clock, interpreter.cancel, deadline,
-                          info.region, info.account, submitted, interpreter.check_stop,
+                          info.region, info.account, submitted, check_stop,
                           heartbeat if is_sync(state.resource) else None, store)
     interpreter.recorder.flush()
     tokens = None
@@ -134,7 +138,7 @@ def invoke(run: StateRun, binding: Binding, parameters: Json, timeout: float | N
         if tokens is not None and token is not None:
             submitted(binding.integration.invoke(binding.base_resource, parameters, context))
             interpreter.recorder.flush()
-            result = wait_for_answer(tokens, token, clock, interpreter.cancel, interpreter.check_stop, deadline, heartbeat)
+            result = wait_for_answer(tokens, token, clock, interpreter.cancel, check_stop, deadline, heartbeat)
         else:
             result = binding.integration.invoke(state.resource, parameters, context)
         if len(dumps(result).encode()) > DATA_LIMIT_BYTES:
