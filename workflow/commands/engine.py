@@ -19,7 +19,7 @@ from workflow.errors import CliError
 
 if TYPE_CHECKING:
     from workflow.config import PipelineConfig
-    from workflow.engine import Engine
+    from workflow.engine.api import EngineFactory
     from workflow.engine.history import HistoryStore
 
 
@@ -28,7 +28,7 @@ def engine() -> None:
     """The local Step Functions engine as a service."""
 
 
-def local_engine_factory(config: PipelineConfig):  # noqa: ANN201 - an EngineFactory
+def local_engine_factory(config: PipelineConfig) -> EngineFactory:
     """Engines with `ddcicd run`'s integrations (local SageMaker, S3, the catalogue's Lambdas), per region and account."""
     from workflow.engine import Engine
     from workflow.home import ddcicd_home
@@ -38,7 +38,7 @@ def local_engine_factory(config: PipelineConfig):  # noqa: ANN201 - an EngineFac
     home = ddcicd_home()
     s3 = S3Root.default()
 
-    def make(store: HistoryStore, region: str, account: str) -> Engine:
+    def make(store: HistoryStore, region: str, account: str) -> "Engine":
         made = Engine(store, functions=local_functions(config, s3), region=region, account=account)
         register_local_aws(made.integrations, s3, home)
         return made
