@@ -383,6 +383,9 @@ class Engine:
                 record = self.store.execution(arn)
             if record.status != ExecutionStatus.RUNNING:
                 continue
+            current = self.store.execution(record.arn)  # the listing may be stale: the run may have ended since
+            if current.status != ExecutionStatus.RUNNING or current.owner_pid != record.owner_pid:
+                continue
             cause = f"the engine process (pid {record.owner_pid}) ended while the execution was running"
             Recorder.resume(self.store, record, self.clock).aborted(0, ErrorName.RUNTIME, cause)
             reaped.append(record.arn)
