@@ -381,10 +381,7 @@ class Engine:
                 continue
             else:
                 record = self.store.execution(arn)
-            if record.status != ExecutionStatus.RUNNING:
-                continue
-            current = self.store.execution(record.arn)  # the listing may be stale: the run may have ended since
-            if current.status != ExecutionStatus.RUNNING or current.owner_pid != record.owner_pid:
+            if record.status != ExecutionStatus.RUNNING or record.owner_pid != owner_pid:  # the run ended since the listing
                 continue
             cause = f"the engine process (pid {record.owner_pid}) ended while the execution was running"
             Recorder.resume(self.store, record, self.clock).aborted(0, ErrorName.RUNTIME, cause)
