@@ -180,7 +180,9 @@ class Engine:
         with _RUNNING_LOCK:
             _RUNNING.setdefault(self._key(record.arn), StopSignal())
         thread = threading.Thread(target=self._execute, args=(record, role_arn, recorder, resume), name=f"execution-{record.name}")
-        self._threads[record.arn] = thread
+        with self._lock:  # a long-lived engine (the API server) keeps only the threads still running
+            self._threads = {arn: running for arn, running in self._threads.items() if running.is_alive()}
+            self._threads[record.arn] = thread
         thread.start()
 
     def _claim(self, execution_arn: str) -> bool:

@@ -10,6 +10,7 @@ from typing import Any, Iterator
 
 import boto3
 import pytest
+import requests
 from botocore.config import Config
 
 from tests.workflow.engine.api.conftest import ACCOUNT, REGION, ROLE, pass_machine
@@ -93,3 +94,23 @@ def test_the_data_science_sdk_creates_updates_and_runs_a_workflow(server: ApiSer
     runs = workflow.list_executions()
     assert [run.execution_arn for run in runs] == [execution.execution_arn]
     assert runs[0].status == "SUCCEEDED"
+
+
+def test_the_console_shows_what_the_api_ran_on_the_same_store(served: tuple[str, dict[str, str]]) -> None:
+    """`ddcicd console` beside `ddcicd engine serve`, both real processes over one DDCICD_HOME."""
+    url, environment = served
+    client = boto3.client("stepfunctions", endpoint_url=url, region_name=REGION, aws_access_key_id=ACCOUNT, aws_secret_access_key="any")
+    machine = client.create_state_machine(name="seen", definition=pass_machine({"seen": True}), roleArn=ROLE)["stateMachineArn"]
+    execution = client.start_execution(stateMachineArn=machine, name="by-api")["executionArn"]
+    console = subprocess.Popen([sys.executable, "-m", "workflow.cli", "console", "--port", "0"], env=environment,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        line = console.stdout.readline().strip()  # type: ignore[union-attr]  # "console: http://127.0.0.1:PORT/?token=..."
+        assert line.startswith("console: http://127.0.0.1:"), console.stderr.read()  # type: ignore[union-attr]
+        base = line.split()[1].split("/?")[0]
+        listed = requests.get(f"{base}/api/executions", params={"stateMachineArn": machine}, timeout=10).json()
+        assert [item["executionArn"] for item in listed] == [execution]
+        assert listed[0]["status"] in ("RUNNING", "SUCCEEDED")
+    finally:
+        console.terminate()
+        console.wait(10)
