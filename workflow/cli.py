@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "report": "workflow.commands.report:report",
     "aws": "workflow.commands.aws:aws",
     "cleanup": "workflow.commands.cleanup:cleanup",
+    "engine": "workflow.commands.engine:engine",
 }
 
 

@@ -39,6 +39,8 @@ class AwsSettings(Section):
     sagemaker_role_arn: str = "arn:aws:iam::000000000000:role/ddcicd-sagemaker"
     stepfunctions_role_arn: str = "arn:aws:iam::000000000000:role/ddcicd-stepfunctions"
     lambda_role_arn: str = "arn:aws:iam::000000000000:role/ddcicd-lambda"
+    # Step Functions at another endpoint, e.g. `ddcicd engine serve`'s http://127.0.0.1:8083 (None: AWS's)
+    stepfunctions_endpoint_url: str | None = None
 
 
 class DataSettings(Section):

@@ -1,8 +1,9 @@
 """One boto3 session per command, its clients, and the account and partition it runs in.
 
-Clients are made on first use, never at import time, so a test's `mock_aws()` (or a
-botocore Stubber attached to `context.client("stepfunctions")`) is in place before any
-client exists. boto3 clients are thread-safe, so the upload thread pool shares them.
+Clients are made on first use, never at import time, so a test's `mock_aws()` is in place
+before any client exists. boto3 clients are thread-safe, so the upload thread pool shares
+them. With `aws.stepfunctions_endpoint_url` set (e.g. `ddcicd engine serve`), the Step
+Functions client talks to that endpoint and every other service to AWS.
 """
 from __future__ import annotations
 
@@ -40,10 +41,20 @@ class AwsContext:
     def region(self) -> str:
         return self.config.aws.region
 
+    @property
+    def stepfunctions_endpoint_url(self) -> str | None:
+        return self.config.aws.stepfunctions_endpoint_url
+
     def client(self, service: str) -> Any:
+        """A client of `service`; Step Functions at `aws.stepfunctions_endpoint_url` when that is set."""
         with self._lock:
             if service not in self._clients:
-                self._clients[service] = self.session.client(service, config=CLIENT_CONFIG)
+                if service == "stepfunctions" and self.stepfunctions_endpoint_url:
+                    # no "sync-" host prefix on a local endpoint (StartSyncExecution)
+                    config = CLIENT_CONFIG.merge(Config(inject_host_prefix=False))
+                    self._clients[service] = self.session.client(service, config=config, endpoint_url=self.stepfunctions_endpoint_url)
+                else:
+                    self._clients[service] = self.session.client(service, config=CLIENT_CONFIG)
             return self._clients[service]
 
     @property
@@ -57,10 +68,22 @@ class AwsContext:
         return self.session.get_partition_for_region(self.region)
 
     def state_machine_arn(self) -> str:
+        """config.name's ARN; at a Step Functions endpoint, as that endpoint lists it (it needs no STS for the account)."""
+        if self.stepfunctions_endpoint_url:
+            return self._listed_state_machine_arn()
         return f"arn:{self.partition}:states:{self.region}:{self.account}:stateMachine:{self.config.name}"
 
+    def _listed_state_machine_arn(self) -> str:
+        paginator = self.client("stepfunctions").get_paginator("list_state_machines")
+        for page in paginator.paginate():
+            for machine in page["stateMachines"]:
+                if machine["name"] == self.config.name:
+                    return machine["stateMachineArn"]
+        raise AwsError(f"no state machine {self.config.name} at {self.stepfunctions_endpoint_url}: deploy it with `ddcicd aws deploy`")
+
     def execution_arn(self, execution_name: str) -> str:
-        return f"arn:{self.partition}:states:{self.region}:{self.account}:execution:{self.config.name}:{execution_name}"
+        machine = self.state_machine_arn()
+        return machine.replace(":stateMachine:", ":execution:", 1) + f":{execution_name}"
 
     def s3_uri(self, *parts: str) -> str:
         """`s3://<bucket>/<prefix>/<parts...>`."""

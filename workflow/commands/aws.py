@@ -3,7 +3,11 @@
     ddcicd aws upload-data --data ~/kaggle/state-farm     # once: the raw images to S3
     ddcicd aws deploy                                     # code, Lambdas, state machine, autoscaling
     ddcicd aws start --dataset state-farm --wait          # one execution, followed to the end
-    ddcicd aws status [ID] | aws redrive ID | aws executions
+    ddcicd aws status [ID] | aws redrive ID | aws executions | aws approve ID [--reject --reason TEXT]
+
+Step Functions can be another endpoint (`--stepfunctions-endpoint-url`, config
+aws.stepfunctions_endpoint_url), e.g. `ddcicd engine serve`: the same commands then run
+the pipeline on the local engine.
 
 Settings come from the config file (`--config`, or $DDCICD_CONFIG) and `--set` overrides,
 which CodeBuild feeds from its environment (see buildspec.yml). boto3 and the SDKs are
@@ -45,6 +49,9 @@ def _with_context(command: Callable[..., Any]) -> Callable[..., Any]:
         from workflow.aws.clients import AwsContext
         from workflow.config import ConfigError, load_config
 
+        endpoint = options.pop("stepfunctions_endpoint_url", None)
+        if endpoint:
+            overrides = (*overrides, f"aws.stepfunctions_endpoint_url={endpoint}")
         try:
             config = load_config(config_path, overrides)
         except ConfigError as error:
@@ -53,6 +60,13 @@ def _with_context(command: Callable[..., Any]) -> Callable[..., Any]:
             return command(AwsContext.from_config(config), **options)
 
     return _config_options(wrapper)
+
+
+def _endpoint_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--stepfunctions-endpoint-url: Step Functions elsewhere (`ddcicd engine serve`), every other service on AWS."""
+    return click.option("--stepfunctions-endpoint-url", metavar="URL",
+                        help="Talk to Step Functions at URL, e.g. `ddcicd engine serve`'s (config aws.stepfunctions_endpoint_url).",
+                        )(command)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -114,6 +128,7 @@ def upload_data_command(context: AwsContext, folder: Path, name: str | None, wor
 
 
 @aws.command("deploy")
+@_endpoint_option
 @click.option("--lambda-zips", type=click.Path(file_okay=False, path_type=Path),
               help="Use prebuilt zips DIR/<package>.zip (python -m workflow.aws.packaging) instead of building them.")  # fmt: skip
 @click.option("--definition-out", type=click.Path(dir_okay=False, path_type=Path),
@@ -155,6 +170,7 @@ def _lambda_zips(folder: Path | None, packages: tuple[str, ...]) -> dict[str, Pa
 
 
 @aws.command("start")
+@_endpoint_option
 @click.option("--dataset", envvar="DDCICD_DATASET", help="A dataset uploaded with upload-data (name); default $DDCICD_DATASET.")
 @click.option("--data-uri", help="Or any s3:// prefix in the Kaggle layout.")
 @click.option("--wait", is_flag=True, help="Follow the execution to its end; exit 1 if it fails.")
@@ -177,6 +193,7 @@ def start_command(context: AwsContext, dataset: str | None, data_uri: str | None
 
 
 @aws.command("status")
+@_endpoint_option
 @click.argument("identifier", required=False, metavar="[ID]")
 @click.option("--json", "as_json", is_flag=True, help="The summary as JSON.")
 @_with_context
@@ -198,6 +215,7 @@ def status_command(context: AwsContext, identifier: str | None, as_json: bool) -
 
 
 @aws.command("redrive")
+@_endpoint_option
 @click.argument("identifier", metavar="ID")
 @click.option("--wait", is_flag=True, help="Follow the redriven execution to its end.")
 @click.option("--poll", default=15.0, show_default=True, type=click.FloatRange(0.1), help="Seconds between status checks.")
@@ -214,6 +232,7 @@ def redrive_command(context: AwsContext, identifier: str, wait: bool, poll: floa
 
 
 @aws.command("executions")
+@_endpoint_option
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--json", "as_json", is_flag=True)
 @_with_context
@@ -231,6 +250,23 @@ def executions_command(context: AwsContext, limit: int, as_json: bool) -> None:
                    f"{'' if stop is None else f'{stop:%H:%M:%S}'}")  # fmt: skip
     if not found:
         click.echo(f"no executions of {context.config.name} yet", err=True)
+
+
+@aws.command("approve")
+@_endpoint_option
+@click.argument("identifier", metavar="EXECUTION")
+@click.option("--reject", is_flag=True, help="Reject: the run cleans up and ends FAILED with ApprovalRejected.")
+@click.option("--reason", help="Why (sent as the rejection's cause, or with the approval).")
+@_with_context
+def approve_command(context: AwsContext, identifier: str, reject: bool, reason: str | None) -> None:
+    """Approve (or reject) the promotion an execution waits for: SendTaskSuccess/SendTaskFailure with its task token."""
+    from workflow.aws.approval import approve
+    from workflow.aws.executions import resolve_execution
+
+    execution_arn = resolve_execution(context, identifier)
+    waiting = approve(context, execution_arn, reject, reason)
+    verdict = "rejected" if reject else "approved"
+    click.echo(f"{verdict} {waiting.state} of {execution_arn.rsplit(':', 1)[-1]}")
 
 
 # ---------------------------------------------------------------- following and explaining

@@ -171,7 +171,7 @@ class HistoryStore:
         with self._write_lock:
             return self._connection().execute(sql, params)
 
-    # ---------------------------------------------------------------- tables other engine modules keep (callbacks.py)
+    # ------------------------------------------------ tables other engine modules keep (callbacks, tags, activities)
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One IMMEDIATE transaction under the write lock: a read-check-write no other process can interleave."""
@@ -185,6 +185,15 @@ class HistoryStore:
                 connection.execute("ROLLBACK")
                 raise
 
+    def define(self, schema: str) -> None:
+        """Creates another module's tables (CREATE TABLE IF NOT EXISTS ...) in this store (tags.py, activities.py)."""
+        with self._write_lock:
+            self._connection().executescript(schema)
+
+    def write(self, sql: str, params: tuple[Any, ...] = ()) -> int:
+        """One write statement under the store's lock; returns the number of rows it changed."""
+        return self._write(sql, params).rowcount
+
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Rows of a read-only statement, on this thread's connection."""
         return self._connection().execute(sql, params).fetchall()
@@ -197,8 +206,9 @@ class HistoryStore:
             connection.execute("BEGIN IMMEDIATE")
             try:
                 row = connection.execute("SELECT version, definition FROM state_machines WHERE arn = ?", (arn,)).fetchone()
-                if row is None:
-                    version = 1
+                if row is None:  # new, or re-created after a delete: versions are never reused
+                    previous = connection.execute("SELECT MAX(version) FROM state_machine_versions WHERE arn = ?", (arn,)).fetchone()
+                    version = (previous[0] or 0) + 1
                     connection.execute(
                         "INSERT INTO state_machines VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (arn, name, definition, role_arn, kind, version, now, now),
@@ -228,6 +238,10 @@ class HistoryStore:
             raise StateMachineDoesNotExist(f"state machine {arn_or_name!r} does not exist in {self.path}")
         keys = ("arn", "name", "definition", "role_arn", "type", "version", "created", "updated")
         return dict(zip(keys, row))
+
+    def delete_state_machine(self, arn: str) -> None:
+        """Forgets a state machine; its versions stay, so its executions can still be described."""
+        self._write("DELETE FROM state_machines WHERE arn = ?", (arn,))
 
     def state_machine_definition(self, arn: str, version: int) -> str:
         row = self._connection().execute(

@@ -148,6 +148,7 @@ class Interpreter:
 
     def run_state(self, state: State, raw_input: Json, flow: Flow) -> tuple[Json, str | None]:
         """StateEntered, the handler for the state's (QueryLanguage, Type), StateExited; returns (output, next state)."""
+        before = flow.last_event
         entered = self.emit(flow, f"{state.type}StateEntered",
                             {"input": dumps(raw_input), "inputDetails": {"truncated": False}, "name": state.name})
         state_context: dict[str, Json] = {"Name": state.name, "EnteredTime": iso_time(self.clock.now())}
@@ -159,9 +160,13 @@ class Interpreter:
         except RuntimeFailure as failure:
             error = StatesError(failure.error, f"An error occurred while executing the state '{state.name}'"
                                                f" (entered at the event id #{entered}). {failure}", state.type)
-            if failure.location is not None:
-                self.emit(flow, "EvaluationFailed",
-                          {"cause": error.cause, "error": error.error, "location": failure.location, "state": state.name})
+            if failure.location is not None or failure.error == ErrorName.QUERY_EVALUATION_ERROR:
+                details = {"cause": error.cause, "error": error.error, "state": state.name}
+                if failure.location is not None:
+                    details["location"] = failure.location
+                # As AWS recorded it (conformance corpus): a Wait's EvaluationFailed follows its StateEntered,
+                # any other state's links to the event before its StateEntered
+                self.emit(flow, "EvaluationFailed", details, previous=entered if state.type == "Wait" else before)
                 if state.type in ("Map", "Parallel"):
                     self.emit(flow, f"{state.type}StateFailed")
             raise error from failure

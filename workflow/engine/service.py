@@ -28,8 +28,8 @@ from workflow.engine.callbacks import TaskTokens, TokenStatus, WaitingTask, chec
 from workflow.engine.clock import Clock, SystemClock
 from workflow.engine.context import ExecutionInfo, Flow, StopSignal
 from workflow.engine.definition import parse_definition
-from workflow.engine.errors import (EngineError, ErrorName, ExecutionNotRedrivable, ExecutionStopped, ExecutionTimedOut,
-                                    StatesError)
+from workflow.engine.errors import (EngineError, ErrorName, ExecutionAlreadyExists, ExecutionNotRedrivable, ExecutionStopped,
+                                    ExecutionTimedOut, StateMachineDoesNotExist, StatesError)
 from workflow.engine.history import REDRIVABLE, ExecutionRecord, ExecutionStatus, HistoryStore
 from workflow.engine.integrations import FunctionRegistry, Handler, IntegrationRegistry, default_registry
 from workflow.engine.interpreter import Interpreter
@@ -51,11 +51,11 @@ def _datetime(epoch: float | None) -> datetime | None:
 class Engine:
     """Runs ASL state machines locally with persisted history; thread-safe."""
 
-    def __init__(self, store_path: str | os.PathLike[str] = ".ddcicd/engine.sqlite3", *, clock: Clock | None = None,
+    def __init__(self, store_path: str | os.PathLike[str] | HistoryStore = ".ddcicd/engine.sqlite3", *, clock: Clock | None = None,
                  integrations: IntegrationRegistry | None = None, functions: dict[str, Handler | str] | FunctionRegistry | None = None,
                  region: str = "us-east-1", account: str = "000000000000", partition: str = "aws",
                  role_arn: str | None = None) -> None:
-        self.store = HistoryStore(store_path)
+        self.store = store_path if isinstance(store_path, HistoryStore) else HistoryStore(store_path)
         self.clock = clock or SystemClock()
         self.region, self.account, self.partition = region, account, partition
         self.functions = functions if isinstance(functions, FunctionRegistry) else FunctionRegistry(functions, region, account, partition)
@@ -64,9 +64,10 @@ class Engine:
         self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
         self._definitions: dict[tuple[str, int], StateMachineDefinition] = {}
+        self._store_key = str(self.store.path.resolve())
 
     def _key(self, execution_arn: str) -> tuple[str, str]:
-        return (str(self.store.path.resolve()), execution_arn)
+        return (self._store_key, execution_arn)
 
     # ------------------------------------------------------------------ state machines
     def validate(self, definition: str | dict[str, Json]) -> StateMachineDefinition:
@@ -109,6 +110,23 @@ class Engine:
         return [{"stateMachineArn": row["arn"], "name": row["name"], "type": row["type"],
                  "creationDate": _datetime(row["created"])} for row in self.store.list_state_machines()]
 
+    def describe_state_machine_for_execution(self, execution_arn: str) -> dict[str, Json]:
+        """The state machine as the execution ran it: the definition version it started with."""
+        record = self.store.execution(execution_arn)
+        definition = self.store.state_machine_definition(record.state_machine_arn, record.state_machine_version)
+        try:
+            machine = self.store.state_machine(record.state_machine_arn)
+            role_arn, updated = machine["role_arn"], machine["updated"]
+        except StateMachineDoesNotExist:  # deleted since: its executions stay readable
+            role_arn, updated = self.role_arn, record.start_date
+        return {"stateMachineArn": record.state_machine_arn, "name": record.state_machine_arn.rsplit(":", 1)[-1],
+                "definition": definition, "roleArn": role_arn, "updateDate": _datetime(updated),
+                "revision": record.state_machine_version}
+
+    def delete_state_machine(self, arn: str) -> None:
+        """Deletes a state machine; running executions go on, and every execution stays readable."""
+        self.store.delete_state_machine(self.store.state_machine(arn)["arn"])
+
     def _definition(self, arn: str, version: int) -> StateMachineDefinition:
         key = (arn, version)
         if key not in self._definitions:
@@ -116,7 +134,8 @@ class Engine:
         return self._definitions[key]
 
     # ------------------------------------------------------------------ executions
-    def _new_execution(self, state_machine: str, execution_input: Json, name: str | None) -> tuple[ExecutionRecord, dict[str, Json], Recorder]:
+    def _new_execution(self, state_machine: str, execution_input: Json, name: str | None) -> tuple[ExecutionRecord, dict[str, Json], Recorder | None]:
+        """(the new execution, its state machine, its recorder); recorder None: the same start again (see below)."""
         machine = self.store.state_machine(state_machine)
         name = name or str(uuid.uuid4())
         if not _NAME.match(name):
@@ -127,14 +146,24 @@ class Engine:
             arn = f"arn:{self.partition}:states:{self.region}:{self.account}:execution:{machine['name']}:{name}"
         input_text = json.dumps(execution_input if execution_input is not None else {})
         now = self.clock.now()
-        self.store.create_execution(arn, name, machine["arn"], machine["version"], input_text, now)
+        claimed = self._claim(arn)
+        try:
+            self.store.create_execution(arn, name, machine["arn"], machine["version"], input_text, now)
+        except ExecutionAlreadyExists:
+            self._release(arn, claimed)
+            # StartExecution is idempotent while the execution with that name and input is running
+            existing = self.store.execution(arn)
+            if existing.status == ExecutionStatus.RUNNING and existing.input == json.loads(input_text):
+                return existing, machine, None
+            raise
         record = self.store.execution(arn)
         return record, machine, Recorder.start(self.store, record, self.clock, machine["role_arn"])
 
     def run_execution(self, state_machine: str, execution_input: Json = None, name: str | None = None) -> dict[str, Json]:
         """Starts an execution and runs it to the end in this thread; returns describe_execution."""
         record, machine, recorder = self._new_execution(state_machine, execution_input, name)
-        self._execute(record, machine["role_arn"], recorder)
+        if recorder is not None:
+            self._execute(record, machine["role_arn"], recorder)
         return self.describe_execution(record.arn)
 
     start_sync_execution = run_execution
@@ -142,16 +171,32 @@ class Engine:
     def start_execution(self, state_machine: str, execution_input: Json = None, name: str | None = None) -> str:
         """Starts an execution in a background thread; returns its ARN at once."""
         record, machine, recorder = self._new_execution(state_machine, execution_input, name)
-        self._spawn(record, machine["role_arn"], recorder)
+        if recorder is not None:
+            self._spawn(record, machine["role_arn"], recorder)
         return record.arn
 
     def _spawn(self, record: ExecutionRecord, role_arn: str, recorder: Recorder,
                resume: tuple[str, Json, dict[str, Json]] | None = None) -> None:
         with _RUNNING_LOCK:
-            _RUNNING[self._key(record.arn)] = StopSignal()
+            _RUNNING.setdefault(self._key(record.arn), StopSignal())
         thread = threading.Thread(target=self._execute, args=(record, role_arn, recorder, resume), name=f"execution-{record.name}")
-        self._threads[record.arn] = thread
+        with self._lock:  # a long-lived engine (the API server) keeps only the threads still running
+            self._threads = {arn: running for arn, running in self._threads.items() if running.is_alive()}
+            self._threads[record.arn] = thread
         thread.start()
+
+    def _claim(self, execution_arn: str) -> bool:
+        """Registers the execution as run here *before* the store says RUNNING, so reap_orphans never sees a gap."""
+        with _RUNNING_LOCK:
+            if self._key(execution_arn) in _RUNNING:
+                return False
+            _RUNNING[self._key(execution_arn)] = StopSignal()
+            return True
+
+    def _release(self, execution_arn: str, claimed: bool) -> None:
+        if claimed:
+            with _RUNNING_LOCK:
+                _RUNNING.pop(self._key(execution_arn), None)
 
     def wait(self, execution_arn: str, timeout: float | None = None) -> dict[str, Json]:
         """Waits for a background execution of this engine to end; returns describe_execution."""
@@ -269,7 +314,12 @@ class Engine:
         definition = self._definition(record.state_machine_arn, record.state_machine_version)
         resume = _resume_point(self.store, record, definition)
         machine = self.store.state_machine(record.state_machine_arn)
-        count = self.store.mark_redriven(record.arn, self.clock.now())
+        claimed = self._claim(record.arn)
+        try:
+            count = self.store.mark_redriven(record.arn, self.clock.now())
+        except BaseException:
+            self._release(record.arn, claimed)
+            raise
         record = self.store.execution(record.arn)
         recorder = Recorder.resume(self.store, record, self.clock)
         recorder.redriven(count)
@@ -320,17 +370,20 @@ class Engine:
         """Marks RUNNING executions whose engine process on this host is gone as ABORTED."""
         reaped = []
         host = os.uname().nodename
-        for record in self.store.list_executions(status=ExecutionStatus.RUNNING):
-            if record.owner_host != host or record.owner_pid is None:
+        running = self.store.query("SELECT arn, owner_pid, owner_host FROM executions WHERE status = ?", (ExecutionStatus.RUNNING,))
+        for arn, owner_pid, owner_host in running:  # a light query: every DescribeExecution comes here
+            if owner_host != host or owner_pid is None:
                 continue
-            if record.owner_pid == os.getpid():
-                with _RUNNING_LOCK:
-                    if self._key(record.arn) in _RUNNING:
+            if owner_pid == os.getpid():
+                with _RUNNING_LOCK:  # a run of this process may have ended since the listing: read again
+                    if self._key(arn) in _RUNNING:
                         continue
-            elif _alive(record.owner_pid):
+                    record = self.store.execution(arn)
+            elif _alive(owner_pid):
                 continue
-            current = self.store.execution(record.arn)  # the listing may be stale: the run may have ended since
-            if current.status != ExecutionStatus.RUNNING or current.owner_pid != record.owner_pid:
+            else:
+                record = self.store.execution(arn)
+            if record.status != ExecutionStatus.RUNNING or record.owner_pid != owner_pid:  # the run ended since the listing
                 continue
             cause = f"the engine process (pid {record.owner_pid}) ended while the execution was running"
             Recorder.resume(self.store, record, self.clock).aborted(0, ErrorName.RUNTIME, cause)

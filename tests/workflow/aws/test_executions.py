@@ -1,159 +1,247 @@
-"""start, status, wait, redrive and executions: moto for what it models, Stubber for the rest.
+"""start, status, executions, wait, redrive and approve against a real Step Functions API: the local engine's.
 
-moto's Step Functions records executions but does not run them (their status and history
-are canned: SF_EXECUTION_HISTORY_TYPE=FAILURE makes them FAILED), and it has no
-RedriveExecution; botocore's Stubber stands in there and checks the exact parameters.
+The engine's API server runs in a thread (`workflow.engine.api`), reached through
+`aws.stepfunctions_endpoint_url`; moto answers S3, IAM, SageMaker and autoscaling. The
+executions really run, so a failure, its root cause and a redrive are the engine's own.
 """
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+import re
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
-from botocore.stub import ANY, Stubber
 from click.testing import CliRunner
 
-from workflow.aws import clients
 from workflow.aws.clients import AwsContext
 from workflow.aws.deploy import deploy_state_machine
-from workflow.aws.executions import Failure, find_failure, redrive_execution, start_execution, wait_for_execution
+from workflow.aws.executions import Failure, find_failure, start_execution, wait_for_execution
 from workflow.cli import cli
+from workflow.config import load_config
+from workflow.engine import Engine
+from workflow.engine.api import ApiServer, Backend
+from workflow.engine.history import HistoryStore
+from workflow.engine.integrations import LambdaFunctionError
 from workflow.naming import execution_input
 
 PASS_ONLY = {"StartAt": "A", "States": {"A": {"Type": "Pass", "End": True}}}
 BUCKET = "ddcicd-test-bucket"  # conftest.BUCKET
-WHEN = datetime(2026, 11, 24, 6, 0, tzinfo=timezone.utc)
+FLAKY = "arn:aws:lambda:eu-west-1:000000000000:function:flaky"
+
+
+class Flaky:
+    """A Lambda that fails with Flaky.Broken until repaired."""
+
+    def __init__(self) -> None:
+        self.repaired = False
+        self.calls = 0
+
+    def __call__(self, event: Any, context: Any) -> Any:
+        self.calls += 1
+        if not self.repaired:
+            raise LambdaFunctionError("Flaky.Broken", "the disk is full")
+        return {"ok": True}
 
 
 @pytest.fixture
-def machine(context: AwsContext) -> str:
-    arn, _ = deploy_state_machine(context, PASS_ONLY)
+def flaky() -> Flaky:
+    return Flaky()
+
+
+@pytest.fixture
+def endpoint(tmp_path: Path, flaky: Flaky) -> Iterator[str]:
+    def make_engine(store: HistoryStore, region: str, account: str) -> Engine:
+        return Engine(store, region=region, account=account, functions={"flaky": flaky, "accept": lambda event, context: {}})
+
+    server = ApiServer(Backend(tmp_path / "engine.sqlite3", make_engine), port=0).start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def local_overrides(overrides: list[str], endpoint: str) -> list[str]:
+    return [*overrides, f"aws.stepfunctions_endpoint_url={endpoint}"]
+
+
+@pytest.fixture
+def local(local_overrides: list[str]) -> AwsContext:
+    return AwsContext.from_config(load_config(None, local_overrides))
+
+
+def deployed(context: AwsContext, definition: dict[str, Any]) -> str:
+    arn, _ = deploy_state_machine(context, definition)
     return arn
+
+
+@pytest.fixture
+def machine(local: AwsContext) -> str:
+    return deployed(local, PASS_ONLY)
 
 
 def invoke(overrides: list[str], *arguments: str) -> Any:
     return CliRunner().invoke(cli, ["aws", *arguments, *(f"--set={item}" for item in overrides)])
 
 
-def test_start_gives_the_same_input_as_a_local_run(context: AwsContext, machine: str) -> None:
-    started = start_execution(context, f"s3://{BUCKET}/pipeline/datasets/kaggle")
-    described = context.client("stepfunctions").describe_execution(executionArn=started.execution_arn)
+def finished(context: AwsContext, execution_arn: str) -> dict[str, Any]:
+    return wait_for_execution(context, execution_arn, poll_seconds=0.02)
+
+
+def test_the_endpoint_flag_reaches_the_engine(machine: str, overrides: list[str], endpoint: str) -> None:
+    result = invoke(overrides, "start", "--data-uri", f"s3://{BUCKET}/d/", "--stepfunctions-endpoint-url", endpoint)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().startswith(machine.replace(":stateMachine:", ":execution:"))
+
+
+def test_start_gives_the_same_input_as_a_local_run(local: AwsContext, machine: str) -> None:
+    started = start_execution(local, f"s3://{BUCKET}/pipeline/datasets/kaggle")
+    described = finished(local, started.execution_arn)
     assert described["stateMachineArn"] == machine
     assert described["name"] == started.execution_name
     assert started.execution_name.startswith("ddcicd-")
-    assert json.loads(described["input"]) == execution_input(context.config, started.execution_name, f"s3://{BUCKET}/pipeline/datasets/kaggle/")
+    assert json.loads(described["input"]) == execution_input(local.config, started.execution_name, f"s3://{BUCKET}/pipeline/datasets/kaggle/")
+    assert described["status"] == "SUCCEEDED"
 
 
-def test_start_command_resolves_a_dataset_name_to_its_prefix(context: AwsContext, machine: str, overrides: list[str]) -> None:
-    result = invoke(overrides, "start", "--dataset", "state-farm")
+def test_start_command_resolves_a_dataset_name_to_its_prefix(local: AwsContext, machine: str, local_overrides: list[str]) -> None:
+    result = invoke(local_overrides, "start", "--dataset", "state-farm")
     assert result.exit_code == 0, result.output
-    execution_arn = result.stdout.strip()
-    described = context.client("stepfunctions").describe_execution(executionArn=execution_arn)
+    described = local.client("stepfunctions").describe_execution(executionArn=result.stdout.strip())
     assert json.loads(described["input"])["RawDataUri"] == f"s3://{BUCKET}/pipeline/datasets/state-farm/"
 
 
 @pytest.mark.parametrize("arguments", [(), ("--dataset", "a", "--data-uri", "s3://b/c/")])
-def test_start_needs_exactly_one_dataset(overrides: list[str], machine: str, arguments: tuple[str, ...]) -> None:
-    result = invoke(overrides, "start", *arguments)
+def test_start_needs_exactly_one_dataset(local_overrides: list[str], machine: str, arguments: tuple[str, ...]) -> None:
+    result = invoke(local_overrides, "start", *arguments)
     assert result.exit_code == 2
     assert "give exactly one of --dataset NAME" in result.output
 
 
-def test_start_wait_on_a_failed_run_exits_1_with_the_state_error_and_summary(
-    context: AwsContext, machine: str, overrides: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_start_before_deploy_says_to_deploy(local_overrides: list[str], endpoint: str) -> None:
+    result = invoke(local_overrides, "start", "--dataset", "kaggle")
+    assert result.exit_code == 2
+    assert f"no state machine ddcicd at {endpoint}: deploy it with `ddcicd aws deploy`" in result.stderr
+
+
+def test_start_wait_on_a_fault_exits_1_with_the_root_cause_and_a_redrive_resumes_it(
+    local: AwsContext, local_overrides: list[str], flaky: Flaky, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv("SF_EXECUTION_HISTORY_TYPE", "FAILURE")
+    deployed(local, {"StartAt": "Prepare", "States": {
+        "Prepare": {"Type": "Pass", "Result": "ready", "ResultPath": "$.prepared", "Next": "Work"},
+        "Work": {"Type": "Task", "Resource": FLAKY, "End": True}}})  # fmt: skip
     summary_path = tmp_path / "build" / "execution.json"
-    result = invoke(overrides, "start", "--dataset", "kaggle", "--wait", "--poll", "0.1", "--summary-out", str(summary_path))
+    result = invoke(local_overrides, "start", "--dataset", "kaggle", "--wait", "--poll", "0.1", "--summary-out", str(summary_path))
     assert result.exit_code == 1, result.output
-    assert "failed in state A State: AnError (ExecutionFailed)" in result.stdout
-    assert "cause: An error occurred!" in result.stdout
-    assert "FailStateEntered" in result.stdout
-    # moto's failed run ends in a Fail state: redrive would only fail again, so a new run is advised.
-    assert "start a new run: ddcicd aws start" in result.stderr
+    assert "failed in state Work: Flaky.Broken (LambdaFunctionFailed)" in result.stdout
+    assert "LambdaFunctionFailed" in result.stdout.split("last events:")[1]
+    name = json.loads(summary_path.read_text())["name"]
+    assert f"resume: ddcicd aws redrive {name}" in result.stderr
     summary = json.loads(summary_path.read_text())
     assert summary["status"] == "FAILED"
-    assert summary["failure"] == {"state": "A State", "event_type": "ExecutionFailed", "error": "AnError", "cause": "An error occurred!",
-                                  "redrivable": False}
-    assert summary["input"]["RawDataUri"] == f"s3://{BUCKET}/pipeline/datasets/kaggle/"
+    assert summary["failure"]["state"] == "Work" and summary["failure"]["redrivable"] is True
+    assert summary["failure"]["cause"] == "the disk is full"
+
+    flaky.repaired = True
+    redriven = invoke(local_overrides, "redrive", name, "--wait", "--poll", "0.1")
+    assert redriven.exit_code == 0, redriven.output
+    assert f"execution {name}: SUCCEEDED (redriven 1x)" in redriven.stdout
+    assert flaky.calls == 2
+    status = invoke(local_overrides, "status", name, "--json")
+    assert json.loads(status.stdout)["redriveCount"] == 1
 
 
-def test_status_and_executions_list_the_latest_first(context: AwsContext, machine: str, overrides: list[str]) -> None:
-    first = start_execution(context, f"s3://{BUCKET}/d/", name="ddcicd-first")
-    start_execution(context, f"s3://{BUCKET}/d/", name="ddcicd-second")
-    listing = invoke(overrides, "executions")
+def test_a_caught_failure_is_not_redrivable(local: AwsContext, local_overrides: list[str]) -> None:
+    deployed(local, {"StartAt": "Work", "States": {
+        "Work": {"Type": "Task", "Resource": FLAKY, "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "CleanUp"}], "End": True},
+        "CleanUp": {"Type": "Pass", "Next": "PipelineFailed"},
+        "PipelineFailed": {"Type": "Fail", "Error": "PipelineFailed", "Cause": "see the history"}}})  # fmt: skip
+    result = invoke(local_overrides, "start", "--dataset", "kaggle", "--wait", "--poll", "0.1")
+    assert result.exit_code == 1, result.output
+    assert "failed in state Work: Flaky.Broken (LambdaFunctionFailed)" in result.stdout
+    assert "start a new run: ddcicd aws start" in result.stderr
+
+
+def test_status_and_executions_list_the_latest_first(local: AwsContext, machine: str, local_overrides: list[str]) -> None:
+    first = start_execution(local, f"s3://{BUCKET}/d/", name="ddcicd-first")
+    finished(local, first.execution_arn)
+    second = start_execution(local, f"s3://{BUCKET}/d/", name="ddcicd-second")
+    finished(local, second.execution_arn)
+    listing = invoke(local_overrides, "executions")
     assert listing.exit_code == 0, listing.output
-    names = [line.split()[0] for line in listing.stdout.splitlines()]
-    assert set(names) == {"ddcicd-first", "ddcicd-second"}
-    status = invoke(overrides, "status", "ddcicd-first", "--json")
+    assert [line.split()[0] for line in listing.stdout.splitlines()] == ["ddcicd-second", "ddcicd-first"]
+    status = invoke(local_overrides, "status", "ddcicd-first", "--json")
     assert status.exit_code == 0, status.output
     assert json.loads(status.stdout)["executionArn"] == first.execution_arn
-    latest = invoke(overrides, "status")
-    assert latest.stdout.startswith(f"execution {names[0]}: RUNNING")
+    latest = invoke(local_overrides, "status")
+    assert latest.stdout.startswith("execution ddcicd-second: SUCCEEDED")
 
 
-def test_status_without_executions_says_how_to_start_one(machine: str, overrides: list[str]) -> None:
-    result = invoke(overrides, "status")
+def test_status_without_executions_says_how_to_start_one(machine: str, local_overrides: list[str]) -> None:
+    result = invoke(local_overrides, "status")
     assert result.exit_code == 2
     assert "has no executions yet: start one with `ddcicd aws start`" in result.output
 
 
-def test_wait_reports_each_new_state_until_the_end(context: AwsContext) -> None:
-    arn = "arn:aws:states:eu-west-1:123456789012:execution:ddcicd:run-1"
-    sfn = context.client("stepfunctions")
-    stubber = Stubber(sfn)
-
-    def entered(*names: str) -> dict[str, Any]:
-        events = [{"timestamp": WHEN, "type": "TaskStateEntered", "id": index + 2, "stateEnteredEventDetails": {"name": name}}
-                  for index, name in enumerate(names)]  # fmt: skip
-        return {"events": list(reversed(events))}  # reverseOrder=True: newest first
-
-    history_request = {"executionArn": arn, "reverseOrder": True, "maxResults": 20, "includeExecutionData": False}
-    for status, names in (("RUNNING", ("Process",)), ("RUNNING", ("Process",)), ("RUNNING", ("Process", "Train")), ("SUCCEEDED", ("Process", "Train", "DeleteStagingEndpoint"))):
-        stubber.add_response("describe_execution", {"executionArn": arn, "stateMachineArn": arn, "status": status, "startDate": WHEN}, {"executionArn": arn})
-        stubber.add_response("get_execution_history", entered(*names), history_request)
+def test_wait_reports_each_new_state_until_the_end(local: AwsContext) -> None:
+    deployed(local, {"StartAt": "Process", "States": {
+        "Process": {"Type": "Wait", "Seconds": 1, "Next": "Train"},
+        "Train": {"Type": "Wait", "Seconds": 1, "Next": "DeleteStagingEndpoint"},
+        "DeleteStagingEndpoint": {"Type": "Pass", "End": True}}})  # fmt: skip
+    started = start_execution(local, f"s3://{BUCKET}/d/")
     seen: list[str] = []
     sleeps: list[float] = []
-    with stubber:
-        description = wait_for_execution(context, arn, poll_seconds=7, on_state=seen.append, sleep=sleeps.append)
-        stubber.assert_no_pending_responses()
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        time.sleep(seconds)
+
+    description = wait_for_execution(local, started.execution_arn, poll_seconds=0.05, on_state=seen.append, sleep=sleep)
     assert description["status"] == "SUCCEEDED"
-    assert seen == ["Process", "Train", "DeleteStagingEndpoint"]
-    assert sleeps == [7, 7, 7]
+    assert seen[:2] == ["Process", "Train"] and seen[-1] == "DeleteStagingEndpoint"
+    assert set(sleeps) == {0.05}
 
 
-def test_redrive_calls_redrive_execution_with_the_arn(context: AwsContext) -> None:
-    arn = "arn:aws:states:eu-west-1:123456789012:execution:ddcicd:run-1"
-    with Stubber(context.client("stepfunctions")) as stubber:
-        stubber.add_response("redrive_execution", {"redriveDate": WHEN}, {"executionArn": arn})
-        assert redrive_execution(context, arn)["redriveDate"] == WHEN
-        stubber.assert_no_pending_responses()
-
-
-def test_redrive_command_resolves_a_name_under_the_state_machine(
-    context: AwsContext, overrides: list[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(clients.AwsContext, "from_config", classmethod(lambda cls, config: context))
-    expected = "arn:aws:states:eu-west-1:123456789012:execution:ddcicd:ddcicd-20261124-060000-abcd"
-    with Stubber(context.client("stepfunctions")) as stubber:
-        stubber.add_response("redrive_execution", {"redriveDate": WHEN}, {"executionArn": expected})
-        result = invoke(overrides, "redrive", "ddcicd-20261124-060000-abcd")
-        stubber.assert_no_pending_responses()
-    assert result.exit_code == 0, result.output
-    assert f"redriving {expected}" in result.stderr
-
-
-def test_redrive_of_a_succeeded_execution_is_a_one_line_error(
-    context: AwsContext, overrides: list[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(clients.AwsContext, "from_config", classmethod(lambda cls, config: context))
-    with Stubber(context.client("stepfunctions")) as stubber:
-        stubber.add_client_error("redrive_execution", "ExecutionNotRedrivable", "Execution is SUCCEEDED")
-        result = invoke(overrides, "redrive", "arn:aws:states:eu-west-1:123456789012:execution:ddcicd:done")
+def test_redrive_of_a_succeeded_execution_is_a_one_line_error(local: AwsContext, machine: str, local_overrides: list[str]) -> None:
+    started = start_execution(local, f"s3://{BUCKET}/d/", name="ddcicd-done")
+    finished(local, started.execution_arn)
+    result = invoke(local_overrides, "redrive", "ddcicd-done")
     assert result.exit_code == 2
-    assert result.stderr.strip() == "error: AWS RedriveExecution: ExecutionNotRedrivable: Execution is SUCCEEDED"
+    assert result.stderr.startswith("error: AWS RedriveExecution: ExecutionNotRedrivable: ")
+
+
+def test_approve_and_reject_answer_the_waiting_task_token(local: AwsContext, local_overrides: list[str]) -> None:
+    """The token is read from the TaskScheduled parameters where the definition puts $$.Task.Token (Message.task_token)."""
+    deployed(local, {"StartAt": "RequestApproval", "States": {"RequestApproval": {
+        "Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken", "ResultPath": "$.approval",
+        "Parameters": {"FunctionName": "accept", "Payload": {"Message": {"subject": "approve?", "task_token.$": "$$.Task.Token"}}},
+        "Catch": [{"ErrorEquals": ["ApprovalRejected"], "ResultPath": "$.error", "Next": "Rejected"}], "End": True},
+        "Rejected": {"Type": "Fail", "Error": "ApprovalRejected"}}})  # fmt: skip
+    for arguments, status in ((("--reason", "looks good"), "SUCCEEDED"), (("--reject", "--reason", "too slow"), "FAILED")):
+        started = start_execution(local, f"s3://{BUCKET}/d/")
+        result = _approve_when_waiting(local_overrides, started.execution_name, arguments)
+        assert result.exit_code == 0, result.output
+        assert result.stdout.strip() == f"{'rejected' if '--reject' in arguments else 'approved'} RequestApproval of {started.execution_name}"
+        described = finished(local, started.execution_arn)
+        assert described["status"] == status
+        if status == "SUCCEEDED":
+            assert json.loads(described["output"])["approval"] == {"approved": True, "reason": "looks good"}
+        else:
+            events = local.client("stepfunctions").get_execution_history(executionArn=started.execution_arn)["events"]
+            failed = next(event["taskFailedEventDetails"] for event in events if event["type"] == "TaskFailed")
+            assert (failed["error"], failed["cause"]) == ("ApprovalRejected", "too slow")
+    result = invoke(local_overrides, "approve", started.execution_name)
+    assert result.exit_code == 2
+    assert "is FAILED: nothing waits for approval" in result.stderr
+
+
+def _approve_when_waiting(overrides: list[str], name: str, arguments: tuple[str, ...], timeout: float = 10) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = invoke(overrides, "approve", name, *arguments)
+        if result.exit_code == 0 or time.monotonic() > deadline:
+            return result
+        time.sleep(0.05)
 
 
 # ---------------------------------------------------------------- reading the root cause from a history
@@ -210,33 +298,23 @@ def test_failure_of_an_uncaught_state_and_of_the_latest_redrive() -> None:
     assert find_failure(None, "arn", [event("ExecutionStarted"), event("ExecutionSucceeded")]) is None  # type: ignore[arg-type]
 
 
+
+
 def test_start_wait_on_success_registers_production_autoscaling(
-    context: AwsContext, overrides: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    local: AwsContext, machine: str, local_overrides: list[str], tmp_path: Path
 ) -> None:
-    """moto cannot run the pipeline, so Step Functions is stubbed; SageMaker and autoscaling are moto's."""
-    sagemaker = context.client("sagemaker")
-    sagemaker.create_model(ModelName="m", ExecutionRoleArn=context.config.aws.sagemaker_role_arn,
+    """The run on the engine succeeds; SageMaker and autoscaling are moto's (the endpoint as a promotion leaves it)."""
+    sagemaker = local.client("sagemaker")
+    sagemaker.create_model(ModelName="m", ExecutionRoleArn=local.config.aws.sagemaker_role_arn,
                            PrimaryContainer={"Image": "1.dkr.ecr.eu-west-1.amazonaws.com/x:1"})  # fmt: skip
     sagemaker.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[
         {"VariantName": "AllTraffic", "ModelName": "m", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])  # fmt: skip
     sagemaker.create_endpoint(EndpointName="ddcicd-production", EndpointConfigName="c")
-    monkeypatch.setattr(clients.AwsContext, "from_config", classmethod(lambda cls, config: context))
-    machine = "arn:aws:states:eu-west-1:123456789012:stateMachine:ddcicd"
-    arn = "arn:aws:states:eu-west-1:123456789012:execution:ddcicd:run"
-    described = {"executionArn": arn, "stateMachineArn": machine, "name": "run", "status": "SUCCEEDED", "startDate": WHEN,
-                 "stopDate": WHEN, "input": "{}", "output": '{"ok": true}'}  # fmt: skip
-    with Stubber(context.client("stepfunctions")) as stubber:
-        stubber.add_response("start_execution", {"executionArn": arn, "startDate": WHEN},
-                             {"stateMachineArn": machine, "name": ANY, "input": ANY})  # fmt: skip
-        stubber.add_response("describe_execution", described, {"executionArn": arn})
-        stubber.add_response("get_execution_history", {"events": [
-            {"timestamp": WHEN, "type": "SucceedStateEntered", "id": 9, "stateEnteredEventDetails": {"name": "PipelineSucceeded"}}]},
-            {"executionArn": arn, "reverseOrder": True, "maxResults": 20, "includeExecutionData": False})  # fmt: skip
-        result = invoke(overrides, "start", "--data-uri", f"s3://{BUCKET}/any/", "--wait", "--summary-out", str(tmp_path / "s.json"))
-        assert result.exit_code == 0, result.output
-        stubber.assert_no_pending_responses()
-    assert "PipelineSucceeded" in result.stderr
+    result = invoke(local_overrides, "start", "--data-uri", f"s3://{BUCKET}/any/", "--wait", "--poll", "0.1",
+                    "--summary-out", str(tmp_path / "s.json"))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^ +\d+:\d\d  A$", result.stderr, re.MULTILINE), result.stderr
     assert "autoscaling   endpoint/ddcicd-production/variant/AllTraffic: 1..4 instances" in result.stderr
-    assert json.loads((tmp_path / "s.json").read_text())["output"] == {"ok": True}
-    targets = context.client("application-autoscaling").describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    assert json.loads((tmp_path / "s.json").read_text())["status"] == "SUCCEEDED"
+    targets = local.client("application-autoscaling").describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
     assert [target["ResourceId"] for target in targets] == ["endpoint/ddcicd-production/variant/AllTraffic"]

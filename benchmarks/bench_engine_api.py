@@ -1,0 +1,155 @@
+"""Executions per second through boto3: `ddcicd engine serve` vs moto in server mode, same definition, same run.
+
+Each execution is StartExecution, then DescribeExecution polled (no pause) until it is
+SUCCEEDED, of a 5-state Pass machine, one client, one execution at a time:
+  ours  `ddcicd engine serve --port 0` (a real process; SQLite store in a temporary home)
+  moto  ThreadedMotoServer (in its own process, so it does not share a GIL with the client),
+        with `execute_state_machine` on (its port of LocalStack's interpreter runs Pass states)
+The two alternate in rounds, so a busy moment of a shared machine hits both.
+
+Reported: executions per second, p50/p99 latency of one execution (start to SUCCEEDED seen)
+and p50/p99 of one DescribeExecution call. Target: ours >= 10x moto's executions per second
+and p50 DescribeExecution <= 2 ms.
+
+    .venv/bin/python benchmarks/bench_engine_api.py [--rounds 4] [--executions 50]
+
+The last line is `RESULT engine_api <ratio>x target 10x PASS|FAIL`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import requests
+from botocore.config import Config
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_RATIO = 10.0
+TARGET_DESCRIBE_P50_MS = 2.0
+ACCOUNT = "123456789012"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/bench"
+DEFINITION = {"StartAt": "P0", "States": {
+    **{f"P{index}": {"Type": "Pass", "Result": {"step": index}, "ResultPath": f"$.p{index}", "Next": f"P{index + 1}"}
+       for index in range(4)},
+    "P4": {"Type": "Pass", "End": True}}}  # fmt: skip
+MOTO_SERVER = """
+import sys, time
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=int(sys.argv[1]), verbose=False)
+server.start()
+print("ready", flush=True)
+while True:
+    time.sleep(3600)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_ours(home: Path) -> tuple[subprocess.Popen[str], str]:
+    environment = {**os.environ, "DDCICD_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, "-m", "workflow.cli", "engine", "serve", "--port", "0"], env=environment,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    url = process.stdout.readline().strip()  # type: ignore[union-attr]
+    if not url.startswith("http://"):
+        raise RuntimeError("ddcicd engine serve did not start")
+    return process, url
+
+
+def start_moto() -> tuple[subprocess.Popen[str], str]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-c", MOTO_SERVER, str(port)], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    if process.stdout.readline().strip() != "ready":  # type: ignore[union-attr]
+        raise RuntimeError("moto did not start")
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            requests.post(f"{url}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}}, timeout=5)
+            break
+        except requests.ConnectionError:
+            time.sleep(0.05)
+    return process, url
+
+
+def client_for(url: str) -> Any:
+    return boto3.client("stepfunctions", endpoint_url=url, region_name="us-east-1", aws_access_key_id=ACCOUNT,
+                        aws_secret_access_key="bench", config=Config(retries={"max_attempts": 1}))  # fmt: skip
+
+
+def run_round(client: Any, machine: str, executions: int, describes: list[float]) -> tuple[float, list[float]]:
+    """`executions` executions one after the other; returns (wall seconds, per-execution latencies)."""
+    latencies = []
+    began = time.perf_counter()
+    for _ in range(executions):
+        started = time.perf_counter()
+        name = f"run-{time.perf_counter_ns()}"  # moto needs a name (it would call every unnamed one "None")
+        arn = client.start_execution(stateMachineArn=machine, name=name, input='{"x": 1}')["executionArn"]
+        while True:
+            before = time.perf_counter()
+            status = client.describe_execution(executionArn=arn)["status"]
+            describes.append(time.perf_counter() - before)
+            if status != "RUNNING":
+                break
+        if status != "SUCCEEDED":
+            raise RuntimeError(f"an execution ended {status}")
+        latencies.append(time.perf_counter() - started)
+    return time.perf_counter() - began, latencies
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds per server")
+    parser.add_argument("--executions", type=int, default=50, help="executions per round")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-engine-api-") as home:
+        servers = {"ours": start_ours(Path(home)), "moto": start_moto()}
+        try:
+            clients = {name: client_for(url) for name, (_, url) in servers.items()}
+            machines = {name: client.create_state_machine(name="bench", definition=json.dumps(DEFINITION), roleArn=ROLE)["stateMachineArn"]
+                        for name, client in clients.items()}  # fmt: skip
+            for name, client in clients.items():  # warm up: connections, imports, caches
+                run_round(client, machines[name], 3, [])
+            wall = {name: 0.0 for name in servers}
+            latencies: dict[str, list[float]] = {name: [] for name in servers}
+            describes: dict[str, list[float]] = {name: [] for name in servers}
+            for _ in range(args.rounds):
+                for name, client in clients.items():
+                    seconds, round_latencies = run_round(client, machines[name], args.executions, describes[name])
+                    wall[name] += seconds
+                    latencies[name] += round_latencies
+        finally:
+            for process, _ in servers.values():
+                process.terminate()
+                process.wait(10)
+    rates = {name: len(latencies[name]) / wall[name] for name in servers}
+    for name in servers:
+        print(f"{name:5s} {rates[name]:8.1f} executions/s   execution p50 {percentile(latencies[name], 0.5) * 1000:7.2f} ms"
+              f" p99 {percentile(latencies[name], 0.99) * 1000:7.2f} ms   DescribeExecution p50"
+              f" {percentile(describes[name], 0.5) * 1000:5.2f} ms p99 {percentile(describes[name], 0.99) * 1000:6.2f} ms"
+              f" ({len(describes[name]) / len(latencies[name]):.1f} polls per execution)")
+    ratio = rates["ours"] / rates["moto"]
+    describe_p50 = percentile(describes["ours"], 0.5) * 1000
+    passed = ratio >= TARGET_RATIO and describe_p50 <= TARGET_DESCRIBE_P50_MS
+    print(f"RESULT engine_api {ratio:.1f}x target {TARGET_RATIO:g}x {'PASS' if passed else 'FAIL'}")
+
+
+if __name__ == "__main__":
+    main()
