@@ -7,7 +7,8 @@ for plugging in more Task resources.
 from workflow.engine.clock import SystemClock, VirtualClock
 from workflow.engine.errors import DefinitionError, EngineError, ErrorName, StatesError
 from workflow.engine.history import ExecutionStatus
-from workflow.engine.integrations import FunctionRegistry, JobIntegration, TaskContext
+from workflow.engine.integrations import FunctionRegistry, TaskContext
+from workflow.engine.jobs import JobIntegration
 from workflow.engine.service import Engine
 
 __all__ = [

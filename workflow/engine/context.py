@@ -78,6 +78,7 @@ class Flow:
     parent: "Flow | None" = None
     map_item: dict[str, Json] | None = None
     silent: bool = False  # distributed Map children: their events are not in the parent history
+    aborted: threading.Event | None = None  # set when a sibling branch or iteration failed the fan-out
 
     def lookup(self, name: str) -> Json:
         flow: Flow | None = self
@@ -87,8 +88,19 @@ class Flow:
             flow = flow.parent
         return MISSING
 
-    def child(self, scope: str, map_item: dict[str, Json] | None = None, silent: bool = False) -> "Flow":
-        return Flow(scope, self.last_event, {}, self, map_item if map_item is not None else self.map_item, silent or self.silent)
+    def child(self, scope: str, map_item: dict[str, Json] | None = None, silent: bool = False,
+              aborted: threading.Event | None = None) -> "Flow":
+        return Flow(scope, self.last_event, {}, self, map_item if map_item is not None else self.map_item,
+                    silent or self.silent, aborted)
+
+    def is_aborted(self) -> bool:
+        """Whether this flow or one it runs in was aborted because a sibling failed."""
+        flow: Flow | None = self
+        while flow is not None:
+            if flow.aborted is not None and flow.aborted.is_set():
+                return True
+            flow = flow.parent
+        return False
 
 
 class Outcome(NamedTuple):
@@ -108,6 +120,7 @@ class StateRun:
     input: Json  # the raw state input
     flow: Flow
     state_context: dict[str, Json]  # $$.State: Name, EnteredTime (and RetryCount for a Task)
+    task_context: dict[str, Json] | None = None  # $$.Task: {"Token": ...} during an attempt of a callback Task
 
     def in_flow(self, flow: Flow) -> "StateRun":
         """The same state run, evaluated in another flow (a Map iteration's, for ItemSelector)."""
@@ -120,9 +133,11 @@ class StateRun:
 
     # ------------------------------------------------------------------ JSONPath
     def context_object(self) -> dict[str, Json]:
-        """$$: Execution, StateMachine, State (and Map.Item inside a Map iteration)."""
+        """$$: Execution, StateMachine, State (Task.Token in a callback Task, Map.Item inside a Map iteration)."""
         context = dict(self.interpreter.context_base)
         context["State"] = self.state_context
+        if self.task_context is not None:
+            context["Task"] = self.task_context
         if self.flow.map_item is not None:
             context["Map"] = {"Item": self.flow.map_item}
         return context

@@ -71,6 +71,22 @@ class ExecutionNotRedrivable(EngineError):
     """Redrive asked for an execution that is not FAILED, ABORTED or TIMED_OUT."""
 
 
+class TaskDoesNotExist(EngineError):
+    """SendTask*: the token is well-formed but no task of this store was ever given it."""
+
+
+class InvalidToken(EngineError):
+    """SendTask*: the text is not a task token (empty, too long, or not this engine's format)."""
+
+
+class TaskTimedOut(EngineError):
+    """SendTask*: the token's task is no longer waiting (completed, timed out, retried, stopped or redriven)."""
+
+
+class InvalidOutput(EngineError):
+    """SendTaskSuccess: the output is not JSON text (or is larger than Step Functions accepts)."""
+
+
 class StatesError(EngineError):
     """A run-time failure with its ASL error name (matched by Retry/Catch) and cause text.
 
@@ -121,3 +137,7 @@ class ExecutionStopped(EngineError):
 
 class ExecutionTimedOut(ExecutionStopped):
     """The state machine's TimeoutSeconds elapsed (ends as TIMED_OUT)."""
+
+
+class SiblingFailed(ExecutionStopped):
+    """Raised inside a Parallel branch or Map iteration whose sibling failed the state: it stops where it is."""

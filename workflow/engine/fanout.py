@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from workflow.engine.context import Outcome, StateRun
-from workflow.engine.errors import ErrorName, ExecutionStopped, RuntimeFailure, StatesError
+from workflow.engine.errors import ErrorName, ExecutionStopped, RuntimeFailure, SiblingFailed, StatesError
 from workflow.engine.jsonata import evaluate_template, expression_of, type_name
 from workflow.engine.paths import PathError
 from workflow.engine.retry import with_retry_and_catch
@@ -26,7 +26,7 @@ from workflow.engine.values import Json, dumps, shown
 def run_parallel(run: StateRun) -> Outcome:
     state, flow, interpreter = run.state, run.flow, run.interpreter
     effective = run.input if state.jsonata else run.select(state.input_path, run.input)
-    key = _begin_fan_out(run)
+    key, reusable = _begin_fan_out(run)
 
     def attempt() -> Json:
         if state.jsonata:
@@ -35,13 +35,14 @@ def run_parallel(run: StateRun) -> Outcome:
         else:
             branch_input = effective if state.parameters is None else run.template(state.parameters, effective)
         run.emit("ParallelStateStarted")
-        done = interpreter.recorder.checkpoints(key + "#")
+        done = reusable()
+        failed = threading.Event()  # a branch failed: the others stop
 
         def run_branch(index: int) -> Json:
             branch_key = f"{key}#{index}"
             if branch_key in done:
                 return done[branch_key]
-            branch_flow = flow.child(branch_key)
+            branch_flow = flow.child(branch_key, aborted=failed)
             try:
                 output = interpreter.run_machine(state.branches[index], branch_input, branch_flow)
             except StatesError as error:
@@ -53,7 +54,7 @@ def run_parallel(run: StateRun) -> Outcome:
             _checkpoint(run, branch_key, output)
             return output
 
-        results = _fan_out(run, run_branch, len(state.branches), None, _needs_threads(state.branches))
+        results = _fan_out(run, run_branch, len(state.branches), None, _needs_threads(state.branches), failed)
         run.emit("ParallelStateSucceeded")
         return results
 
@@ -74,7 +75,7 @@ def run_map(run: StateRun) -> Outcome:
         max_concurrency = _number_from_path(run, "MaxConcurrencyPath", state.max_concurrency_path, effective, int)
     items = _map_items(run, effective, bindings)
     distributed = state.processor_mode == "DISTRIBUTED"
-    key = _begin_fan_out(run)
+    key, reusable = _begin_fan_out(run)
 
     def attempt() -> Json:
         run.emit("MapStateStarted", {"length": len(items)})
@@ -99,7 +100,8 @@ def run_map(run: StateRun) -> Outcome:
             run_arn = (f"arn:{partition}:states:{info.region}:{info.account}:mapRun:"
                        f"{info.state_machine_name}/{state.name if state.label is None else state.label}:{uuid.uuid4()}")
             run.emit("MapRunStarted", {"mapRunArn": run_arn})
-        done = interpreter.recorder.checkpoints(key + "#")
+        done = reusable()
+        failed = threading.Event()  # the Map failed (past its tolerated failures): the other iterations stop
         failures: list[StatesError] = []
         failure_lock = threading.Lock()
         latest = [flow.last_event]
@@ -107,7 +109,7 @@ def run_map(run: StateRun) -> Outcome:
         def run_item(index: int) -> Json:
             item_key = f"{key}#{index}"
             item = {"Index": index, "Value": items[index]}
-            iteration_flow = flow.child(item_key, item, silent=distributed)
+            iteration_flow = flow.child(item_key, item, silent=distributed, aborted=failed)
             if state.item_selector is not None and state.jsonata:
                 item_input = evaluate_template(state.item_selector, "ItemSelector", run.in_flow(iteration_flow).bindings())
             elif state.item_selector is not None:
@@ -139,7 +141,8 @@ def run_map(run: StateRun) -> Outcome:
             return output
 
         try:
-            results = _fan_out(run, run_item, len(items), max_concurrency or None, _needs_threads([state.processor]))
+            results = _fan_out(run, run_item, len(items), max_concurrency or None, _needs_threads([state.processor]),
+                               failed)
         except StatesError as error:
             if distributed:
                 run.emit("MapRunFailed", error.to_details())
@@ -157,16 +160,32 @@ def run_map(run: StateRun) -> Outcome:
     return with_retry_and_catch(run, attempt, lambda: run.emit("MapStateFailed"))
 
 
-def _begin_fan_out(run: StateRun) -> str:
-    """The checkpoint key of a Map/Parallel run, e.g. "/Fan"; a fresh run (not a redrive
-    resuming it) forgets the branch results an earlier run of the same state left behind."""
+def _begin_fan_out(run: StateRun) -> tuple[str, Callable[[], dict[str, Json]]]:
+    """The checkpoint key of a Map/Parallel run (e.g. "/Fan"), and what each attempt may reuse.
+
+    A fresh run (not a redrive resuming it) forgets the branch results an earlier run of
+    the same state left behind. Only the first attempt of a redrive reuses checkpoints; a
+    Retry re-runs every branch or iteration, as AWS does, so it forgets what the failed
+    attempt saved.
+    """
     key = f"{run.flow.scope}/{run.state.name}"
     resume_keys = run.interpreter.resume_keys
     resumed = key in resume_keys
     resume_keys.discard(key)
-    if not resumed and not run.flow.silent:
-        run.interpreter.recorder.clear_checkpoints(key + "#")
-    return key
+    recorder, silent = run.interpreter.recorder, run.flow.silent
+    if not resumed and not silent:
+        recorder.clear_checkpoints(key + "#")
+    attempts = [0]
+
+    def reusable() -> dict[str, Json]:
+        attempts[0] += 1
+        if attempts[0] == 1:
+            return recorder.checkpoints(key + "#") if resumed else {}
+        if not silent:
+            recorder.clear_checkpoints(key + "#")
+        return {}
+
+    return key, reusable
 
 
 def _checkpoint(run: StateRun, key: str, output: Json) -> None:
@@ -212,36 +231,45 @@ def _number_from_path(run: StateRun, field_name: str, path_text: str, data: Json
     return kind(number)
 
 
-def _fan_out(run: StateRun, work: Callable[[int], Json], count: int, concurrency: int | None, threaded: bool) -> list[Json]:
-    """Runs work(0..count-1); in threads when the work can block (Task/Wait) and concurrency allows."""
+def _fan_out(run: StateRun, work: Callable[[int], Json], count: int, concurrency: int | None, threaded: bool,
+             failed: threading.Event) -> list[Json]:
+    """Runs work(0..count-1); in threads when the work can block (Task/Wait) and concurrency allows.
+
+    The first failure sets `failed`: work not yet started does not start, and running work
+    stops at its next check (the flows of the work carry `failed`; a callback Task waiting
+    for its token or a .sync job's poll notices within a poll interval). The error raised
+    is the failure itself, not a sibling's SiblingFailed.
+    """
     if count == 0:
         return []
     if not threaded or concurrency == 1 or count == 1:
         return [work(index) for index in range(count)]
     workers = min(count, concurrency or count, 64)
-    stop_siblings = threading.Event()
 
     def guarded(index: int) -> Json:
-        if stop_siblings.is_set():
-            raise ExecutionStopped("sibling failed")
-        return work(index)
+        if failed.is_set():
+            raise SiblingFailed("sibling failed")
+        try:
+            return work(index)
+        except BaseException:
+            failed.set()
+            raise
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sfn-iteration") as pool:
         futures = [pool.submit(guarded, index) for index in range(count)]
         results: list[Json] = []
-        first_error: BaseException | None = None
+        errors: list[BaseException] = []
         for future in futures:
             try:
                 results.append(future.result())
             except BaseException as error:  # noqa: BLE001 - collected and re-raised below
-                if first_error is None:
-                    first_error = error
-                    stop_siblings.set()
+                errors.append(error)
                 results.append(None)
-    if first_error is not None:
-        if isinstance(first_error, ExecutionStopped) and not run.interpreter.cancel.is_set():
+    if errors:
+        cause = next((error for error in errors if not isinstance(error, SiblingFailed)), None)
+        if cause is None:
             raise StatesError(ErrorName.RUNTIME, "iteration aborted")
-        raise first_error
+        raise cause
     return results
 
 

@@ -1,4 +1,4 @@
-"""The only sqlite3 user: state machines (with versions), executions and their events.
+"""The owner of the SQLite database: state machines (with versions), executions and their events.
 
 Events are written only by the Recorder (recorder.py), committed in small batches within
 milliseconds of happening, so another process (the CLI, the console) can follow a running
@@ -10,6 +10,9 @@ Event rows keep AWS's shape: `id`, `previousEventId`, `type`, `timestamp` and on
 returns them. Two internal columns ride along: `scope` (where in the machine the event
 happened: "" at the top level, "Map/0" inside iteration 0 of state Map) and `redrive`
 (the redrive generation), which redrive uses to find the states to resume.
+
+Other engine modules keep their own tables in the same database through `transaction()`
+and `query()` (task tokens: callbacks.py; local SNS/SQS messages: messaging.py).
 """
 from __future__ import annotations
 
@@ -17,10 +20,11 @@ import json
 import os
 import sqlite3
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from workflow.engine.errors import ExecutionAlreadyExists, ExecutionDoesNotExist, StateMachineDoesNotExist
 from workflow.engine.values import Json
@@ -166,6 +170,24 @@ class HistoryStore:
     def _write(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
         with self._write_lock:
             return self._connection().execute(sql, params)
+
+    # ---------------------------------------------------------------- tables other engine modules keep (callbacks.py)
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction under the write lock: a read-check-write no other process can interleave."""
+        with self._write_lock:
+            connection = self._connection()
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read-only statement, on this thread's connection."""
+        return self._connection().execute(sql, params).fetchall()
 
     # ---------------------------------------------------------------- state machines
     def put_state_machine(self, arn: str, name: str, definition: str, role_arn: str, kind: str, now: float) -> int:

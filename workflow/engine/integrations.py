@@ -8,9 +8,11 @@ or raises `StatesError` with the AWS error name. Three kinds ship here:
   Lambda's response (Payload, StatusCode, ExecutedVersion, SdkHttpMetadata, ...);
 * `LambdaFunction` for plain function ARNs (`arn:aws:lambda:...:function:NAME`), whose
   result is the function's return value;
-* `JobIntegration`, the `.sync` mechanism: start a job, then poll its description with
-  the clock until it ends, like Step Functions does for `createTrainingJob.sync`; a
-  `JobAdapter` (start/describe/stop) is all a new service needs.
+* local SNS topics and SQS queues for `sns:publish` and `sqs:sendMessage` (messaging.py).
+
+`.sync` jobs (start, then poll until the job ends) are in jobs.py; callback resources
+(`<resource>.waitForTaskToken`) resolve to the integration of `<resource>`, and the Task
+state then waits for the task token (callbacks.py).
 
 Functions live in a `FunctionRegistry` (name -> callable or "module:function" path, e.g.
 "lambdas.evaluate.app:handler"). An exception raised by a handler becomes Lambda's error:
@@ -31,14 +33,27 @@ from typing import Any, Callable, Protocol
 
 from workflow.engine.clock import Clock
 from workflow.engine.errors import ErrorName, ExecutionStopped, StatesError
+from workflow.engine.messaging import register_messaging
 from workflow.engine.values import Json
 
 Handler = Callable[[Json, Any], Json]
+CALLBACK_SUFFIX = ".waitForTaskToken"
+# Optimized integrations that accept .waitForTaskToken, and every AWS SDK integration
+# (https://docs.aws.amazon.com/step-functions/latest/dg/integrate-optimized.html).
+_CALLBACK_CAPABLE = re.compile(r"arn:[^:]+:states:::(lambda:invoke|sns:publish|sqs:sendMessage|ecs:runTask|events:putEvents"
+                               r"|states:startExecution|apigateway:invoke|glue:startJobRun|aws-sdk:[^:]+:[^:.]+)")
+_NO_PROGRESS = object()
 
 
 @dataclass
 class TaskContext:
-    """What an integration may use besides its Parameters."""
+    """What an integration may use besides its Parameters.
+
+    `deadline` is the task's TimeoutSeconds (States.Timeout). `heartbeat_seconds` is set
+    for `.sync` tasks with HeartbeatSeconds: the task must show progress (`progress()`)
+    at least that often, else States.HeartbeatTimeout. `store` is the engine's database,
+    for integrations that keep state there (messaging.py).
+    """
 
     execution_arn: str
     state_name: str
@@ -50,24 +65,52 @@ class TaskContext:
     account: str = "000000000000"
     on_submitted: Callable[[Json], None] | None = None
     on_poll: Callable[[], None] | None = None  # raises ExecutionStopped when a stop was requested elsewhere
+    heartbeat_seconds: float | None = None
+    store: Any = None
+    heartbeat_deadline: float | None = field(default=None, init=False)
+    _progress: Any = field(default=_NO_PROGRESS, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.beat()
 
     def remaining(self) -> float | None:
         return None if self.deadline is None else self.deadline - self.clock.now()
 
+    def beat(self) -> None:
+        """A heartbeat: the task is alive; HeartbeatSeconds start again."""
+        if self.heartbeat_seconds is not None:
+            self.heartbeat_deadline = self.clock.now() + self.heartbeat_seconds
+
+    def progress(self, marker: Any) -> None:
+        """Reports what the work looks like now; a change since the last report is a heartbeat."""
+        if marker != self._progress:
+            self._progress = marker
+            self.beat()
+
     def check(self) -> None:
-        """Raises if the execution was stopped or the task's time is up."""
+        """Raises if the execution was stopped, the task's time is up or its heartbeat is late."""
         if self.on_poll is not None:
             self.on_poll()
         if self.cancel.is_set():
             raise ExecutionStopped(f"execution {self.execution_arn} was stopped")
-        if self.deadline is not None and self.clock.now() >= self.deadline:
+        now = self.clock.now()
+        if self.deadline is not None and now >= self.deadline:
             raise StatesError(ErrorName.TIMEOUT, "")
+        if self.heartbeat_deadline is not None and now >= self.heartbeat_deadline:
+            raise StatesError(ErrorName.HEARTBEAT_TIMEOUT, "")
 
     def sleep(self, seconds: float) -> None:
-        """Sleeps at most until the deadline, in slices so a stop is noticed; raises on timeout or stop."""
-        remaining = self.remaining()
-        timed_out = remaining is not None and remaining < seconds
-        left = max(0.0, remaining) if timed_out else seconds
+        """Sleeps at most until the deadline or the heartbeat deadline, in slices so a stop is noticed;
+        raises on timeout, heartbeat timeout or stop."""
+        limits = [(limit, error) for limit, error in ((self.deadline, ErrorName.TIMEOUT),
+                                                      (self.heartbeat_deadline, ErrorName.HEARTBEAT_TIMEOUT))
+                  if limit is not None]
+        cut_by = None
+        left = seconds
+        if limits:
+            limit, error = min(limits)
+            if limit - self.clock.now() < seconds:
+                cut_by, left = error, max(0.0, limit - self.clock.now())
         while True:
             step = left if self.clock.virtual else min(left, 1.0)
             if not self.clock.sleep(step, self.cancel):
@@ -76,9 +119,9 @@ class TaskContext:
             if left <= 0:
                 break
             self.check()
-        if timed_out:
+        if cut_by is not None:
             self.check()
-            raise StatesError(ErrorName.TIMEOUT, "")
+            raise StatesError(cut_by, "")
 
     def submitted(self, response: Json) -> None:
         if self.on_submitted is not None:
@@ -94,12 +137,18 @@ class Integration(Protocol):
 
 @dataclass(frozen=True)
 class Binding:
-    """A resolved resource: who runs it and how its history events are named."""
+    """A resolved resource: who runs it and how its history events are named.
+
+    For a callback resource (`....waitForTaskToken`) the integration is the one of the
+    resource without the suffix (`base_resource`); the engine then waits for the token.
+    """
 
     integration: Integration
     resource_type: str
     resource_name: str
     lambda_events: bool
+    callback: bool = False
+    base_resource: str = ""
 
 
 class IntegrationRegistry:
@@ -116,17 +165,28 @@ class IntegrationRegistry:
         return [label for _, label, _, _ in self._entries]
 
     def resolve(self, resource: str) -> Binding | None:
+        callback = is_callback(resource)
+        base = resource.removesuffix(CALLBACK_SUFFIX) if callback else resource
         for pattern, _, integration, lambda_events in self._entries:
-            if pattern.fullmatch(resource):
+            if pattern.fullmatch(base):
                 resource_type, resource_name = _split_resource(resource)
-                return Binding(integration, resource_type, resource_name, lambda_events)
+                return Binding(integration, resource_type, resource_name, lambda_events, callback, base)
         return None
 
     def check(self, resource: str) -> str | None:
         """None when supported, else a message listing the supported resources."""
+        if is_callback(resource) and not _CALLBACK_CAPABLE.fullmatch(resource.removesuffix(CALLBACK_SUFFIX)):
+            return (f"Task resource {resource!r} cannot wait for a task token: .waitForTaskToken works with"
+                    " lambda:invoke, sns:publish, sqs:sendMessage, ecs:runTask, events:putEvents, states:startExecution,"
+                    " apigateway:invoke, glue:startJobRun and aws-sdk:* resources")
         if self.resolve(resource) is not None:
             return None
         return f"unsupported Task resource {resource!r}; supported: {', '.join(self.supported()) or 'none'}"
+
+
+def is_callback(resource: str) -> bool:
+    """Whether a Task resource uses the callback pattern (arn:aws:states:::<service>:<action>.waitForTaskToken)."""
+    return resource.endswith(CALLBACK_SUFFIX) and resource.startswith("arn:") and ":states:::" in resource
 
 
 def _split_resource(resource: str) -> tuple[str, str]:
@@ -357,61 +417,12 @@ def _http_date(epoch: float) -> str:
     return formatdate(epoch, usegmt=True)
 
 
-# ------------------------------------------------------------------------ .sync jobs
-
-
-class JobAdapter(Protocol):
-    """A service whose jobs Step Functions can start and, with `.sync`, wait for."""
-
-    poll_seconds: float
-
-    def start(self, action: str, parameters: Json, context: TaskContext) -> Json:
-        """Starts the job; returns the API's start response (e.g. {"TrainingJobArn": ...})."""
-
-    def describe(self, action: str, parameters: Json, started: Json, context: TaskContext) -> tuple[str, Json]:
-        """Returns (SUCCEEDED | FAILED | STOPPED | RUNNING, the Describe* response)."""
-
-    def stop(self, action: str, parameters: Json, started: Json, context: TaskContext) -> None:
-        """Stops a running job (called on task timeout or StopExecution)."""
-
-
-class JobIntegration:
-    """`<service>:<action>` returns the start response; `<service>:<action>.sync` polls until the job ends.
-
-    A job that ends FAILED or STOPPED raises States.TaskFailed with the description as the
-    cause, which is what Step Functions reports for SageMaker's .sync integrations.
-    """
-
-    def __init__(self, adapter: JobAdapter) -> None:
-        self.adapter = adapter
-
-    def invoke(self, resource: str, parameters: Json, context: TaskContext) -> Json:
-        action = resource.rsplit(":", 1)[-1]
-        sync = action.endswith(".sync")
-        action = action.removesuffix(".sync")
-        started = self.adapter.start(action, parameters, context)
-        if not sync:
-            return started
-        context.submitted(started)
-        try:
-            while True:
-                status, description = self.adapter.describe(action, parameters, started, context)
-                if status == "SUCCEEDED":
-                    return description
-                if status in ("FAILED", "STOPPED"):
-                    raise StatesError(ErrorName.TASK_FAILED, json.dumps(description, default=str))
-                context.sleep(self.adapter.poll_seconds)
-        except (ExecutionStopped, StatesError) as error:
-            if isinstance(error, ExecutionStopped) or error.error == ErrorName.TIMEOUT:
-                self.adapter.stop(action, parameters, started, context)
-            raise
-
-
 def default_registry(functions: FunctionRegistry | None = None) -> IntegrationRegistry:
-    """Lambda (invoke and function ARNs) over a function registry; more can be registered on top."""
+    """Lambda (invoke and function ARNs) over a function registry, local SNS and SQS; more can be registered on top."""
     functions = functions or FunctionRegistry()
     registry = IntegrationRegistry()
     registry.register(r"arn:[^:]+:lambda:[^:]*:[^:]*:function:[^:]+(:[^:]+)?", LambdaFunction(functions),
                       lambda_events=True, label="arn:aws:lambda:<region>:<account>:function:<name>")
     registry.register(r"arn:[^:]+:states:::lambda:invoke", LambdaInvoke(functions), label="arn:aws:states:::lambda:invoke")
+    register_messaging(registry)
     return registry

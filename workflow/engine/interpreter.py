@@ -28,7 +28,8 @@ from typing import Callable
 from workflow.engine import basic_states, fanout, task
 from workflow.engine.clock import Clock
 from workflow.engine.context import ExecutionInfo, Flow, Outcome, StateRun, StopSignal, iso_time
-from workflow.engine.errors import ErrorName, ExecutionStopped, ExecutionTimedOut, RuntimeFailure, StatesError
+from workflow.engine.errors import (ErrorName, ExecutionStopped, ExecutionTimedOut, RuntimeFailure, SiblingFailed,
+                                    StatesError)
 from workflow.engine.integrations import IntegrationRegistry
 from workflow.engine.recorder import Recorder
 from workflow.engine.states import QueryLanguage, State, StateMachineDefinition
@@ -111,6 +112,12 @@ class Interpreter:
                     self.cancel.stop(reason.get("error"), reason.get("cause"))
                     raise ExecutionStopped(self.info.execution_arn)
 
+    def check_flow(self, flow: Flow) -> None:
+        """check_stop, and ExecutionStopped once a sibling branch or iteration failed the flow's fan-out."""
+        self.check_stop()
+        if flow.is_aborted():
+            raise SiblingFailed(f"{self.info.execution_arn}: a sibling of {flow.scope} failed")
+
     def sleep(self, seconds: float) -> None:
         """Sleeps in slices so that StopExecution from another process is noticed."""
         self.recorder.flush()
@@ -131,7 +138,7 @@ class Interpreter:
         name = start_at or machine.start_at
         data = state_input
         while True:
-            self.check_stop()
+            self.check_flow(flow)
             state = machine.states[name]
             data, next_name = self.run_state(state, data, flow)
             if next_name is None:

@@ -62,7 +62,14 @@ def with_retry_and_catch(run: StateRun, attempt: Callable[[], Json], on_failure:
 
 
 def error_matches(names: tuple[str, ...], error: str | None) -> bool:
-    """Whether an ErrorEquals list names `error`: exactly, through States.ALL, or States.TaskFailed (not a timeout)."""
+    """Whether an ErrorEquals list names `error`: exactly, through States.ALL, or States.TaskFailed (not a timeout).
+
+    A heartbeat timeout is a timeout: States.Timeout names "a Task state [that] either ran
+    longer than the TimeoutSeconds value, or failed to send a heartbeat for a period longer
+    than the HeartbeatSeconds value", so it matches States.HeartbeatTimeout too, and
+    States.TaskFailed matches neither
+    (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html).
+    """
     if error is None:
         return False
     for name in names:
@@ -70,7 +77,9 @@ def error_matches(names: tuple[str, ...], error: str | None) -> bool:
             return True
         if name == ErrorName.ALL and error != ErrorName.RUNTIME:
             return True
-        if name == ErrorName.TASK_FAILED and error not in (ErrorName.TIMEOUT, ErrorName.RUNTIME):
+        if name == ErrorName.TIMEOUT and error == ErrorName.HEARTBEAT_TIMEOUT:
+            return True
+        if name == ErrorName.TASK_FAILED and error not in (ErrorName.TIMEOUT, ErrorName.HEARTBEAT_TIMEOUT, ErrorName.RUNTIME):
             return True
     return False
 

@@ -7,8 +7,8 @@
     engine.describe_execution(execution_arn)["status"]
 
 Names follow the AWS API (create_state_machine, start_execution, describe_execution,
-get_execution_history, stop_execution, redrive_execution); results are dicts with AWS's
-keys and `datetime` values, like boto3's.
+get_execution_history, stop_execution, redrive_execution, send_task_success, ...); results
+are dicts with AWS's keys and `datetime` values, like boto3's.
 
 An execution whose engine process died (SIGKILL, power cut) stays RUNNING in the store;
 the next Engine that looks at it sees its owner process is gone, records
@@ -24,6 +24,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+from workflow.engine.callbacks import TaskTokens, TokenStatus, WaitingTask, checked_output
 from workflow.engine.clock import Clock, SystemClock
 from workflow.engine.context import ExecutionInfo, Flow, StopSignal
 from workflow.engine.definition import parse_definition
@@ -277,6 +278,43 @@ class Engine:
         else:
             self._spawn(record, machine["role_arn"], recorder, resume)
         return {"redriveDate": _datetime(record.redrive_date)}
+
+    # ------------------------------------------------------------------ callbacks (task tokens; see callbacks.py)
+    def send_task_success(self, task_token: str, output: str) -> None:
+        """SendTaskSuccess: the callback Task waiting for `task_token` succeeds with `output` (JSON text).
+
+        Raises InvalidToken, TaskDoesNotExist, TaskTimedOut (the task no longer waits) or InvalidOutput.
+        """
+        self._answer(task_token, TokenStatus.SUCCEEDED, output=checked_output(output))
+
+    def send_task_failure(self, task_token: str, error: str | None = None, cause: str | None = None) -> None:
+        """SendTaskFailure: the callback Task waiting for `task_token` fails with `error` and `cause`."""
+        for name, value, limit in (("error", error, 256), ("cause", cause, 32768)):
+            if value is not None and (not isinstance(value, str) or len(value) > limit):
+                raise EngineError(f"send_task_failure: {name} must be a string of at most {limit} characters")
+        self._answer(task_token, TokenStatus.FAILED, error=error, cause=cause)
+
+    def send_task_heartbeat(self, task_token: str) -> None:
+        """SendTaskHeartbeat: the task is still being worked on; its HeartbeatSeconds start again. No event."""
+        self._answer(task_token, None)
+
+    def waiting_tasks(self, execution_arn: str) -> list[WaitingTask]:
+        """The callback Tasks of an execution (ARN or name) waiting for their token now, oldest first."""
+        self.reap_orphans()
+        record = self.store.execution(execution_arn)
+        if record.status != ExecutionStatus.RUNNING:
+            return []
+        return [row.waiting_task() for row in TaskTokens(self.store).waiting(record.arn, record.redrive_count)]
+
+    def _answer(self, task_token: str, status: TokenStatus | None, **answer: str | None) -> None:
+        self.reap_orphans()  # a token whose engine process died must not look like it still waits
+        TaskTokens(self.store).answer(task_token, status, self._stopping, **answer)
+
+    def _stopping(self, execution_arn: str) -> bool:
+        """Whether StopExecution was called for a run of this process that has not yet noticed."""
+        with _RUNNING_LOCK:
+            signal = _RUNNING.get(self._key(execution_arn))
+        return signal is not None and signal.is_set()
 
     def reap_orphans(self) -> list[str]:
         """Marks RUNNING executions whose engine process on this host is gone as ABORTED."""

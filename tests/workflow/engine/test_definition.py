@@ -35,7 +35,7 @@ def engine(tmp_path: Path) -> Engine:
         (machine({"A": {"Type": "Pass", "Parameters": {"x.$": "States.Nope()"}, "End": True}}), "States.A.Parameters.x.$", "unknown intrinsic"),
         (machine({"A": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "End": True,
                          "Retry": [{"ErrorEquals": ["States.ALL"], "BackoffRate": 0.5}]}}), "States.A.Retry[0].BackoffRate", ">= 1.0"),
-        (machine({"A": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage", "End": True}}), "States.A.Resource",
+        (machine({"A": {"Type": "Task", "Resource": "arn:aws:states:::dynamodb:putItem", "End": True}}), "States.A.Resource",
          "supported: "),
         (machine({"A": {"Type": "Choice", "Choices": [{"Variable": "$.x", "Next": "A"}]}}), "States.A.Choices[0]", "exactly one comparison operator"),
         (machine({"A": {"Type": "Wait", "Seconds": 1, "Timestamp": "2020-01-01T00:00:00Z", "End": True}}), "States.A", "exactly one of Seconds"),

@@ -139,3 +139,78 @@ def test_redrive_of_a_parallel_state_keeps_the_branch_that_succeeded(tmp_path: P
     assert result["status"] == "SUCCEEDED"
     assert json.loads(result["output"]) == ["L", "R"]
     assert calls == ["right"]
+
+
+def _flaky_once(calls: list[Any], failing: Any) -> Any:
+    """A function failing the first time it gets `failing`, recording every event it gets."""
+    failed: list[Any] = []
+
+    def handler(event: Any, context: Any) -> Any:
+        calls.append(event)
+        if event == failing and not failed:
+            failed.append(event)
+            raise RuntimeError(f"{event} failed once")
+        return event
+    return handler
+
+
+def test_a_retry_of_a_map_reruns_every_iteration_not_only_the_failed_one(tmp_path: Path) -> None:
+    """Checkpoints are for redrive: a Retry of a Map state re-runs all its iterations, as AWS does."""
+    calls: list[Any] = []
+    engine = Engine(tmp_path / "engine.sqlite3", clock=VirtualClock(), functions={"flaky": _flaky_once(calls, 2)})
+    definition = {"StartAt": "M", "States": {"M": {
+        "Type": "Map", "MaxConcurrency": 1, "End": True,
+        "Retry": [{"ErrorEquals": ["States.ALL"], "MaxAttempts": 1, "IntervalSeconds": 1}],
+        "ItemProcessor": {"StartAt": "T", "States": {"T": {
+            "Type": "Task", "Resource": "arn:aws:lambda:us-east-1:000000000000:function:flaky", "End": True}}}}}}
+    result = engine.run_execution(engine.create_state_machine("retried-map", definition), [1, 2, 3])
+    assert result["status"] == "SUCCEEDED", result
+    assert json.loads(result["output"]) == [1, 2, 3]
+    assert calls == [1, 2, 1, 2, 3]  # the retry ran item 1 again although it had succeeded
+    started = [event for event in engine.get_execution_history(result["executionArn"])["events"]
+               if event["type"] == "MapIterationStarted"]
+    assert len(started) == 5
+
+
+def test_a_retry_of_a_parallel_state_reruns_every_branch(tmp_path: Path) -> None:
+    calls: list[Any] = []
+    engine = Engine(tmp_path / "engine.sqlite3", clock=VirtualClock(), functions={"flaky": _flaky_once(calls, "right")})
+    task = "arn:aws:lambda:us-east-1:000000000000:function:flaky"
+    definition = {"StartAt": "Both", "States": {"Both": {
+        "Type": "Parallel", "End": True, "Retry": [{"ErrorEquals": ["RuntimeError"], "MaxAttempts": 1}],
+        "Branches": [{"StartAt": "L", "States": {"L": {"Type": "Pass", "Result": "left", "Next": "LT"},
+                                                   "LT": {"Type": "Task", "Resource": task, "End": True}}},
+                     {"StartAt": "R", "States": {"R": {"Type": "Pass", "Result": "right", "Next": "RT"},
+                                                   "RT": {"Type": "Task", "Resource": task, "End": True}}}]}}}
+    result = engine.run_execution(engine.create_state_machine("retried-parallel", definition))
+    assert result["status"] == "SUCCEEDED", result
+    assert json.loads(result["output"]) == ["left", "right"]
+    assert sorted(calls) == ["left", "left", "right", "right"]
+
+
+def test_a_redrive_still_reuses_the_iterations_that_succeeded_when_the_map_has_a_retry(tmp_path: Path) -> None:
+    calls: list[Any] = []
+    broken = {"item": 3}
+
+    def maybe(event: int, context: Any) -> int:
+        calls.append(event)
+        if event == broken["item"]:
+            raise RuntimeError(f"item {event} is broken")
+        return event
+
+    engine = Engine(tmp_path / "engine.sqlite3", clock=VirtualClock(), functions={"maybe": maybe})
+    definition = {"StartAt": "M", "States": {"M": {
+        "Type": "Map", "MaxConcurrency": 1, "End": True,
+        "Retry": [{"ErrorEquals": ["States.ALL"], "MaxAttempts": 1}],
+        "ItemProcessor": {"StartAt": "T", "States": {"T": {
+            "Type": "Task", "Resource": "arn:aws:lambda:us-east-1:000000000000:function:maybe", "End": True}}}}}}
+    first = engine.run_execution(engine.create_state_machine("redriven-map", definition), [1, 2, 3])
+    assert first["status"] == "FAILED"
+    assert calls == [1, 2, 3, 1, 2, 3]  # the Retry re-ran everything
+    broken["item"] = None
+    calls.clear()
+    engine.redrive_execution(first["executionArn"], wait=True)
+    result = engine.describe_execution(first["executionArn"])
+    assert result["status"] == "SUCCEEDED"
+    assert json.loads(result["output"]) == [1, 2, 3]
+    assert calls == [3]  # the redrive reused the checkpoints of items 1 and 2
