@@ -81,7 +81,8 @@ def test_no_fault_is_caught_so_a_redrive_resumes_where_it_broke(asl: dict[str, A
             caught.setdefault(name, set()).update(catcher["ErrorEquals"])
     creates = {name: {"SageMaker.AmazonSageMakerException"} for name in
                ("CreateModel", "CreateStagingEndpointConfig", "CreateStagingEndpoint", "CreateProductionEndpointConfig")}
-    assert caught == {**creates, "DecisionCleanUp": {"States.ALL"}}
+    assert caught == {**creates, "UpdateProductionEndpoint": {"SageMaker.AmazonSageMakerException"},
+                      "DecisionCleanUp": {"States.ALL"}}
     assert asl["States"]["DecisionCleanUp"]["Next"] == "PipelineFailed"
     assert asl["States"]["PipelineFailed"] == {"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"}
 
@@ -104,6 +105,18 @@ def test_a_refused_create_looks_for_its_resource_before_creating_it_again(asl: d
     assert again["Next"] == states[create]["Next"]
     assert {key: value for key, value in again.items() if key != "Next"} == {
         key: value for key, value in states[create].items() if key not in ("Next", "Catch")}
+
+
+def test_a_refused_production_update_checks_whether_a_first_call_went_through(asl: dict[str, Any]) -> None:
+    states = asl["States"]
+    [catcher] = states["UpdateProductionEndpoint"]["Catch"]
+    assert catcher["Next"] == "CheckProductionUpdate"
+    assert states["CheckProductionUpdate"]["Resource"].endswith(":describeEndpoint")
+    assert "$$.Execution.Input.ProductionEndpointConfigName" in states["CheckProductionUpdate"]["ResultSelector"]["on_this_config.$"]
+    started = states["ProductionUpdateStarted"]
+    assert started["Choices"][0]["Next"] == "StartProductionPolls"
+    assert started["Default"] == "UpdateProductionEndpointAgain" and "Catch" not in states["UpdateProductionEndpointAgain"]
+    assert states["UpdateProductionEndpointAgain"]["Parameters"] == states["UpdateProductionEndpoint"]["Parameters"]
 
 
 def test_decisions_clean_up_staging_and_name_their_error(asl: dict[str, Any]) -> None:

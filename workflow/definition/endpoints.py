@@ -203,12 +203,15 @@ def create_promote_steps(
 ) -> State:
     """Blue/green: update production to the new endpoint config, or create it the first time.
 
-    UpdateEndpoint can safely run twice: a second call while the first one's update is in
-    progress is refused and retried with backoff until it is accepted, and an update to the
-    config production already serves redeploys the same model. The poll loop promotes only
-    when production is InService on this execution's config.
+    UpdateEndpoint can safely run twice. A refused update (SageMaker refuses one while an
+    update is in progress, and AWS updates take minutes, longer than any Retry here) is
+    caught and production described: already Updating, or already on this execution's
+    config, means a first call went through, so the poll loop takes over; otherwise
+    UpdateProductionEndpointAgain (no Catch) tries once more, and a real fault stops the
+    run there. The poll loop promotes only when production is InService on this
+    execution's config.
     """
-    from stepfunctions.steps import Choice, ChoiceRule, EndpointStep, Task
+    from stepfunctions.steps import Catch, Choice, ChoiceRule, EndpointStep, Task
 
     production = config.endpoint.production_name
     config_args = (config, inputs)
@@ -228,13 +231,25 @@ def create_promote_steps(
         "exists.$": f"States.ArrayContains($.Endpoints[*].EndpointName, '{production}')",
     })  # fmt: skip
     exists = Choice("ProductionEndpointExists")
-    update = EndpointStep(
-        "UpdateProductionEndpoint",
+    update, update_again = (EndpointStep(
+        state_id,
         endpoint_name=production,
         endpoint_config_name=inputs["ProductionEndpointConfigName"],
         update=True,
         result_path=None,
+    ) for state_id in ("UpdateProductionEndpoint", "UpdateProductionEndpointAgain"))
+    check = Task(
+        "CheckProductionUpdate",
+        resource="arn:aws:states:::aws-sdk:sagemaker:describeEndpoint",
+        parameters={"EndpointName": production},
+        result_path="$.production_update",
     )
+    _set(check, result_selector={
+        "status.$": "$.EndpointStatus",
+        "on_this_config.$": "States.ArrayContains(States.Array($.EndpointConfigName),"
+                            " $$.Execution.Input.ProductionEndpointConfigName)",
+    })  # fmt: skip
+    updated = Choice("ProductionUpdateStarted")
     create = EndpointStep(
         "CreateProductionEndpoint",
         endpoint_name=production,
@@ -251,10 +266,18 @@ def create_promote_steps(
         },
         result_path=None,
     )
-    for step in (find, update, create, record):
+    for step in (find, update, update_again, check, create, record):
         step.add_retry(_retry(config))
     wait_production = create_wait_until_in_service(config, "Production", production, record, decided,
                                                    expected_config="ProductionEndpointConfigName")  # fmt: skip
+    update.add_catch(Catch(error_equals=["SageMaker.AmazonSageMakerException"], next_step=check,
+                           result_path="$.production_update"))  # fmt: skip
+    updated.add_choice(ChoiceRule.Or([ChoiceRule.StringEquals("$.production_update.status", "Updating"),
+                                      ChoiceRule.BooleanEquals("$.production_update.on_this_config", True)]),
+                       wait_production)  # fmt: skip
+    updated.default_choice(update_again)
+    check.next(updated)
+    update_again.next(wait_production)
     exists.add_choice(ChoiceRule.BooleanEquals("$.production.exists", True), update)
     exists.default_choice(create)
     create_idempotently(config, endpoint_config, endpoint_config_again, "createEndpointConfig",

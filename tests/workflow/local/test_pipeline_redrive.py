@@ -190,7 +190,7 @@ def fault_matrix(home: Path, tiny_run_settings: list[str], tmp_path_factory: pyt
     repair(run / "processed" / "validation.idx", spare / "validation.idx")
     production_before = production_config(home)
     start_experiment(home, "sagemaker", ["UpdateEndpoint"], "internal")
-    redrive("UpdateProductionEndpoint")
+    redrive("UpdateProductionEndpointAgain")
     production_after_update_fault = production_config(home)
     start_experiment(home, "sagemaker", ["DeleteEndpoint"], "unavailable")
     redrive("DeleteStagingEndpoint")
@@ -200,7 +200,7 @@ def fault_matrix(home: Path, tiny_run_settings: list[str], tmp_path_factory: pyt
             "arn": execution(home, name)["executionArn"]}
 
 
-STAGES = ["Process", "Train", "CreateStagingEndpointAgain", "Evaluate", "LoadTest", "UpdateProductionEndpoint",
+STAGES = ["Process", "Train", "CreateStagingEndpointAgain", "Evaluate", "LoadTest", "UpdateProductionEndpointAgain",
           "DeleteStagingEndpoint"]  # fmt: skip
 
 
