@@ -34,8 +34,8 @@ from enum import StrEnum
 from typing import Any, Callable
 
 from workflow.engine.clock import Clock
-from workflow.engine.errors import (ErrorName, InvalidOutput, InvalidToken, StatesError, TaskDoesNotExist,
-                                    TaskTimedOut)
+from workflow.engine.errors import (ErrorName, ExecutionStopped, InvalidOutput, InvalidToken, StatesError,
+                                    TaskDoesNotExist, TaskTimedOut)
 from workflow.engine.history import ExecutionStatus, HistoryStore
 from workflow.engine.values import DATA_LIMIT_BYTES, Json
 
@@ -200,9 +200,9 @@ class TaskTokens:
             if row is None:
                 raise TaskDoesNotExist(f"Task Does Not Exist: no task of {self.store.path} was given the token {_short(token)!r}")
             record = _decode(row)
-            problem = self._why_closed(connection, record, stopped)
+            problem, dead = self._why_closed(connection, record, stopped)
             if problem is not None:
-                if record.status == TokenStatus.WAITING:
+                if dead and record.status == TokenStatus.WAITING:  # nobody will ever wait for it again
                     connection.execute("UPDATE task_tokens SET status = ? WHERE token = ?", (TokenStatus.CLOSED, token))
                 raise TaskTimedOut(f"Task Timed Out: the task {record.state_name!r} of {record.execution_arn} given this"
                                    f" token {problem}")
@@ -213,20 +213,21 @@ class TaskTokens:
                                    (status, output, error, cause, token))
 
     @staticmethod
-    def _why_closed(connection: Any, record: TokenRecord, stopped: Callable[[str], bool]) -> str | None:
-        """None while the token's task can still be answered, else what ended it."""
+    def _why_closed(connection: Any, record: TokenRecord, stopped: Callable[[str], bool]) -> tuple[str | None, bool]:
+        """(None, False) while the token's task can still be answered, else (what ended it, whether no run
+        waits for the token any more). A stopping run still waits: it closes the token itself as it stops."""
         if record.status != TokenStatus.WAITING:
             return {TokenStatus.SUCCEEDED: "already succeeded", TokenStatus.FAILED: "already failed"}.get(
-                record.status, "is no longer waiting (it timed out, or its attempt or execution ended)")
+                record.status, "is no longer waiting (it timed out, or its attempt or execution ended)"), False
         row = connection.execute("SELECT status, redrive_count, stop_requested FROM executions WHERE arn = ?",
                                  (record.execution_arn,)).fetchone()
         if row is None or row[0] != ExecutionStatus.RUNNING:
-            return f"is no longer waiting: the execution is {row[0] if row else 'gone'}"
+            return f"is no longer waiting: the execution is {row[0] if row else 'gone'}", True
         if row[1] != record.redrive:
-            return "belongs to an earlier run: the execution was redriven and the task has a new token"
+            return "belongs to an earlier run: the execution was redriven and the task has a new token", True
         if row[2] or stopped(record.execution_arn):
-            return "is no longer waiting: the execution is being stopped"
-        return None
+            return "is no longer waiting: the execution is being stopped", False
+        return None, False
 
 
 def checked_output(output: Any) -> str:
@@ -268,8 +269,8 @@ def wait_for_answer(tokens: TaskTokens, token: str, clock: Clock, cancel: thread
         while True:
             check_stop()
             record = tokens.record(token)
-            if record is None or record.status == TokenStatus.CLOSED:
-                raise StatesError(ErrorName.TIMEOUT, "")
+            if record is None or record.status == TokenStatus.CLOSED:  # closed for a run that is over (see answer)
+                raise ExecutionStopped(f"the task token of {record.execution_arn if record else 'a task'} was closed")
             if record.status == TokenStatus.SUCCEEDED:
                 answered = True
                 return json.loads(record.output or "null")

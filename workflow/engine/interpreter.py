@@ -9,7 +9,8 @@ Where a state's behaviour lives: `HANDLERS` maps (QueryLanguage, Type) to the fu
 that runs it, and each handler takes a `StateRun` (context.py) and returns an `Outcome`:
 
     Pass, Succeed, Fail, Choice, Wait    basic_states.py
-    Task                                 task.py      (integrations.py runs the resource)
+    Task                                 task.py      (integrations.py, jobs.py, messaging.py run the
+                                                   resource; callbacks.py waits for task tokens)
     Parallel, Map                        fanout.py
     Retry and Catch (Task/Parallel/Map)  retry.py
 

@@ -7,8 +7,8 @@
     engine.describe_execution(execution_arn)["status"]
 
 Names follow the AWS API (create_state_machine, start_execution, describe_execution,
-get_execution_history, stop_execution, redrive_execution, send_task_success, ...); results
-are dicts with AWS's keys and `datetime` values, like boto3's.
+get_execution_history, stop_execution, redrive_execution); results are dicts with AWS's
+keys and `datetime` values, like boto3's.
 
 An execution whose engine process died (SIGKILL, power cut) stays RUNNING in the store;
 the next Engine that looks at it sees its owner process is gone, records
@@ -328,6 +328,9 @@ class Engine:
                     if self._key(record.arn) in _RUNNING:
                         continue
             elif _alive(record.owner_pid):
+                continue
+            current = self.store.execution(record.arn)  # the listing may be stale: the run may have ended since
+            if current.status != ExecutionStatus.RUNNING or current.owner_pid != record.owner_pid:
                 continue
             cause = f"the engine process (pid {record.owner_pid}) ended while the execution was running"
             Recorder.resume(self.store, record, self.clock).aborted(0, ErrorName.RUNTIME, cause)

@@ -62,9 +62,9 @@ def run_jsonata_task(run: StateRun) -> Outcome:
     binding = _binding(run)
     timeout = heartbeat = None
     if state.timeout_seconds is not None:
-        timeout = run.jsonata_number(state.timeout_seconds, "TimeoutSeconds", run.bindings())
+        timeout = _positive_from_jsonata(run, "TimeoutSeconds", state.timeout_seconds)
     if state.heartbeat_seconds is not None:
-        heartbeat = run.jsonata_number(state.heartbeat_seconds, "HeartbeatSeconds", run.bindings())
+        heartbeat = _positive_from_jsonata(run, "HeartbeatSeconds", state.heartbeat_seconds)
 
     def attempt() -> Json:
         token = _begin_attempt(run, binding)
@@ -175,3 +175,13 @@ def _positive_from_path(run: StateRun, field_name: str, path_text: str, data: Js
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise RuntimeFailure(f"The {field_name} parameter references an invalid value: {path_text} == {shown(value)}")
     return float(value)
+
+
+def _positive_from_jsonata(run: StateRun, field_name: str, value: Json) -> float:
+    """TimeoutSeconds, HeartbeatSeconds of a JSONata Task (a number or an expression): positive, else
+    States.QueryEvaluationError."""
+    number = run.jsonata_number(value, field_name, run.bindings())
+    if isinstance(number, bool) or not isinstance(number, (int, float)) or number <= 0:
+        raise RuntimeFailure(f"The {field_name} field must be a positive number, but the expression returned"
+                             f" {dumps(number)}", ErrorName.QUERY_EVALUATION_ERROR, field_name)
+    return float(number)

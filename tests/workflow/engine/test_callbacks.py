@@ -194,14 +194,18 @@ def test_a_stop_from_another_process_invalidates_the_token_at_once(tmp_path: Pat
 
 def test_after_an_engine_kill_a_redrive_waits_again_with_a_new_token(tmp_path: Path) -> None:
     store = tmp_path / "engine.sqlite3"
-    process = subprocess.Popen([sys.executable, str(FIXTURES / "callback_run.py"), str(store)], cwd=REPO,
-                               env={**os.environ, "PYTHONPATH": str(REPO)})
+    log = tmp_path / "engine.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen([sys.executable, str(FIXTURES / "callback_run.py"), str(store)], cwd=REPO,
+                                   env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=stderr)
+
     def waiting() -> list[WaitingTask]:
-        assert process.poll() is None, "the engine process ended before its task waited"
+        assert process.poll() is None, f"the engine process ended before its task waited: {log.read_text()}"
         try:
-            return Engine(store).waiting_tasks("victim")
+            tasks = Engine(store).waiting_tasks("victim")
         except ExecutionDoesNotExist:
             return []
+        return tasks if tasks and Mailbox(store).messages(QUEUE) else []  # the token was sent: TaskSubmitted
 
     try:
         until("the store", store.exists)

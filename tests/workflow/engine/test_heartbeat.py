@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from workflow.engine import Engine, JobIntegration, SystemClock, TaskContext
+from workflow.engine import Engine, JobIntegration, SystemClock, TaskContext, VirtualClock
+from workflow.engine.messaging import Mailbox
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/000000000000/work"
 # A job that writes one progress line every 0.1 s for STEPS steps, then exits 0 (or, with HANG, hangs).
@@ -204,3 +205,14 @@ def test_a_callback_past_its_timeout_fails_even_with_heartbeats(tmp_path: Path) 
         stop.set()
         beater.join()
     assert (result["status"], result["error"]) == ("FAILED", "States.Timeout")
+
+
+def test_a_jsonata_heartbeat_that_is_not_a_positive_number_fails_the_execution(tmp_path: Path) -> None:
+    engine = Engine(tmp_path / "engine.sqlite3", clock=VirtualClock())
+    definition = {"QueryLanguage": "JSONata", **callback_machine(HeartbeatSeconds="{% $states.input.beat %}")}
+    definition["States"]["Wait"]["Arguments"] = definition["States"]["Wait"].pop("Parameters")
+    definition["States"]["Wait"]["Arguments"]["MessageBody"] = {"token": "{% $states.context.Task.Token %}"}
+    result = engine.run_execution(engine.create_state_machine("bad-beat", definition), {"beat": "soon"})
+    assert (result["status"], result["error"]) == ("FAILED", "States.QueryEvaluationError")
+    assert 'HeartbeatSeconds field must be a positive number, but the expression returned "soon"' in result["cause"]
+    assert Mailbox(engine.store).messages(QUEUE) == []  # nothing was sent, no token issued

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -63,16 +63,21 @@ def test_redrive_after_the_engine_process_was_killed(tmp_path: Path) -> None:
     assert "PassStateEntered" not in [event["type"] for event in resumed[1:3]]
 
 
-def test_redrive_of_a_map_reruns_only_the_failed_iterations(tmp_path: Path) -> None:
-    calls: list[int] = []
-    broken = {"item": 2}
+def _breakable(calls: list[Any], broken: dict[str, Any], scale: int = 1) -> Callable[[int, Any], int]:
+    """A function failing for the item `broken["item"]` names (None: no item), recording every call."""
 
     def maybe(event: int, context: Any) -> int:
         calls.append(event)
         if event == broken["item"]:
             raise RuntimeError(f"item {event} is broken")
-        return event * 100
+        return event * scale
+    return maybe
 
+
+def test_redrive_of_a_map_reruns_only_the_failed_iterations(tmp_path: Path) -> None:
+    calls: list[int] = []
+    broken: dict[str, Any] = {"item": 2}
+    maybe = _breakable(calls, broken, scale=100)
     engine = Engine(tmp_path / "engine.sqlite3", clock=VirtualClock(), functions={"maybe": maybe})
     definition = {"StartAt": "M", "States": {"M": {"Type": "Map", "MaxConcurrency": 1, "End": True, "ItemProcessor": {
         "StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:000000000000:function:maybe",
@@ -190,14 +195,8 @@ def test_a_retry_of_a_parallel_state_reruns_every_branch(tmp_path: Path) -> None
 
 def test_a_redrive_still_reuses_the_iterations_that_succeeded_when_the_map_has_a_retry(tmp_path: Path) -> None:
     calls: list[Any] = []
-    broken = {"item": 3}
-
-    def maybe(event: int, context: Any) -> int:
-        calls.append(event)
-        if event == broken["item"]:
-            raise RuntimeError(f"item {event} is broken")
-        return event
-
+    broken: dict[str, Any] = {"item": 3}
+    maybe = _breakable(calls, broken)
     engine = Engine(tmp_path / "engine.sqlite3", clock=VirtualClock(), functions={"maybe": maybe})
     definition = {"StartAt": "M", "States": {"M": {
         "Type": "Map", "MaxConcurrency": 1, "End": True,
