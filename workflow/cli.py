@@ -19,6 +19,7 @@ from workflow.errors import EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED, CliError
 COMMANDS: dict[str, str] = {
     "executions": "workflow.commands.executions:executions",
     "redrive": "workflow.commands.redrive:redrive",
+    "approve": "workflow.commands.approve:approve",
     "stop": "workflow.commands.stop:stop",
     "data": "workflow.commands.data:data",
     "process": "workflow.commands.process:process",

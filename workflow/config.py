@@ -166,6 +166,21 @@ class RetrySettings(Section):
     backoff_rate: float = Field(2.0, ge=1)
 
 
+class ApprovalSettings(Section):
+    """A person approves each promotion (a `.waitForTaskToken` Task before production is touched).
+
+    The run waits with the evaluation and load-test figures attached; `ddcicd approve`
+    (or the console, or `ddcicd aws approve`) decides. No decision within `timeout_seconds`
+    counts as a rejection (ApprovalTimedOut). On AWS the request is published to `topic_arn`
+    (default: the `<name>-approval` topic the stack creates); locally it is written under
+    $DDCICD_HOME/sns/<topic>/.
+    """
+
+    required: bool = False
+    timeout_seconds: int = Field(24 * 3600, ge=1, le=365 * 24 * 3600)  # Step Functions' own limit: one year
+    topic_arn: str | None = Field(None, pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
+
+
 class BatchScoreSettings(Section):
     enabled: bool = False
     instance_type: str = "ml.m5.xlarge"
@@ -193,6 +208,7 @@ class PipelineConfig(Section):
     retry: RetrySettings = RetrySettings()
     batch_score: BatchScoreSettings = BatchScoreSettings()
     cleanup: CleanupSettings = CleanupSettings()
+    approval: ApprovalSettings = ApprovalSettings()
 
 
 class ConfigError(ValueError):

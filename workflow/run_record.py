@@ -4,7 +4,9 @@
     record.result("evaluation")          # {"Payload": {...}}: what the state writing $.evaluation returned
     record.gates()                       # [GateDecision("QualityGate", "passed", ...), ...]
 
-`ddcicd run`'s summary and the run report both start here. Nothing below names a state
+`ddcicd run`'s summary and the run report both start here, and so does `outcome(record)`:
+how the execution ended in the pipeline's terms (a fault to redrive, or a decision a
+redrive will not change) with the commands that act on it. Nothing below names a state
 of the pipeline: which state evaluates, which Choice is a gate, which state follows the
 production endpoint going InService is read from the definition version the execution
 ran (the engine keeps each version), so a renamed state or an older execution still
@@ -70,8 +72,9 @@ def writers(definition: dict[str, Any], key: str) -> list[str]:
 
 
 def in_service_state(definition: dict[str, Any], endpoint_name: str) -> str | None:
-    """The state entered once `endpoint_name` is InService: the rule target of the Choice
-    that follows the Task describing that endpoint."""
+    """The state entered once `endpoint_name` is InService: the target of the rule testing for
+    InService (alone or in an And) in the Choice that follows the Task describing that endpoint,
+    leaving out a rule that ends the run (an update that rolled back is InService too)."""
     states = definition.get("States") or {}
     for state in states.values():
         parameters = state.get("Parameters") or {}
@@ -80,7 +83,9 @@ def in_service_state(definition: dict[str, Any], endpoint_name: str) -> str | No
         if parameters.get("EndpointName") != endpoint_name:
             continue
         for rule in (states.get(state.get("Next")) or {}).get("Choices") or ():
-            if rule.get("StringEquals") == "InService" and "Next" in rule:
+            conditions = rule.get("And") or [rule]
+            if "Next" in rule and any(item.get("StringEquals") == "InService" for item in conditions) \
+                    and not _ends_in_failure(states, rule["Next"]):
                 return str(rule["Next"])
     return None
 
@@ -134,7 +139,10 @@ class RunRecord:
         return decisions
 
     def failed_state(self) -> str | None:
-        return failed_state(self.runs)
+        """Where the execution stopped, at the top level (a Map, not the iteration's Task inside it)."""
+        top = self.definition.get("States") or {}
+        stopped = [run.name for run in self.runs.values() if run.status in ("failed", "aborted") and run.name in top]
+        return stopped[-1] if stopped else failed_state(self.runs)
 
 
 def read_run(engine: Engine, execution_arn: str) -> RunRecord:
@@ -147,3 +155,82 @@ def read_run(engine: Engine, execution_arn: str) -> RunRecord:
     execution_input = json.loads(description.get("input") or "{}")
     return RunRecord(description, runs, executed_definition(engine, arn),
                      execution_input if isinstance(execution_input, dict) else {})  # fmt: skip
+
+
+# ---------------------------------------------------------------- how an execution ended
+
+SUCCEEDED, RUNNING, FAULT, DECISION = "succeeded", "running", "fault", "decision"
+# The execution input names of what a run makes for staging (workflow/naming.py): kept by a
+# fault for a redrive, deleted by a decision (the endpoint) or by `ddcicd cleanup`.
+STAGING_RESOURCES = (("endpoint", "StagingEndpointName"), ("endpoint config", "StagingEndpointConfigName"),
+                     ("model", "ModelName"))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an execution ended, in the pipeline's terms.
+
+    A *fault* (FAILED at a Task or Map, or ABORTED/TIMED_OUT wherever it was) left the run
+    where it broke: a redrive resumes at `state`. A *decision* ended the run on purpose at
+    a Fail state after cleaning up: a redrive ends the same way. The definition tells them
+    apart (the type of the state the run stopped in), so no state name is written here.
+    """
+
+    kind: str  # succeeded | running | fault | decision
+    status: str
+    execution_name: str
+    state: str | None = None
+    error: str | None = None
+    cause: str | None = None
+    staging: tuple[tuple[str, str], ...] = ()  # (kind, name) of what a fault keeps, from the execution input
+    model_artifact: str | None = None  # the trained model.tar.gz, when training finished
+
+    @property
+    def redrive_command(self) -> str:
+        return f"ddcicd redrive {self.execution_name}"
+
+    @property
+    def cleanup_command(self) -> str:
+        return f"ddcicd cleanup --execution {self.execution_name}"
+
+    def lines(self, kept: list[str] | None = None) -> list[str]:
+        """What a summary says about the ending; `kept` describes the resources that still exist
+        (the caller asks its control plane: the local one or AWS), else the names are listed."""
+        from workflow.state_runs import readable_cause
+
+        if self.kind in (SUCCEEDED, RUNNING):
+            return []
+        where = f" in state {self.state}" if self.state else ""
+        text = [f"{self.status}{where}: {self.error or '(no error name)'}: {readable_cause(self.cause, 400)}"]
+        if self.kind == DECISION:
+            text.append("a decision, not a fault: staging was cleaned up and production left as it was;"
+                        f" `{self.redrive_command}` would end the same way. Start a new run to try again.")
+            return text
+        text.append(f"a fault: everything made so far is kept, and `{self.redrive_command}` resumes at {self.state or 'the failed state'}"
+                    " once the cause is repaired.")  # fmt: skip
+        listed = kept if kept is not None else [f"{kind} {name}" for kind, name in self.staging]
+        if self.model_artifact:
+            listed = [*listed, f"trained model {self.model_artifact}"]
+        if listed:
+            text.append("kept: " + "; ".join(listed))
+        text.append(f"to abandon it instead: {self.cleanup_command} (deletes the staging resources; production is never touched)")
+        return text
+
+
+def outcome(record: RunRecord) -> Outcome:
+    """Reads how `record`'s execution ended (see Outcome)."""
+    description = record.description
+    status, name = description["status"], description["name"]
+    if status in ("SUCCEEDED", "RUNNING"):
+        return Outcome(status.lower(), status, name)
+    state = record.failed_state()
+    state_type = ((record.definition.get("States") or {}).get(state) or {}).get("Type")
+    run = record.runs.get(state) if state else None
+    error = description.get("error") or (run.error if run else None)
+    cause = description.get("cause") or (run.cause if run else None)
+    if status == "FAILED" and state_type == "Fail":
+        return Outcome(DECISION, status, name, state, error, cause)
+    staging = tuple((kind, str(record.execution_input[key])) for kind, key in STAGING_RESOURCES if record.execution_input.get(key))
+    training = record.result("training") or {}
+    artifact = (training.get("ModelArtifacts") or {}).get("S3ModelArtifacts") if isinstance(training, dict) else None
+    return Outcome(FAULT, status, name, state, error, cause, staging, artifact)

@@ -82,4 +82,7 @@ def test_a_run_that_ended_failed_exits_1(tmp_path: Path) -> None:
     engine.run_execution(machine, {}, name="rejected")
     result = _ddcicd(tmp_path, "redrive", "rejected")
     assert result.returncode == EXIT_RUN_FAILED == 1, result.stderr
-    assert result.stderr == "error: execution rejected ended FAILED: QualityGateFailed: accuracy 0.41 < 0.90\n"
+    assert result.stderr.splitlines()[-1] == ("error: execution rejected ended FAILED in state Rejected: QualityGateFailed:"
+                                              " accuracy 0.41 < 0.90 (a decision: a redrive will not change it;"
+                                              " inspect: ddcicd executions history rejected)")
+    assert "a redrive ends the same way and promotes nothing" in result.stderr.splitlines()[0]

@@ -96,3 +96,15 @@ def test_the_default_hyperparameters_are_known_names() -> None:
 
     for name in DEFAULT_HYPERPARAMETERS:
         check_name(name)
+
+
+def test_approval_is_off_by_default_and_checks_its_topic() -> None:
+    approval = load_config().approval
+    assert (approval.required, approval.timeout_seconds, approval.topic_arn) == (False, 24 * 3600, None)
+    configured = load_config(None, ["approval.required=true", "approval.timeout_seconds=600",
+                                    "approval.topic_arn=arn:aws:sns:eu-west-1:123456789012:approvals"]).approval  # fmt: skip
+    assert configured.required and configured.timeout_seconds == 600
+    with pytest.raises(ConfigError, match="approval.topic_arn: String should match pattern"):
+        load_config(None, ["approval.topic_arn=my-topic"])
+    with pytest.raises(ConfigError, match="approval.timeout_seconds"):
+        load_config(None, ["approval.timeout_seconds=0"])

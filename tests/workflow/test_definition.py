@@ -72,32 +72,97 @@ def test_happy_path_follows_the_design(asl: dict[str, Any]) -> None:
     assert path == expected_order
 
 
-def test_every_state_after_staging_exists_is_caught_into_clean_up(asl: dict[str, Any]) -> None:
-    uncaught = []
+def test_no_fault_is_caught_so_a_redrive_resumes_where_it_broke(asl: dict[str, Any]) -> None:
+    """Only a refused create (checked and created again), the approval's decisions and the
+    decision clean-up catch anything; no Catch names States.ALL, States.TaskFailed or a Lambda error."""
+    caught = {}
     for name, state in asl["States"].items():
-        if state["Type"] not in {"Task", "Map"} or name in {"Process", "ReadManifest", "Train", "CreateModel",
-                                                            "CreateStagingEndpointConfig", "CreateStagingEndpoint",
-                                                            "CleanUpAfterFailure"}:
-            continue
-        targets = {catcher["Next"] for catcher in state.get("Catch", []) if "States.ALL" in catcher["ErrorEquals"]}
-        if targets != {"CleanUpAfterFailure"}:
-            uncaught.append(name)
-    assert uncaught == []
-    assert asl["States"]["CleanUpAfterFailure"]["Next"] == "PipelineFailed"
+        for catcher in state.get("Catch", []):
+            caught.setdefault(name, set()).update(catcher["ErrorEquals"])
+    creates = {name: {"SageMaker.AmazonSageMakerException"} for name in
+               ("CreateModel", "CreateStagingEndpointConfig", "CreateStagingEndpoint", "CreateProductionEndpointConfig")}
+    assert caught == {**creates, "UpdateProductionEndpoint": {"SageMaker.AmazonSageMakerException"},
+                      "DecisionCleanUp": {"States.ALL"}}
+    assert asl["States"]["DecisionCleanUp"]["Next"] == "PipelineFailed"
     assert asl["States"]["PipelineFailed"] == {"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"}
 
 
-def test_early_stages_are_not_caught_so_redrive_resumes_there(asl: dict[str, Any]) -> None:
-    for name in ("Process", "Train"):
-        assert "Catch" not in asl["States"][name]
-        assert asl["States"][name]["Retry"][0]["ErrorEquals"]
+@pytest.mark.parametrize("create", ["CreateModel", "CreateStagingEndpointConfig", "CreateStagingEndpoint",
+                                    "CreateProductionEndpointConfig"])  # fmt: skip
+def test_a_refused_create_looks_for_its_resource_before_creating_it_again(asl: dict[str, Any], create: str) -> None:
+    states = asl["States"]
+    label = create.removeprefix("Create")
+    [catcher] = states[create]["Catch"]
+    assert catcher["Next"] == f"Find{label}"
+    find = states[f"Find{label}"]
+    assert find["Resource"].startswith("arn:aws:states:::aws-sdk:sagemaker:list")
+    assert find["Parameters"]["NameContains.$"].startswith("$$.Execution.Input.")
+    assert find["Next"] == f"{label}Exists"
+    exists = states[f"{label}Exists"]
+    assert exists["Choices"][0]["Next"] == states[create]["Next"]
+    again = states[exists["Default"]]
+    assert exists["Default"] == f"{create}Again" and "Catch" not in again
+    assert again["Next"] == states[create]["Next"]
+    assert {key: value for key, value in again.items() if key != "Next"} == {
+        key: value for key, value in states[create].items() if key not in ("Next", "Catch")}
 
 
-def test_gates_route_failures_through_clean_up(asl: dict[str, Any]) -> None:
+def test_a_refused_production_update_checks_whether_a_first_call_went_through(asl: dict[str, Any]) -> None:
+    states = asl["States"]
+    [catcher] = states["UpdateProductionEndpoint"]["Catch"]
+    assert catcher["Next"] == "CheckProductionUpdate"
+    assert states["CheckProductionUpdate"]["Resource"].endswith(":describeEndpoint")
+    assert "$$.Execution.Input.ProductionEndpointConfigName" in states["CheckProductionUpdate"]["ResultSelector"]["on_this_config.$"]
+    started = states["ProductionUpdateStarted"]
+    assert started["Choices"][0]["Next"] == "StartProductionPolls"
+    assert started["Default"] == "UpdateProductionEndpointAgain" and "Catch" not in states["UpdateProductionEndpointAgain"]
+    assert states["UpdateProductionEndpointAgain"]["Parameters"] == states["UpdateProductionEndpoint"]["Parameters"]
+
+
+def test_decisions_clean_up_staging_and_name_their_error(asl: dict[str, Any]) -> None:
+    decisions = {name: state["Result"]["Error"] for name, state in asl["States"].items()
+                 if state["Type"] == "Pass" and state.get("ResultPath") == "$.error"}  # fmt: skip
+    assert decisions == {
+        "ModelRejected": "QualityGateFailed", "SloNotMet": "SloNotMet", "StagingEndpointFailed": "StagingEndpointFailed",
+        "StagingEndpointTooSlow": "StagingEndpointNotInService", "ProductionEndpointFailed": "ProductionEndpointFailed",
+        "ProductionEndpointTooSlow": "ProductionEndpointNotInService", "ProductionUpdateRolledBack": "ProductionUpdateRolledBack",
+    }  # fmt: skip
+    for name in decisions:
+        assert asl["States"][name]["Next"] == "DecisionCleanUp"
+    assert asl["States"]["DecisionCleanUp"]["Parameters"] == {"EndpointName.$": "$$.Execution.Input['StagingEndpointName']"}
     assert asl["States"]["QualityGate"]["Default"] == "ModelRejected"
-    assert asl["States"]["ModelRejected"]["Next"] == "CleanUpAfterFailure"
     assert asl["States"]["SloGate"]["Default"] == "SloNotMet"
-    assert asl["States"]["SloNotMet"]["Result"]["Error"] == "SloNotMet"
+
+
+def test_production_counts_as_promoted_only_on_this_executions_config(asl: dict[str, Any]) -> None:
+    choice = asl["States"]["IsProductionEndpointInService"]["Choices"]
+    assert choice[0]["Next"] == "RecordProductionMetrics"
+    assert {"Variable": "$.endpoint_status.EndpointConfigName", "StringEqualsPath": "$.polls.config"} in choice[0]["And"]
+    assert choice[1] == {"Variable": "$.endpoint_status.EndpointStatus", "StringEquals": "InService",
+                         "Next": "ProductionUpdateRolledBack"}  # fmt: skip
+    assert asl["States"]["StartProductionPolls"]["Parameters"]["config.$"] == "$$.Execution.Input.ProductionEndpointConfigName"
+
+
+def test_approval_waits_for_a_token_before_promotion() -> None:
+    asl = render_definition(load_config(None, ["approval.required=true", "approval.timeout_seconds=600"]))
+    request = asl["States"]["RequestApproval"]
+    assert asl["States"]["SloGate"]["Choices"][0]["Next"] == "RequestApproval"
+    assert request["Resource"] == "arn:aws:states:::sns:publish.waitForTaskToken"
+    assert request["Next"] == "CreateProductionEndpointConfig"
+    assert request["TimeoutSeconds"] == 600
+    assert request["Parameters"]["TopicArn"] == "arn:aws:sns:us-east-1:000000000000:ddcicd-approval"
+    message = request["Parameters"]["Message"]
+    assert message["task_token.$"] == "$$.Task.Token"
+    assert message["evaluation"]["accuracy.$"] == "$.evaluation.Payload.accuracy"
+    assert message["load_test"]["p99_ms.$"] == "$.load_test.Payload.p99_ms"
+    assert "ddcicd approve" in message["commands"]["approve.$"]
+    catchers = {tuple(catcher["ErrorEquals"]): catcher["Next"] for catcher in request["Catch"]}
+    assert catchers == {("ApprovalRejected",): "DecisionCleanUp", ("States.Timeout",): "ApprovalTimedOut"}
+    assert asl["States"]["ApprovalTimedOut"]["Result"]["Error"] == "ApprovalTimedOut"
+    assert "RequestApproval" not in render_definition(load_config())["States"]
+    topic = "arn:aws:sns:eu-west-1:123456789012:approvals"
+    configured = render_definition(load_config(None, ["approval.required=true", f"approval.topic_arn={topic}"]))
+    assert configured["States"]["RequestApproval"]["Parameters"]["TopicArn"] == topic
 
 
 def test_quality_gate_uses_the_configured_thresholds() -> None:

@@ -20,6 +20,7 @@ CONFIGS = {
     "batch_score": ["batch_score.enabled=true"],
     "pytorch": ["training.algorithm=pytorch"],
     "pytorch_batch_score": ["training.algorithm=pytorch", "batch_score.enabled=true"],
+    "approval": ["approval.required=true"],
 }
 
 

@@ -6,9 +6,14 @@ whose engine process was killed shows as ABORTED and can be redriven too.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from workflow.errors import EXIT_INTERRUPTED, CliError, RunFailed
+
+if TYPE_CHECKING:
+    from workflow.engine import Engine
 
 
 @click.command()
@@ -25,6 +30,7 @@ def redrive(execution: str, no_follow: bool) -> None:
     engine = local_engine()
     try:
         before = engine.describe_execution(execution)
+        _warn_if_decided(engine, before["executionArn"])
         last_id = engine.get_execution_history(before["executionArn"], reverse_order=True)["events"][0]["id"]
         engine.redrive_execution(before["executionArn"])
     except EngineError as error:
@@ -41,4 +47,18 @@ def redrive(execution: str, no_follow: bool) -> None:
         raise SystemExit(EXIT_INTERRUPTED) from None
     click.echo(f"{result['name']}: {result['status']} (redrive #{result['redriveCount']})")
     if result["status"] != "SUCCEEDED":
-        raise RunFailed(f"execution {result['name']} ended {result['status']}: {result.get('error')}: {result.get('cause')}")
+        from workflow.commands.run import explain_ending
+
+        raise RunFailed(explain_ending(engine, before["executionArn"]))
+
+
+def _warn_if_decided(engine: "Engine", execution_arn: str) -> None:
+    """A redrive re-enters where the run stopped: after a decision, that is its Fail state, so it fails again."""
+    from workflow.run_record import DECISION, outcome, read_run
+
+    if engine.describe_execution(execution_arn)["status"] != "FAILED":
+        return
+    ending = outcome(read_run(engine, execution_arn))
+    if ending.kind == DECISION:
+        click.echo(f"note: {ending.execution_name} ended by a decision ({ending.error}); a redrive ends the same way"
+                   " and promotes nothing. Start a new run to try again.", err=True)

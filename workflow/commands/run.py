@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from workflow.errors import EXIT_INTERRUPTED, CliError, RunFailed
+
+if TYPE_CHECKING:
+    from workflow.engine import Engine
 
 
 @click.command("run")
@@ -47,7 +51,20 @@ def run(config_path: Path | None, overrides: tuple[str, ...], data: Path | None,
     description = engine.wait(started.execution_arn)
     print_summary(engine, started.execution_arn, config)
     if description["status"] != "SUCCEEDED":
-        raise RunFailed(
-            f"execution {started.execution_name} {description['status']}: {description.get('error', '')}"
-            f" (inspect: ddcicd executions history {started.execution_name}; resume: ddcicd redrive {started.execution_name})"
-        )
+        raise RunFailed(explain_ending(engine, started.execution_arn))
+
+
+def explain_ending(engine: "Engine", execution_arn: str) -> str:
+    """Prints how a run that did not succeed ended (fault or decision, what is kept, what to
+    run next) and returns the one-line error for stderr. `ddcicd redrive` prints the same."""
+    from workflow.local.pipeline import kept_locally
+    from workflow.run_record import DECISION, outcome, read_run
+    from workflow.state_runs import readable_cause
+
+    ending = outcome(read_run(engine, execution_arn))
+    kept = kept_locally(ending)
+    for line in ending.lines(kept):
+        click.echo(f"  {line}")
+    hint = "a decision: a redrive will not change it" if ending.kind == DECISION else f"resume: {ending.redrive_command}"
+    return (f"execution {ending.execution_name} ended {ending.status} in state {ending.state}: {ending.error or ''}:"
+            f" {readable_cause(ending.cause, 200)} ({hint}; inspect: ddcicd executions history {ending.execution_name})")

@@ -6,16 +6,19 @@ an explicit region, role and output path, so building the definition works offli
 
     Process -> ReadManifest -> SummariseDataset -> Train -> CreateModel -> CreateStagingEndpointConfig -> CreateStagingEndpoint
     -> (DescribeStagingEndpoint / WaitForStaging loop) -> Evaluate -> QualityGate
-    -> PrepareLoadTest -> LoadTest (Map) -> MergeLoadTest -> SloGate
+    -> PrepareLoadTest -> LoadTest (Map) -> MergeLoadTest -> SloGate -> [RequestApproval]
     -> CreateProductionEndpointConfig -> FindProductionEndpoint -> ProductionEndpointExists
        -> UpdateProductionEndpoint | CreateProductionEndpoint
     -> (production InService loop) -> RecordProductionMetrics -> [BatchScore -> AssembleSubmission]
     -> DeleteStagingEndpoint -> PipelineSucceeded
 
-Everything after the staging endpoint exists is caught and routed through
-CleanUpAfterFailure (delete staging) to PipelineFailed, which re-raises the original error.
-Process and Train are not caught: a failure there stops the execution at that state, so
-RedriveExecution resumes exactly there without redoing earlier work.
+Faults and decisions never mix. A fault (a Task's error after its retries) is caught
+nowhere: the execution stops FAILED at that Task with everything made so far kept, and
+RedriveExecution resumes exactly there; every state a redrive can re-enter is safe to run
+twice (endpoints.py: a refused create looks its resource up before creating it again).
+A decision (a gate's Default, an endpoint that reached Failed, an approval rejected or
+timed out) records $.error and goes through DecisionCleanUp (delete the staging endpoint;
+production is never touched) to PipelineFailed, which names the decision's error.
 """
 from workflow.definition.common import EXECUTION_INPUT_SCHEMA, TRANSIENT_ERRORS, Resources
 from workflow.definition.endpoints import serving_container

@@ -59,6 +59,7 @@ class Resources:
 
     production_metrics_uri: str
     lambda_arns: dict[str, str]  # workflow.contracts.functions key -> function ARN
+    approval_topic_arn: str = ""  # where RequestApproval publishes (approval.required only)
 
 
 def _quiet_sdk_imports() -> None:

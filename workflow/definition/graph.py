@@ -8,14 +8,16 @@ from typing import TYPE_CHECKING, Any
 from workflow.config import PipelineConfig
 from workflow.contracts.functions import FUNCTIONS
 from workflow.definition.common import EXECUTION_INPUT_SCHEMA, Resources, _partition_of, _quiet_sdk_imports, _set
+from workflow.definition.approval import create_approval_steps
 from workflow.definition.endpoints import (
-    _raise,
     create_delete_endpoint_step,
     create_endpoint_config_step,
+    create_idempotently,
     create_model_step,
     create_promote_steps,
     create_staging_endpoint_step,
     create_wait_until_in_service,
+    decision,
 )
 from workflow.definition.jobs import (
     create_batch_score_step,
@@ -43,17 +45,34 @@ def create_execution_input() -> ExecutionInput:
     return ExecutionInput(schema=EXECUTION_INPUT_SCHEMA)
 
 
+def approval_topic_arn(config: PipelineConfig, account: str = "000000000000") -> str:
+    """`approval.topic_arn`, else the `<name>-approval` topic in the configured region (the stack creates it)."""
+    from workflow.definition.common import _partition
+
+    if config.approval.topic_arn:
+        return config.approval.topic_arn
+    return f"arn:{_partition(config.aws.region)}:sns:{config.aws.region}:{account}:{config.name}-approval"
+
+
 def resources_for(config: PipelineConfig, account: str = "000000000000") -> Resources:
     """Every function of the catalogue by its configured name: the ARNs `ddcicd aws deploy` creates."""
     arn = f"arn:aws:lambda:{config.aws.region}:{account}:function:"
     return Resources(
         production_metrics_uri=f"s3://{config.aws.bucket}/{config.aws.prefix}/production/metrics.json",
         lambda_arns={function.key: arn + config.lambdas.name_of(function) for function in FUNCTIONS},
+        approval_topic_arn=approval_topic_arn(config, account),
     )
 
 
 def create_graph(config: PipelineConfig, resources: Resources) -> State:
-    """Wire every stage; returns the first state."""
+    """Wire every stage; returns the first state.
+
+    No Catch routes a fault anywhere: a Task's error after its retries ends the execution
+    at that Task, with everything made so far kept, so a redrive resumes there. Decisions
+    (a gate's Default, an endpoint that failed, an approval refused or timed out) set
+    $.error and go through DecisionCleanUp (delete staging; production is never touched)
+    to PipelineFailed, which names the decision's error.
+    """
     _quiet_sdk_imports()
     from stepfunctions.steps import Catch, Fail, Succeed
 
@@ -61,7 +80,9 @@ def create_graph(config: PipelineConfig, resources: Resources) -> State:
 
     succeeded = Succeed("PipelineSucceeded")
     failed = _set(Fail("PipelineFailed"), error_path="$.error.Error", cause_path="$.error.Cause")
-    clean_up = create_delete_endpoint_step(config, "CleanUpAfterFailure", inputs["StagingEndpointName"])
+    clean_up = create_delete_endpoint_step(config, "DecisionCleanUp", inputs["StagingEndpointName"])
+    # A clean-up that fails still ends with the decision's error; the staging endpoint it
+    # left is reaped like a faulted run's (`ddcicd cleanup`).
     clean_up.add_catch(Catch(error_equals=["States.ALL"], next_step=failed, result_path="$.cleanup_error"))
     clean_up.next(failed)
 
@@ -76,60 +97,39 @@ def create_graph(config: PipelineConfig, resources: Resources) -> State:
         after_promotion = batch
 
     promote = create_promote_steps(config, inputs, resources, after_promotion, clean_up)
-    slo_failed = _raise("SloNotMet", "SloNotMet", "the load test missed the latency or error-rate SLO")
+    if config.approval.required:
+        promote = create_approval_steps(config, resources, promote, clean_up)
+    slo_failed = decision("SloNotMet", "SloNotMet", "the load test missed the latency or error-rate SLO")
     slo_failed.next(clean_up)
     slo_gate = create_slo_gate(promote, slo_failed)
     load_test = create_load_test_steps(config, inputs, resources, slo_gate)
-    gate_failed = _raise("ModelRejected", "QualityGateFailed", "the model missed a threshold or did not beat production")
+    gate_failed = decision("ModelRejected", "QualityGateFailed", "the model missed a threshold or did not beat production")
     gate_failed.next(clean_up)
     quality_gate = create_quality_gate(config, load_test, gate_failed)
     evaluate = create_evaluate_step(config, inputs, resources)
     evaluate.next(quality_gate)
-    staging_failed = _raise("StagingEndpointFailed", "EndpointFailed",
-                            "the staging endpoint failed to start: its FailureReason is in DescribeStagingEndpoint's output")
-    staging_failed.next(clean_up)
-    wait_staging = create_wait_until_in_service(
-        config, "Staging", inputs["StagingEndpointName"], evaluate, staging_failed
-    )
+    wait_staging = create_wait_until_in_service(config, "Staging", inputs["StagingEndpointName"], evaluate, clean_up)
 
     process = create_process_step(config, inputs)
     train = create_train_step(config, inputs)
-    model = create_model_step(config, inputs)
-    staging_config = create_endpoint_config_step(
-        config, inputs, "CreateStagingEndpointConfig", "StagingEndpointConfigName", config.endpoint.staging_instances
-    )
-    staging = create_staging_endpoint_step(config, inputs)
+    staging_instances = config.endpoint.staging_instances
     read_manifest, summarise = create_read_manifest_steps(config, inputs)
     process.next(read_manifest)
     summarise.next(train)
+    staging = create_idempotently(
+        config, create_staging_endpoint_step(config, inputs), create_staging_endpoint_step(config, inputs, "CreateStagingEndpointAgain"),
+        "createEndpoint", "StagingEndpointName", wait_staging,
+    )  # fmt: skip
+    staging_config = create_idempotently(
+        config,
+        create_endpoint_config_step(config, inputs, "CreateStagingEndpointConfig", "StagingEndpointConfigName", staging_instances),
+        create_endpoint_config_step(config, inputs, "CreateStagingEndpointConfigAgain", "StagingEndpointConfigName", staging_instances),
+        "createEndpointConfig", "StagingEndpointConfigName", staging,
+    )  # fmt: skip
+    model = create_idempotently(config, create_model_step(config, inputs), create_model_step(config, inputs, "CreateModelAgain"),
+                                "createModel", "ModelName", staging_config)  # fmt: skip
     train.next(model)
-    model.next(staging_config)
-    staging_config.next(staging)
-    staging.next(wait_staging)
-
-    catch_all = Catch(error_equals=["States.ALL"], next_step=clean_up, result_path="$.error")
-    for state in _states_after_staging_exists(wait_staging, evaluate, load_test, promote, after_promotion):
-        state.add_catch(catch_all)
     return process
-
-
-def _states_after_staging_exists(*entries: State) -> list[State]:
-    """Every Task and Map reachable from these entries, stopping at the clean-up states."""
-    from stepfunctions.steps import Map, Task
-
-    seen: dict[str, State] = {}
-    stack = list(entries)
-    while stack:
-        state = stack.pop()
-        if state.state_id in seen or state.state_id in {"CleanUpAfterFailure", "PipelineFailed"}:
-            continue
-        seen[state.state_id] = state
-        following = [state.next_step] if getattr(state, "next_step", None) else []
-        following += [choice_next for _, choice_next in getattr(state, "choices", None) or []]
-        if getattr(state, "default", None) is not None:
-            following.append(state.default)
-        stack.extend(step for step in following if step is not None)
-    return [state for state in seen.values() if isinstance(state, (Task, Map)) and not state.fields.get("catch")]
 
 
 def build_workflow(config: PipelineConfig, account: str = "000000000000", client: Any = None) -> Workflow:

@@ -113,10 +113,11 @@ class JobStore:
             raise ResourceNotFound(f"Could not find {self.kind} job {name!r}")
         status = read_status(directory)
         pid = _supervisor_pid(directory)
-        if status.get("status") in ("InProgress", "Stopping") and pid is not None:
-            if not _alive(pid):
-                status = read_status(directory)  # it may have finished between the two reads
-            if status.get("status") in ("InProgress", "Stopping") and not _alive(pid):
+        if status.get("status") in ("InProgress", "Stopping") and pid is not None and not _alive(pid):
+            # The supervisor writes its last status and then exits: the status read above may
+            # predate that write. Only a status read *after* seeing it gone is its final word.
+            status = read_status(directory)
+            if status.get("status") in ("InProgress", "Stopping"):
                 # The supervisor was killed (machine reboot, kill -9): the job cannot finish.
                 write_status(directory, status="Failed", ended=time.time(),
                              failure_reason="InternalServerError: the job's supervisor process disappeared")  # fmt: skip

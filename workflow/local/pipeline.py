@@ -22,6 +22,8 @@ from workflow.engine import Engine
 from workflow.home import ddcicd_home
 from workflow.local.s3 import S3Root
 from workflow.naming import execution_input, new_execution_name
+from workflow.reaping import reap_before_new_run
+from workflow.run_record import Outcome
 
 STEPS_PACKAGE = Path(__file__).resolve().parents[2] / "steps"
 DATASET_MARKERS = ("driver_imgs_list.csv", "sample_submission.csv")  # written last by data.synth
@@ -98,8 +100,37 @@ def start_pipeline(engine: Engine, config: PipelineConfig, data: Path | None = N
     stage_code(s3, config)
     definition = render_definition(config)
     state_machine_arn = engine.create_state_machine(config.name, definition, role_arn=config.aws.stepfunctions_role_arn)
+    reap_before_new_run(engine, state_machine_arn, config)  # abandoned faulted runs lose their staging resources
     name = new_execution_name(config)
     run_input = execution_input(config, name, raw_uri)
     execution_arn = engine.start_execution(state_machine_arn, run_input, name=name)
     return StartedRun(execution_arn, name, state_machine_arn, run_input, folder)
 
+
+
+def kept_locally(outcome: Outcome, home: Path | None = None) -> list[str]:
+    """Which of a faulted run's staging resources still exist on the local control plane, each
+    described as its summary shows it (the endpoint with what it would cost per hour on AWS)."""
+    from workflow.local.endpoints import LocalEndpoints, ValidationError
+    from workflow.pricing import hourly_cost
+
+    endpoints = LocalEndpoints(home)
+    kept = []
+    for kind, name in outcome.staging:
+        try:
+            if kind == "endpoint":
+                status = endpoints.describe_endpoint(name)
+                variants = endpoints.describe_endpoint_config(status["EndpointConfigName"])["ProductionVariants"]
+                sizes = ", ".join(f"{variant['InitialInstanceCount']} x {variant['InstanceType']}" for variant in variants)
+                costs = [hourly_cost(variant["InstanceType"], variant["InitialInstanceCount"]) for variant in variants]
+                price = f"${sum(costs):.3f}/h on AWS" if None not in costs else "no price for this instance type"
+                kept.append(f"staging endpoint {name} ({status['EndpointStatus']}; {sizes}: {price}, free locally)")
+            elif kind == "endpoint config":
+                endpoints.describe_endpoint_config(name)
+                kept.append(f"endpoint config {name}")
+            else:
+                endpoints.describe_model(name)
+                kept.append(f"model {name}")
+        except ValidationError:  # not made before the fault, or deleted since
+            continue
+    return kept

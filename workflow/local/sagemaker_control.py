@@ -1,24 +1,28 @@
 """The local engine's SageMaker control plane: models, endpoint configs and endpoints.
 
     arn:aws:states:::sagemaker:createModel / createEndpointConfig / createEndpoint / updateEndpoint
-    arn:aws:states:::aws-sdk:sagemaker:describeEndpoint / listEndpoints / deleteEndpoint
+    arn:aws:states:::aws-sdk:sagemaker:describeEndpoint / listEndpoints / listModels / listEndpointConfigs / deleteEndpoint
 
 Each action is a method named after it (`createModel` -> `_create_model`) over LocalEndpoints,
 which keeps AWS's shapes. A refused request is SageMaker.AmazonSageMakerException through an
 optimized integration and SageMaker.SageMakerException through aws-sdk (an unmodelled error
-there), as on AWS, so Retry and Catch match the same names.
+there), as on AWS, so Retry and Catch match the same names. An API fault experiment
+(workflow/local/api_faults.py) answers the operations it names with its error instead.
 """
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 from workflow.engine import StatesError, TaskContext
 from workflow.engine.values import Json
+from workflow.local.api_faults import injected_fault
 from workflow.local.endpoints import LocalEndpoints, ValidationError
 from workflow.local.sagemaker_errors import required, sagemaker_error, unmodelled_error
 
 OPTIMIZED_ACTIONS = ("createModel", "createEndpointConfig", "createEndpoint", "updateEndpoint")
-SDK_ACTIONS = ("describeEndpoint", "listEndpoints", "deleteEndpoint")
+SDK_ACTIONS = ("describeEndpoint", "listEndpoints", "listModels", "listEndpointConfigs", "deleteEndpoint")
 _ENDPOINT_SUMMARY = ("EndpointName", "EndpointArn", "CreationTime", "LastModifiedTime", "EndpointStatus")
 
 
@@ -34,6 +38,10 @@ class SageMakerControlPlane:
         handler = getattr(self, f"_{_snake(action)}", None)
         if handler is None:
             raise StatesError("States.Runtime", f"the local SageMaker integration does not implement {action}")
+        fault = injected_fault(self.endpoints.root.parent, "sagemaker", action[0].upper() + action[1:])
+        if fault is not None:
+            code, message = fault
+            raise unmodelled_error(f"{message} ({code})") if sdk else sagemaker_error(code, message)
         try:
             return handler(parameters)
         except ValidationError as error:
@@ -66,6 +74,31 @@ class SageMakerControlPlane:
         summaries = [{key: item[key] for key in _ENDPOINT_SUMMARY if key in item}
                      for item in self.endpoints.list_endpoints() if contains in item["EndpointName"]]  # fmt: skip
         return {"Endpoints": summaries[:limit]}
+
+    def _list_models(self, parameters: Json) -> Json:
+        return {"Models": self._named("models", "ModelName", "ModelArn", parameters)}
+
+    def _list_endpoint_configs(self, parameters: Json) -> Json:
+        return {"EndpointConfigs": self._named("configs", "EndpointConfigName", "EndpointConfigArn", parameters)}
+
+    def _named(self, kind: str, name_key: str, arn_key: str, parameters: Json) -> list[Json]:
+        """ListModels / ListEndpointConfigs summaries (name, ARN, CreationTime), NameContains applied, by name.
+
+        LocalEndpoints keeps one JSON document per model and per config under
+        <home>/endpoints/<kind>/; reading them is what a list over its describes would do.
+        """
+        contains = (parameters or {}).get("NameContains", "")
+        limit = int((parameters or {}).get("MaxResults", 10))
+        folder = Path(self.endpoints.root) / kind
+        summaries = []
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            try:
+                document = json.loads(path.read_text())
+            except (FileNotFoundError, ValueError):  # deleted, or being replaced, meanwhile
+                continue
+            if contains in document.get(name_key, ""):
+                summaries.append({key: document[key] for key in (name_key, arn_key, "CreationTime") if key in document})
+        return summaries[:limit]
 
 
 def _snake(name: str) -> str:

@@ -107,6 +107,14 @@ class LocalJobAdapter:
     def stop(self, action: str, parameters: Json, started: Json, context: TaskContext) -> None:
         self.jobs.stop(parameters[self.name_key])
 
+    def progress(self, action: str, parameters: Json, started: Json, context: TaskContext) -> tuple[str, int]:
+        """HeartbeatSeconds' sign of life (workflow/engine/jobs.py): the job's status and the
+        size of its log, which every epoch, shard or batch a working job finishes grows."""
+        name = parameters[self.name_key]
+        log = self.jobs.directory(name) / "job.log"
+        size = log.stat().st_size if log.exists() else 0
+        return str(self.jobs.status(name).get("status")), size
+
 
 class ProcessingJobs(LocalJobAdapter):
     """createProcessingJob: run the container command with its inputs mapped into the job dir."""

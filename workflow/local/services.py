@@ -9,6 +9,7 @@ or the console with exactly the same integrations behind its Task states:
     arn:aws:states:::sagemaker:create*Job[.sync]        sagemaker_jobs.py
     arn:aws:states:::sagemaker:createModel, ...         sagemaker_control.py (over endpoints.py)
     arn:aws:states:::aws-sdk:s3:copyObject, ...         s3_integration.py
+    arn:aws:states:::sns:publish[.waitForTaskToken]      sns_integration.py ($DDCICD_HOME/sns/<topic>/)
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from workflow.local.s3_integration import S3Integration
 from workflow.local.sagemaker_api import ACCOUNT
 from workflow.local.sagemaker_control import OPTIMIZED_ACTIONS, SDK_ACTIONS, SageMakerControlPlane
 from workflow.local.sagemaker_jobs import ProcessingJobs, TrainingJobs, TransformJobs
+from workflow.local.sns_integration import SnsIntegration
 
 
 def _with_local_environment(handler_path: str, s3: S3Root) -> Callable[[Any, Any], Any]:
@@ -71,6 +73,8 @@ def register_local_aws(registry: Any, s3: S3Root | None = None, home: Path | Non
                           label=f"arn:aws:states:::aws-sdk:sagemaker:{action}")  # fmt: skip
     registry.register(rf"arn:[^:]+:states:::aws-sdk:s3:({'|'.join(S3_ACTIONS)})", S3Integration(s3),
                       label=f"arn:aws:states:::aws-sdk:s3:{'|'.join(S3_ACTIONS)}")  # fmt: skip
+    registry.register(r"arn:[^:]+:states:::sns:publish(\.waitForTaskToken)?", SnsIntegration(home or ddcicd_home()),
+                      label="arn:aws:states:::sns:publish[.waitForTaskToken]")  # fmt: skip
     jobs = {"createProcessingJob": ProcessingJobs(s3, home), "createTrainingJob": TrainingJobs(s3, home),
             "createTransformJob": TransformJobs(s3, endpoints, home)}  # fmt: skip
     for action, adapter in jobs.items():

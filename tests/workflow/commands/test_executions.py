@@ -90,7 +90,8 @@ def test_redrive_resumes_the_failed_state_and_exits_1_when_it_fails_again(home: 
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1, result.stderr
     assert "ExecutionRedriven" in result.stdout and "bad-run: FAILED (redrive #1)" in result.stdout
-    assert result.stderr.strip() == "error: execution bad-run ended FAILED: Gate.Failed: accuracy 0.41 < 0.80"
+    assert result.stderr.splitlines()[-1].startswith("error: execution bad-run ended FAILED in state ")
+    assert "Gate.Failed: accuracy 0.41 < 0.80" in result.stderr.splitlines()[-1]
     again = subprocess.run([sys.executable, "-m", "workflow.cli", "redrive", "good-run"], cwd=REPO, env=env,
                            capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and "only FAILED, ABORTED or TIMED_OUT can be redriven" in again.stderr

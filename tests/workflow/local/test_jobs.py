@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from workflow.local import jobs as jobs_module
 from workflow.local.jobs import JobSpec, JobStore, ResourceInUse, ResourceNotFound
 from workflow.local.s3 import S3Root
 
@@ -73,6 +75,37 @@ def test_a_killed_supervisor_fails_the_job_instead_of_hanging(store: JobStore) -
     os.killpg(child, signal.SIGKILL)
     assert status["status"] == "Failed"
     assert "supervisor process disappeared" in status["failure_reason"]
+
+
+def test_a_supervisor_that_completes_between_the_reads_is_not_taken_for_killed(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race of issue 14: status.json read (InProgress), then the supervisor writes
+    Completed and exits, then the liveness check. A real process plays the supervisor; the
+    liveness check is where its last write and exit are slotted in, so the order is fixed:
+    a status() that decides from the stale read would call a finished job Failed."""
+    directory = store.reserve("racy", {})
+    finish = ("import sys, time; from pathlib import Path; from workflow.local.supervisor import write_status;"
+              f" sys.stdin.readline(); write_status(Path({str(directory)!r}), status='Completed', exit_code=0,"
+              " ended=time.time())")  # fmt: skip
+    supervisor = subprocess.Popen(_python(finish), stdin=subprocess.PIPE, text=True)
+    (directory / "supervisor.pid").write_text(str(supervisor.pid))
+    real_alive = jobs_module._alive
+    checks: list[bool] = []
+
+    def alive_then_finish(pid: int) -> bool:
+        answer = real_alive(pid)
+        checks.append(answer)
+        if answer and supervisor.poll() is None:  # alive when looked at; finishes right after
+            supervisor.communicate("go\n", timeout=30)
+        return answer
+
+    monkeypatch.setattr(jobs_module, "_alive", alive_then_finish)
+    first = store.status("racy")
+    assert checks[0] is True and supervisor.returncode == 0
+    assert first["status"] in ("InProgress", "Completed"), first
+    assert store.status("racy")["status"] == "Completed"
+    assert store.status("racy").get("failure_reason") is None
 
 
 def test_names_are_unique_and_unknown_names_are_reported(store: JobStore) -> None:
