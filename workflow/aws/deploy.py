@@ -248,15 +248,20 @@ def deploy_state_machine(context: AwsContext, definition: dict[str, Any]) -> tup
 
 
 def deploy(context: AwsContext, zips: dict[str, Path]) -> DeployReport:
-    """Code, Lambdas, state machine (built for this account), then autoscaling if it can."""
+    """Code, state machine (built for this account), Lambdas, then autoscaling if it can.
+
+    The state machine goes before the Lambdas because the reaper's environment names its ARN,
+    which a Step Functions endpoint other than AWS's assigns; Step Functions does not check
+    that the functions a definition calls exist yet.
+    """
     from workflow.definition import render_definition
 
     report = DeployReport()
     report.code_uri = upload_code(context)
-    report.functions = deploy_lambdas(context, zips)
-    report.triggers = allow_triggers(context)
     report.definition = render_definition(context.config, context.account)
     report.state_machine_arn, report.state_machine_created = deploy_state_machine(context, report.definition)
+    report.functions = deploy_lambdas(context, zips)
+    report.triggers = allow_triggers(context)
     outcome = register_autoscaling(context)
     report.autoscaling = f"{outcome.resource_id}: {outcome.message}" if outcome.resource_id else outcome.message
     return report
