@@ -1,7 +1,12 @@
-"""Tiny RecordIO datasets for the training tests, written with steps.recordio like the processing step."""
+"""Tiny RecordIO datasets for the training tests, written with steps.recordio like the processing
+step; real `python -m steps.serve` processes for the serving tests (`serve_process`)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -82,3 +87,25 @@ def make_job():  # noqa: ANN201 - returns the helper
 @pytest.fixture(scope="session")
 def tiny_hyperparameters() -> dict[str, str]:
     return dict(TINY_HYPERPARAMETERS)
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _serve_process(archive: Path, tmp: Path, *args: str) -> tuple[subprocess.Popen[bytes], int]:
+    ready = tmp / "ready.json"
+    process = subprocess.Popen([sys.executable, "-m", "steps.serve", "--model", str(archive), "--port", "0",
+                                "--threads", "1", "--ready-file", str(ready), *args], cwd=REPO)
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"server did not start (exit code {process.returncode})")
+        time.sleep(0.05)
+    return process, json.loads(ready.read_text())["port"]
+
+
+@pytest.fixture(scope="session")
+def serve_process() -> Callable[..., tuple[subprocess.Popen[bytes], int]]:
+    """serve_process(archive, tmp, *args) -> (process, port) once it serves (the caller terminates it)."""
+    return _serve_process
