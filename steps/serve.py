@@ -226,8 +226,10 @@ async def serve(model: str | os.PathLike[str], host: str = "127.0.0.1", port: in
     """Run until SIGTERM/SIGINT, then finish in-flight requests (graceful, for blue/green)."""
     settings = settings or ServerSettings()
     app = create_app(model, settings)
+    # lingering_time: after a 408 or 413 the unread rest of a body is drained (so the client
+    # reads the answer instead of a reset) for 2 s, not aiohttp's 10, then the connection closes.
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=10.0,
-                           keepalive_timeout=settings.header_timeout)
+                           keepalive_timeout=settings.header_timeout, lingering_time=2.0)
     await runner.setup()
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from steps.export import export_model_archive
+from steps.model import ResNet, ResNetConfig
 from steps.recordio import IndexedRecordIO, IRHeader, pack_img
 
 TINY_CLASSES = ["c0", "c1", "c2", "c3"]
@@ -109,3 +112,11 @@ def _serve_process(archive: Path, tmp: Path, *args: str) -> tuple[subprocess.Pop
 def serve_process() -> Callable[..., tuple[subprocess.Popen[bytes], int]]:
     """serve_process(archive, tmp, *args) -> (process, port) once it serves (the caller terminates it)."""
     return _serve_process
+
+
+@pytest.fixture(scope="session")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """model.tar.gz of an untrained ResNet-20, 10 classes c0..c9, 3x48x64 input: a real served model."""
+    torch.manual_seed(1)
+    network = ResNet(ResNetConfig(num_layers=20, num_classes=10))
+    return export_model_archive(network, tmp_path_factory.mktemp("model"), (3, 48, 64), [f"c{index}" for index in range(10)])

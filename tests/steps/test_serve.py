@@ -15,14 +15,11 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-import torch
 
-from steps.export import export_model_archive
-from steps.model import ResNet, ResNetConfig
 from steps.predictor import (Predictor, cache_bound_batch_size, default_threads, largest_activation_bytes,
                              last_level_cache_bytes, read_model_archive)
 
-CLASSES = [f"c{index}" for index in range(10)]
+CLASSES = [f"c{index}" for index in range(10)]  # as the conftest's `archive` has them
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -62,13 +59,6 @@ class Server:
 def start_server(serve_process: Callable[..., tuple[subprocess.Popen[bytes], int]]) -> Callable[..., Server]:
     """start_server(archive, tmp, *args) -> a Server on a free port (the caller terminates it)."""
     return lambda archive, tmp, *args: Server(*serve_process(archive, tmp, *args))
-
-
-@pytest.fixture(scope="module")
-def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(1)
-    network = ResNet(ResNetConfig(num_layers=20, num_classes=len(CLASSES)))
-    return export_model_archive(network, tmp_path_factory.mktemp("model"), (3, 48, 64), CLASSES)
 
 
 @pytest.fixture(scope="module")
