@@ -29,13 +29,35 @@ MAX_MEMBERS = 1000
 def read_model_archive(path: str | os.PathLike[str]) -> tuple[bytes, dict[str, Any]]:
     """Return (model.onnx bytes, model.json document) from a model.tar.gz or a directory."""
     found = read_model_files(path, ("model.onnx", "model.json"))
+    return found["model.onnx"], _json_object(path, found["model.json"])
+
+
+PRECISIONS = {"fp32": "model.onnx", "int8": "model.int8.onnx"}  # as steps/quantize.py writes them
+
+
+def read_served_model(path: str | os.PathLike[str], precision: str | None = None) -> tuple[bytes, dict[str, Any], str]:
+    """(graph bytes, model.json document, "fp32" or "int8"): the graph model.json's "serving"
+    section names as served (fp32 for archives without one), or the `precision` asked for."""
+    found = read_model_files(path, ("model.json",), optional=tuple(PRECISIONS.values()))
+    document = _json_object(path, found["model.json"])
+    serving = document.get("serving") if isinstance(document.get("serving"), dict) else {}
+    chosen = precision or serving.get("served") or "fp32"
+    if chosen not in PRECISIONS:
+        raise ModelArchiveError(f"{path}: precision {chosen!r} is not one of {sorted(PRECISIONS)}")
+    if PRECISIONS[chosen] not in found:
+        raise ModelArchiveError(f"{path} has no {PRECISIONS[chosen]} for precision {chosen}"
+                                + ("" if precision else " (model.json says it is served)"))
+    return found[PRECISIONS[chosen]], document, chosen
+
+
+def _json_object(path: str | os.PathLike[str], data: bytes) -> dict[str, Any]:
     try:
-        document = json.loads(found["model.json"])
+        document = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ModelArchiveError(f"{path}: model.json is not JSON: {error}") from error
     if not isinstance(document, dict):
         raise ModelArchiveError(f"{path}: model.json is a {type(document).__name__}, not an object")
-    return found["model.onnx"], document
+    return document
 
 
 def _member_cap(name: str) -> int:

@@ -29,7 +29,7 @@ import numpy as np
 import onnxruntime as ort
 
 from steps.imaging import DEFAULT_MAX_DECODE_BYTES, ImageError, Problem, check, decode, fit, resize_shorter_side, sniff
-from steps.model_archive import ModelArchiveError, read_model_archive
+from steps.model_archive import ModelArchiveError, read_served_model
 
 # An image larger than this at full size (whatever scale it would decode at) is refused: a
 # 100-byte PNG can claim 60000x60000 pixels and would otherwise take 10 GB to decode. With
@@ -217,8 +217,10 @@ class Predictor:
 
     def __init__(self, model: str | os.PathLike[str], threads: int | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS, lone_threads: int | None = None,
-                 max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES) -> None:
-        onnx_bytes, document = read_model_archive(model)
+                 max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES, precision: str | None = None) -> None:
+        # model.json's "serving" section says which graph is served (int8 where it was faster
+        # when exported, steps/quantize.py); `precision` ("fp32" or "int8") overrides it.
+        onnx_bytes, document, self.precision = read_served_model(model, precision)
         self.spec = ModelSpec.from_json(document)
         self.max_pixels = max_pixels
         self.max_decode_bytes = max_decode_bytes

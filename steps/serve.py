@@ -51,8 +51,9 @@ from aiohttp import web
 from steps.atomic import write_atomically
 from steps.batching import MicroBatcher
 from steps.imaging import DEFAULT_MAX_DECODE_BYTES
+from steps.model_archive import read_model_archive
 from steps.predictor import (DEFAULT_MAX_PIXELS, InvalidImage, ModelArchiveError, Predictor, cache_bound_batch_size,
-                             default_threads, largest_activation_bytes, last_level_cache_bytes, read_model_archive)
+                             default_threads, largest_activation_bytes, last_level_cache_bytes)
 from steps.serve_requests import (DEFAULT_MAX_INSTANCES, JSON_TYPE, RequestError, allowed_hosts, check_accept,
                                   check_host, error_response, is_loopback, json_response, media_type, parse_instances,
                                   read_body)
@@ -86,6 +87,7 @@ class ServerSettings:
     threads: int = 1  # ONNX Runtime intra-op threads per batch
     workers: int = 0  # batches decoded and run at once, one thread each; 0 = the usable cores
     lone_threads: int = 0  # threads for a batch alone on an idle server; 0 = the usable cores, 1 = off
+    precision: str | None = None  # "fp32" or "int8"; None: what model.json's "serving" says (int8 where faster)
 
 
 # ---------------------------------------------------------------------------- the application
@@ -107,6 +109,7 @@ class InferenceApp:
     async def ping(self, request: web.Request) -> web.Response:
         """Healthy, plus counters for operators: how many requests, errors and batches so far."""
         return json_response({"status": "healthy", "classes": len(self.predictor.classes),
+                              "precision": self.predictor.precision,
                               "requests": self.requests, "errors": self.errors,
                               "batches": self.batcher.batches, "batched_images": self.batcher.items,
                               "alone_batches": self.batcher.alone_batches,
@@ -190,7 +193,7 @@ def create_app(model: str | os.PathLike[str], settings: ServerSettings | None = 
         settings = dataclasses.replace(settings, workers=max(1, default_threads() // settings.threads))
     predictor = Predictor(model, threads=settings.threads, max_pixels=settings.max_pixels,
                           lone_threads=settings.lone_threads or default_threads(),
-                          max_decode_bytes=settings.max_decode_bytes)
+                          max_decode_bytes=settings.max_decode_bytes, precision=settings.precision)
     if settings.cache_cap and settings.max_batch_size > 1:
         # Every core may be running a batch (ours, or a sibling instance's on a local endpoint),
         # and they all share the last-level cache.
@@ -296,6 +299,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="answer requests whatever their Host header, for a non-loopback --host on purpose "
                              "(a container; also DDCICD_ALLOW_ANY_HOST=1); by default only 127.0.0.1, "
                              "localhost and [::1] with the bound port are answered (403 otherwise)")
+    parser.add_argument("--precision", choices=("fp32", "int8"),
+                        help="which graph to serve (default: model.json's choice, int8 where it was faster; "
+                             "fp32 for archives without an int8 graph)")
     parser.add_argument("--ready-file", type=Path, help="write {pid, host, port} here once serving")
     parser.add_argument("--lifeline", type=Path, help="shut down when this path no longer exists")
     return parser.parse_args(argv)
@@ -309,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
                               workers=args.workers, lone_threads=args.lone_threads, cache_cap=args.cache_cap,
                               header_timeout=args.header_timeout, max_instances=args.max_instances,
                               max_pixels=args.max_pixels, max_decode_bytes=args.max_decode_bytes,
-                              allow_any_host=args.allow_any_host)
+                              allow_any_host=args.allow_any_host, precision=args.precision)
     running = serve(args.model, args.host, args.port, settings, args.ready_file, args.lifeline)
     try:
         try:

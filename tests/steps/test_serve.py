@@ -16,8 +16,9 @@ import cv2
 import numpy as np
 import pytest
 
+from steps.model_archive import read_model_archive
 from steps.predictor import (Predictor, cache_bound_batch_size, default_threads, largest_activation_bytes,
-                             last_level_cache_bytes, read_model_archive)
+                             last_level_cache_bytes)
 
 CLASSES = [f"c{index}" for index in range(10)]  # as the conftest's `archive` has them
 REPO = Path(__file__).resolve().parents[2]
