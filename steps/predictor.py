@@ -13,9 +13,10 @@ The network normalizes by itself (steps/model.py keeps mean/std as buffers insid
 graph) and the exported graph ends in a softmax, so the server neither normalizes nor
 post-processes: model.json's mean/std are informational here.
 
-The archive is `model.tar.gz` with `model.onnx` (dynamic batch axis) and `model.json`
-(classes, image_shape "C,H,W" or [C, H, W], mean, std, ...), or a directory holding the
-two, which is what SageMaker unpacks into /opt/ml/model.
+The archive is `model.tar.gz` with `model.onnx` (dynamic batch axis), optionally
+`model.int8.onnx`, and `model.json` (classes, image_shape "C,H,W" or [C, H, W], mean, std,
+"serving": which graph is served), or a directory holding them, which is what SageMaker
+unpacks into /opt/ml/model. steps/model_archive.py reads it, every member size-capped.
 """
 from __future__ import annotations
 

@@ -19,6 +19,9 @@ not this server's (403), a client too slow to send its body (408 after 30 s). A 
 without a complete request head for 15 s (idle, or headers half sent) is closed.
 steps/serve_requests.py holds these checks and says why each limit is what it is.
 
+The graph served is the one model.json's "serving" section names: int8 (steps/quantize.py)
+where it was faster when exported, fp32 otherwise or with --precision fp32; /ping says which.
+
 aiohttp on uvloop was the fastest stack measured on this machine kind. The event loop only
 parses HTTP: each batch is decoded, resized and run on a worker thread (steps/batching.py),
 one single-threaded worker per core by default. Measured here, a 1-thread ONNX Runtime run
