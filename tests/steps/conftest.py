@@ -2,6 +2,7 @@
 step; real `python -m steps.serve` processes for the serving tests (`serve_process`)."""
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from steps.export import export_model_archive
 from steps.model import ResNet, ResNetConfig
@@ -120,3 +122,18 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(1)
     network = ResNet(ResNetConfig(num_layers=20, num_classes=10))
     return export_model_archive(network, tmp_path_factory.mktemp("model"), (3, 48, 64), [f"c{index}" for index in range(10)])
+
+
+@pytest.fixture(scope="session")
+def jpeg_bombs() -> dict[str, bytes]:
+    """The two decompression bombs of issue 17: a 4.7 MB YCCK JPEG claiming 10000x10000 (Pillow
+    writes CMYK with an Adobe APP14 marker; its transform byte 2 makes it YCCK) and a 1 MB
+    progressive greyscale JPEG claiming 16000x16000."""
+    buffer = io.BytesIO()
+    Image.new("CMYK", (10000, 10000), (10, 200, 30, 0)).save(buffer, "JPEG", quality=50)
+    cmyk = buffer.getvalue()
+    start = cmyk.index(b"Adobe") - 4
+    end = start + 2 + int.from_bytes(cmyk[start + 2 : start + 4], "big")
+    buffer = io.BytesIO()
+    Image.new("L", (16000, 16000), 128).save(buffer, "JPEG", quality=75, progressive=True)
+    return {"ycck": cmyk[: end - 1] + b"\x02" + cmyk[end:], "progressive grey": buffer.getvalue()}

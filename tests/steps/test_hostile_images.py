@@ -10,7 +10,6 @@ scale) may add at most the decoder memory cap, 128 MB.
 """
 from __future__ import annotations
 
-import io
 import json
 import struct
 import subprocess
@@ -20,7 +19,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
 
 from data.synth import synthesize
 from steps.conversion import Target, convert
@@ -29,21 +27,6 @@ from steps.imaging import DEFAULT_MAX_DECODE_BYTES, ImageError, decode
 REPO = Path(__file__).resolve().parents[2]
 MB = 1024 * 1024
 SHAPE = Target.parse("3,48,64")
-
-
-def ycck_jpeg(width: int, height: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("CMYK", (width, height), (10, 200, 30, 0)).save(buffer, "JPEG", quality=50)
-    data = buffer.getvalue()
-    start = data.index(b"Adobe") - 4
-    end = start + 2 + int.from_bytes(data[start + 2 : start + 4], "big")
-    return data[: end - 1] + b"\x02" + data[end:]  # Adobe transform 2: YCCK
-
-
-def progressive_grey(width: int, height: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("L", (width, height), 128).save(buffer, "JPEG", quality=75, progressive=True)
-    return buffer.getvalue()
 
 
 def bmp_claiming(width: int, height: int) -> bytes:
@@ -67,10 +50,10 @@ def webp_claiming(width: int, height: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def bombs() -> dict[str, bytes]:
+def bombs(jpeg_bombs: dict[str, bytes]) -> dict[str, bytes]:
     return {
-        "img_ycck.jpg": ycck_jpeg(10000, 10000),
-        "img_progressive.jpg": progressive_grey(16000, 16000),
+        "img_ycck.jpg": jpeg_bombs["ycck"],
+        "img_progressive.jpg": jpeg_bombs["progressive grey"],
         "img_bmp.jpg": bmp_claiming(30000, 30000),
         "img_gif.jpg": gif_claiming(65535, 65535),
         "img_tiff.jpg": tiff_claiming(100000, 100000),

@@ -2,7 +2,6 @@
 it is read, so a gzip bomb posing as a model fails at load, naming the member (issue 17 item 9)."""
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from steps import model_archive
+from steps.export import pack_model_dir
 from steps.model_archive import MAX_MEMBER_BYTES, ModelArchiveError, read_model_archive
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,12 +45,12 @@ def gzip_bomb(path: Path, onnx_bytes: int) -> Path:
 
 
 def archive_of(path: Path, files: dict[str, bytes]) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
+    """model.tar.gz packed by the training job's own packer (files in name order)."""
+    folder = path.with_suffix(".d")
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return pack_model_dir(folder, path)
 
 
 @pytest.fixture(scope="module")
@@ -92,12 +92,12 @@ def test_the_total_and_the_member_count_are_capped(tmp_path: Path, monkeypatch: 
     archive = archive_of(tmp_path / "model.tar.gz", {"model.pt": bytes(3000), "extra.bin": bytes(3000),
                                                      "model.json": DOCUMENT, "model.onnx": b"x"})
     monkeypatch.setattr(model_archive, "MAX_ARCHIVE_BYTES", 5000)
-    with pytest.raises(ModelArchiveError, match=r"members add up to 6000 bytes uncompressed at 'extra.bin', "
-                                                r"over the limit of 5000 bytes for the archive"):
+    with pytest.raises(ModelArchiveError, match=rf"members add up to {6001 + len(DOCUMENT)} bytes uncompressed at "
+                                                r"'model.pt', over the limit of 5000 bytes for the archive"):
         read_model_archive(archive)
     monkeypatch.setattr(model_archive, "MAX_ARCHIVE_BYTES", 1 << 30)
     monkeypatch.setattr(model_archive, "MAX_MEMBERS", 3)
-    with pytest.raises(ModelArchiveError, match=r"has more than 3 members \(at 'model.onnx'\)"):
+    with pytest.raises(ModelArchiveError, match=r"has more than 3 members \(at 'model.pt'\)"):
         read_model_archive(archive)
 
 
