@@ -5,6 +5,9 @@ the reason it cannot be used (decoding is steps/imaging.py's). Runs in the worke
   (bit-for-bit deterministic, a third faster than cv2.imdecode), straight at 1/2, 1/4 or
   1/8 scale when the target is at most that big (not 5/8 or 3/4: libjpeg's scaled IDCT is
   slower there than a full decode); too many pixels even at 1/8 is refused;
+- before any decode, every input's header is checked (steps/imaging.py `check_decodable`):
+  over MAX_SOURCE_PIXELS at full size, or needing more than MAX_DECODE_BYTES of decoder
+  memory (a progressive JPEG buffers every coefficient of its full size), it is skipped;
 - CMYK JPEGs, EXIF-rotated JPEGs (turned upright, as im2rec's cv2.imread does), PNG (also
   16-bit, grey, with alpha; refused over MAX_PIXELS) and other formats OpenCV reads are
   decoded by OpenCV to 8-bit BGR, with a note saying so;
@@ -21,10 +24,14 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from steps.imaging import (CMYK_COLORSPACES, ImageError, decode_jpeg, decode_opencv, encode_jpeg,
-                           exif_orientation, probe, resize, sniff)
+from steps.imaging import (CMYK_COLORSPACES, DEFAULT_MAX_DECODE_BYTES, ImageError, check_decodable, decode_jpeg,
+                           decode_opencv, encode_jpeg, exif_orientation, probe, resize, sniff)
 
 MAX_PIXELS = 16_000_000  # decoded pixels per image: larger JPEGs are decoded at 1/2, 1/4 or 1/8 scale
+# Full-size pixels per input, whatever the decode scale: a 16000x16000 JPEG is still read
+# whole. Far above any camera's frame; the memory cap below is the one that bites first.
+MAX_SOURCE_PIXELS = 256_000_000
+MAX_DECODE_BYTES = DEFAULT_MAX_DECODE_BYTES  # estimated decoder memory per input, per worker process
 _EOI_SEARCH = 4096  # a JPEG's end-of-image marker must be this close to the end
 
 
@@ -107,9 +114,8 @@ def convert(data: bytes, target: Target, quality: int, pass_through: bool) -> Ou
         if kind == "JPEG":
             return _convert_jpeg(data, target, quality, pass_through)
         header = probe(data, kind)  # refuses unknown content
+        check_decodable(header, 1, MAX_SOURCE_PIXELS, MAX_DECODE_BYTES)  # OpenCV decodes these at full size
         if kind == "PNG":
-            if header.width * header.height > MAX_PIXELS:
-                raise ImageError.too_large(kind, header.width, header.height)
             note = f"PNG ({header.depth}-bit {header.colorspace}) converted to 8-bit BGR JPEG"
         else:
             note = f"{kind} converted to JPEG"
@@ -132,6 +138,7 @@ def _convert_jpeg(data: bytes, target: Target, quality: int, pass_through: bool)
     if orientation >= 5:  # turned a quarter: the stored size is the other way round
         width, height = height, width
     factor = _reduction(width, height, target)
+    check_decodable(header, factor, MAX_SOURCE_PIXELS, MAX_DECODE_BYTES)
     if colorspace in CMYK_COLORSPACES or orientation != 1:
         # OpenCV converts CMYK and applies EXIF orientation, as im2rec's cv2.imread does
         flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,

@@ -6,7 +6,10 @@ same way for local jobs:
 
     model.onnx   the served graph: float32 NCHW RGB 0..255 "input" (batch axis dynamic)
                  -> "probabilities" (softmax; normalization is inside the graph)
-    model.json   classes, image_shape, mean/std, num_layers, hyperparameters, metrics, versions
+    model.json   classes, image_shape, mean/std, num_layers, hyperparameters, metrics, versions,
+                 and "serving": which graph the endpoint serves and how the int8 one was made
+    model.int8.onnx  the same graph quantized to int8 (steps/quantize.py), when calibration
+                 images are given (training passes some of its own)
     model.pt     the state_dict, for fine-tuning (torch.load(..., weights_only=True))
 
 `export_model_archive` does all of it in one call, for tests that need a small real model:
@@ -25,15 +28,17 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from steps.atomic import replacing, write_atomically
 from steps.model import Probabilities, ResNet
+from steps.quantize import INT8_FILE, int8_variant
 
 ONNX_OPSET = 17
 INPUT_NAME = "input"
 OUTPUT_NAME = "probabilities"
-MODEL_FILES = ("model.onnx", "model.json", "model.pt")
+MODEL_FILES = ("model.onnx", INT8_FILE, "model.json", "model.pt")
 
 
 def onnx_bytes(network: ResNet, image_shape: tuple[int, int, int]) -> bytes:
@@ -108,8 +113,11 @@ def write_model_dir(
     classes: Sequence[str] | None = None,
     hyperparameters: dict[str, str] | None = None,
     metrics: dict[str, Any] | None = None,
+    calibration: np.ndarray | None = None,
+    calibration_source: str = "training images",
 ) -> None:
-    """model.onnx, model.json and model.pt into `model_dir` (each written atomically)."""
+    """model.onnx, model.json and model.pt into `model_dir` (each written atomically), and
+    model.int8.onnx when `calibration` images (float32 N x C x H x W, 0..255) are given."""
     network = network.to("cpu").float().eval()
     document = model_document(network, image_shape, classes, hyperparameters, metrics)
     onnx_model = onnx_bytes(network, image_shape)
@@ -117,6 +125,9 @@ def write_model_dir(
     torch.save(network.state_dict(), state)
     write_atomically(model_dir / "model.pt", state.getvalue())
     write_atomically(model_dir / "model.onnx", onnx_model)
+    if calibration is not None:
+        int8_model, document["serving"] = int8_variant(onnx_model, calibration, calibration_source)
+        write_atomically(model_dir / INT8_FILE, int8_model)
     # model.json last: its presence says the other two are complete
     write_atomically(model_dir / "model.json", (json.dumps(document, indent=2) + "\n").encode())
 
@@ -139,10 +150,13 @@ def export_model_archive(
     classes: Sequence[str] | None = None,
     hyperparameters: dict[str, str] | None = None,
     metrics: dict[str, Any] | None = None,
+    calibration: np.ndarray | None = None,
+    calibration_source: str = "training images",
 ) -> Path:
     """`out_dir/model.tar.gz` for `network`, in one call (the serving tests use it)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".model-", dir=out_dir) as staging:
-        write_model_dir(network, Path(staging), image_shape, classes, hyperparameters, metrics)
+        write_model_dir(network, Path(staging), image_shape, classes, hyperparameters, metrics, calibration,
+                        calibration_source)
         return pack_model_dir(Path(staging), out_dir / "model.tar.gz")

@@ -3,13 +3,14 @@
 Each user keeps its policy on top of the same parts: processing (steps/conversion.py: any
 input file -> the JPEG stored in a record, or why not), training (steps/training_data.py:
 a record -> RGB or grey, through `decode`) and serving (steps/predictor.py: a request
-body -> RGB, through `decode` with a pixel cap, then training's `fit`). The parts, in
+body -> RGB, through `decode` with its size and memory caps, then training's `fit`). The parts, in
 the order a decode uses them:
 
 1. `sniff`: the format, from the first bytes (never the file name).
-2. `probe`: width, height and colour space from the header, before any pixel is decoded,
-   to refuse decompression bombs or choose a reduced scale. JPEG and PNG so far; other
-   formats report size 0 ("not read") and OpenCV decodes them unchecked.
+2. `probe` and `check_decodable`: width, height and colour space from the header
+   (steps/image_headers.py, every format `sniff` names), before any pixel is decoded, to
+   refuse decompression bombs by full size and estimated decoder memory, or to choose a
+   reduced scale.
 3. `decode_jpeg` (libjpeg-turbo via simplejpeg, optionally at 1/2, 1/4 or 1/8 scale) or
    `decode_opencv` (other formats, CMYK/YCCK and EXIF-rotated JPEGs), always uint8.
 4. `resize`, `resize_shorter_side`, `fit`: the resize rules training and serving share.
@@ -26,25 +27,20 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import simplejpeg
 
-JPEG_SIGNATURE = b"\xff\xd8\xff"
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_SIGNATURES = (  # (first bytes, format), JPEG first: it is what nearly every input is
-    (JPEG_SIGNATURE, "JPEG"),
-    (PNG_SIGNATURE, "PNG"),
-    (b"BM", "BMP"),
-    (b"GIF87a", "GIF"),
-    (b"GIF89a", "GIF"),
-    (b"II*\x00", "TIFF"),
-    (b"MM\x00*", "TIFF"),
-)
-CMYK_COLORSPACES = frozenset({"CMYK", "YCCK"})  # JPEGs libjpeg-turbo will not turn into RGB/BGR
-_PNG_COLOUR_TYPES = {0: "greyscale", 2: "RGB", 3: "palette", 4: "greyscale+alpha", 6: "RGBA"}
+from steps.image_headers import CMYK_COLORSPACES, Header, HeaderError, decode_bytes, read_header, sniff
+
+DEFAULT_MAX_DECODE_BYTES = 128 * 1024 * 1024  # estimated decoder memory per image (see check_decodable)
+_REDUCED_FLAGS = {  # OpenCV's own reduced-scale JPEG decode (libjpeg scales in the IDCT), by factor
+    ("RGB", 1): cv2.IMREAD_COLOR, ("RGB", 2): cv2.IMREAD_REDUCED_COLOR_2, ("RGB", 4): cv2.IMREAD_REDUCED_COLOR_4,
+    ("RGB", 8): cv2.IMREAD_REDUCED_COLOR_8, ("GRAY", 1): cv2.IMREAD_GRAYSCALE,
+    ("GRAY", 2): cv2.IMREAD_REDUCED_GRAYSCALE_2, ("GRAY", 4): cv2.IMREAD_REDUCED_GRAYSCALE_4,
+    ("GRAY", 8): cv2.IMREAD_REDUCED_GRAYSCALE_8,
+}
 
 
 class Problem(enum.Enum):
@@ -77,40 +73,25 @@ class ImageError(ValueError):
 # 1-2. what the bytes are, and how big
 
 
-def sniff(data: bytes) -> str | None:
-    """'JPEG', 'PNG', 'BMP', 'GIF', 'TIFF' or 'WebP' from the first bytes; None for anything else."""
-    for signature, kind in _SIGNATURES:
-        if data.startswith(signature):
-            return kind
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WebP"
-    return None
-
-
-@dataclass(frozen=True)
-class Header:
-    """What the header says, before any pixel is decoded."""
-
-    kind: str  # as `sniff` names it
-    width: int = 0  # 0: not read (formats other than JPEG and PNG, so far)
-    height: int = 0
-    colorspace: str = ""  # JPEG: libjpeg-turbo's ("YCbCr", "Gray", "CMYK", ...); PNG: "RGB", "greyscale", ...
-    depth: int = 8  # bits per sample
-
-
 def probe(data: bytes, kind: str | None = None) -> Header:
-    """The header of `data` (of format `kind` when the caller already sniffed it)."""
+    """The header of `data` (of format `kind` when the caller already sniffed it): full size,
+    colour space and, for JPEG, what libjpeg-turbo will buffer. Raises ImageError."""
     kind = kind or sniff(data)
-    if kind == "JPEG":
-        return _jpeg_header(data)
-    if kind == "PNG":
-        return _png_header(data)
     if kind is None:
         raise ImageError(f"not an image: unrecognised content starting {data[:8].hex()}", Problem.FORMAT)
-    return Header(kind)
+    if kind == "JPEG":
+        return _jpeg_header(data)
+    try:
+        return read_header(data, kind)
+    except HeaderError as error:
+        if kind == "PNG":
+            raise ImageError("corrupt PNG: no IHDR chunk", Problem.HEADER, "PNG", detail=str(error)) from None
+        raise ImageError(f"corrupt {kind} header: {error}", Problem.HEADER, kind, detail=str(error)) from None
 
 
 def _jpeg_header(data: bytes) -> Header:
+    """libjpeg-turbo's reading of size and colour space (it is the decoder: YCCK and Adobe RGB
+    are its call), with the sampling and buffering our own marker walk finds."""
     try:
         height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
     except ValueError as error:
@@ -118,14 +99,26 @@ def _jpeg_header(data: bytes) -> Header:
     if not (width and height):
         claim = f"it claims a size of {width}x{height}"
         raise ImageError(f"corrupt JPEG header: {claim}", Problem.HEADER, "JPEG", (width, height), claim)
-    return Header("JPEG", width, height, colorspace)
+    try:
+        markers = read_header(data, "JPEG")
+    except HeaderError:  # libjpeg reads past what our walk refuses: assume the costliest layout
+        return Header("JPEG", width, height, colorspace, 8, ((1, 1),) * 4, True)
+    return Header("JPEG", width, height, colorspace, markers.depth, markers.sampling, markers.full_buffer)
 
 
-def _png_header(data: bytes) -> Header:
-    if len(data) < 33 or data[12:16] != b"IHDR":  # signature, chunk length and type, 13 bytes of IHDR, CRC
-        raise ImageError("corrupt PNG: no IHDR chunk", Problem.HEADER, "PNG")
-    width, height, depth, colour_type = struct.unpack(">IIBB", data[16:26])
-    return Header("PNG", width, height, _PNG_COLOUR_TYPES.get(colour_type, "unknown"), depth)
+def check_decodable(header: Header, factor: int, max_pixels: int, max_bytes: int = DEFAULT_MAX_DECODE_BYTES,
+                    channels: int = 3) -> None:
+    """Refuse, from the header alone, an image over `max_pixels` at full size or whose decode
+    at 1/`factor` scale would need more than `max_bytes` (steps/image_headers.py says how
+    that is estimated). Every user of the decoder calls this before decoding."""
+    if header.pixels > max_pixels:
+        raise ImageError.too_large(header.kind, header.width, header.height)
+    need = decode_bytes(header, factor, channels)
+    if need > max_bytes:
+        layout = ("progressive/multi-scan " if header.full_buffer else "") + (f"{header.colorspace} " if header.colorspace else "")
+        detail = f"needs about {need >> 20} MB to decode, over the limit of {max_bytes >> 20} MB"
+        raise ImageError(f"image too large: {header.width}x{header.height} {layout}{header.kind} {detail}",
+                         Problem.TOO_LARGE, header.kind, (header.width, header.height), detail)
 
 
 def exif_orientation(data: bytes) -> int:
@@ -170,6 +163,10 @@ def decode_jpeg(data: bytes, colour: str, *, min_height: int = 0, min_width: int
     upsampling: a third faster and bit-for-bit deterministic, not bit-equal to the default.
     """
     try:
+        if min_factor > 1 and min_height <= 0 and min_width <= 0:
+            # simplejpeg ignores min_factor unless a minimum size is given: ask for 1/min_factor of it
+            height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+            min_height, min_width = -(-height // min_factor), -(-width // min_factor)
         return simplejpeg.decode_jpeg(data, colour, fastdct=fast, fastupsample=fast, min_height=min_height,
                                       min_width=min_width, min_factor=min_factor)
     except ValueError as error:
@@ -191,34 +188,46 @@ def decode_opencv(data: bytes, flag: int, kind: str) -> np.ndarray:
 
 
 def decode(data: bytes, colour: str = "RGB", min_height: int = 0, min_width: int = 0,
-           max_pixels: int | None = None) -> np.ndarray:
+           max_pixels: int | None = None, max_bytes: int = DEFAULT_MAX_DECODE_BYTES) -> np.ndarray:
     """Image bytes -> uint8 H x W x C, "RGB" (3 channels) or "GRAY" (1), at least
-    min_height x min_width when the source is that big (JPEGs decode at reduced scale).
+    min_height x min_width when the source is that big (JPEGs decode at reduced scale,
+    CMYK/YCCK ones too, through OpenCV's libjpeg).
 
-    With `max_pixels` the header is probed first, and an image that would still decode to
-    more pixels at its reduced scale is refused. Without it nothing is probed: training
-    reads records the processing step already checked, and saves the header parse.
+    With `max_pixels` the header is probed first and `check_decodable` refuses an image
+    over `max_pixels` at full size, or whose decode would need more than `max_bytes`.
+    Without it nothing is probed: training reads records the processing step already
+    checked, and saves the header parse.
     """
     kind = sniff(data)
     header = None
+    factor = 1
     if max_pixels is not None:
-        header = probe(data, kind)
-        factor = _covering_factor(header, min_height, min_width) if kind == "JPEG" else 1
-        if (header.height // factor) * (header.width // factor) > max_pixels:
-            raise ImageError.too_large(header.kind, header.width, header.height)
+        header, factor = check(data, colour, min_height, min_width, max_pixels, max_bytes)
     if kind == "JPEG" and (header is None or header.colorspace not in CMYK_COLORSPACES):
         image = decode_jpeg(data, colour, min_height=min_height, min_width=min_width)
         return image if colour == "RGB" else image.reshape(image.shape[0], image.shape[1], 1)
-    image = decode_opencv(data, cv2.IMREAD_COLOR if colour == "RGB" else cv2.IMREAD_GRAYSCALE, kind or "image")
+    image = decode_opencv(data, _REDUCED_FLAGS[colour, factor], kind or "image")
     if colour == "RGB":
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     return image.reshape(image.shape[0], image.shape[1], 1)
+
+
+def check(data: bytes, colour: str, min_height: int, min_width: int, max_pixels: int,
+          max_bytes: int = DEFAULT_MAX_DECODE_BYTES) -> tuple[Header, int]:
+    """What `decode` checks before decoding, on its own (a server checks every image of a
+    request before it decodes any): the header, and the reduced scale it would decode at."""
+    header = probe(data)
+    factor = _covering_factor(header, min_height, min_width) if header.kind == "JPEG" else 1
+    check_decodable(header, factor, max_pixels, max_bytes, 3 if colour == "RGB" else 1)
+    return header, factor
 
 
 def _covering_factor(header: Header, min_height: int, min_width: int) -> int:
     """The largest of 1, 2, 4, 8 at which the JPEG still covers min_height x min_width
     (sizes rounded down, so the pixel cap errs on the safe side)."""
     factor = 1
+    if min_height <= 0 and min_width <= 0:  # no minimum: full size, as decode_jpeg does then
+        return factor
     while factor < 8 and header.height // (factor * 2) >= min_height and header.width // (factor * 2) >= min_width:
         factor *= 2
     return factor

@@ -13,15 +13,14 @@ The network normalizes by itself (steps/model.py keeps mean/std as buffers insid
 graph) and the exported graph ends in a softmax, so the server neither normalizes nor
 post-processes: model.json's mean/std are informational here.
 
-The archive is `model.tar.gz` with `model.onnx` (dynamic batch axis) and `model.json`
-(classes, image_shape "C,H,W" or [C, H, W], mean, std, ...), or a directory holding the
-two, which is what SageMaker unpacks into /opt/ml/model.
+The archive is `model.tar.gz` with `model.onnx` (dynamic batch axis), optionally
+`model.int8.onnx`, and `model.json` (classes, image_shape "C,H,W" or [C, H, W], mean, std,
+"serving": which graph is served), or a directory holding them, which is what SageMaker
+unpacks into /opt/ml/model. steps/model_archive.py reads it, every member size-capped.
 """
 from __future__ import annotations
 
-import json
 import os
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,19 +29,18 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from steps.imaging import ImageError, Problem, decode, fit, resize_shorter_side, sniff
+from steps.imaging import DEFAULT_MAX_DECODE_BYTES, ImageError, Problem, check, decode, fit, resize_shorter_side, sniff
+from steps.model_archive import ModelArchiveError, read_served_model
 
-# A decoded image larger than this (after reduced-scale decoding) is refused: a 100-byte
-# PNG can claim 60000x60000 pixels and would otherwise take 10 GB to decode.
+# An image larger than this at full size (whatever scale it would decode at) is refused: a
+# 100-byte PNG can claim 60000x60000 pixels and would otherwise take 10 GB to decode. With
+# DEFAULT_MAX_DECODE_BYTES (128 MB of estimated decoder memory per image, what bounds a
+# worker's memory) it keeps every camera's frame and refuses decompression bombs.
 DEFAULT_MAX_PIXELS = 40_000_000
 
 
 class InvalidImage(ValueError):
     """The bytes are not an image this model can take; the message says why."""
-
-
-class ModelArchiveError(ValueError):
-    """The model archive is missing, unreadable or lacks model.onnx / model.json."""
 
 
 @dataclass(frozen=True)
@@ -84,37 +82,6 @@ class ModelSpec:
         return cls([str(name) for name in classes], channels, height, width, mean, std, shorter_side, document)  # type: ignore[arg-type]
 
 
-def read_model_archive(path: str | os.PathLike[str]) -> tuple[bytes, dict[str, Any]]:
-    """Return (model.onnx bytes, model.json document) from a model.tar.gz or a directory."""
-    path = Path(path)
-    if path.is_dir():
-        onnx_path, json_path = path / "model.onnx", path / "model.json"
-        for needed in (onnx_path, json_path):
-            if not needed.is_file():
-                raise ModelArchiveError(f"{needed} is missing")
-        return onnx_path.read_bytes(), json.loads(json_path.read_text())
-    if not path.is_file():
-        raise ModelArchiveError(f"model archive {path} does not exist")
-    try:
-        with tarfile.open(path, "r:*") as archive:
-            members = {Path(member.name).name: member for member in archive.getmembers() if member.isfile()}
-            found: dict[str, bytes] = {}
-            for name in ("model.onnx", "model.json"):
-                if name not in members:
-                    raise ModelArchiveError(f"{path} has no {name} (members: {sorted(members)})")
-                handle = archive.extractfile(members[name])
-                assert handle is not None  # isfile() members always have a file object
-                found[name] = handle.read()
-    except (tarfile.TarError, OSError, EOFError) as error:
-        reason = "; ".join(line.strip("- ") for line in str(error).splitlines() if line.strip())
-        raise ModelArchiveError(f"{path} is not a readable tar archive ({reason})") from error
-    try:
-        document = json.loads(found["model.json"])
-    except json.JSONDecodeError as error:
-        raise ModelArchiveError(f"{path}: model.json is not JSON: {error}") from error
-    return found["model.onnx"], document
-
-
 def default_threads() -> int:
     """The cores this process may run on (not the machine's), so a pinned container is honoured."""
     try:
@@ -126,7 +93,19 @@ def default_threads() -> int:
 # ---------------------------------------------------------------------------- decoding
 
 
-def decode_image(data: bytes, min_height: int, min_width: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def check_image(data: bytes, min_height: int, min_width: int, max_pixels: int = DEFAULT_MAX_PIXELS,
+                max_bytes: int = DEFAULT_MAX_DECODE_BYTES) -> None:
+    """`decode_image`'s checks without the decode: format, header, full size and decoder
+    memory. Raises InvalidImage with the words decode_image would use."""
+    _check_format(data)
+    try:
+        check(data, "RGB", min_height, min_width, max_pixels, max_bytes)
+    except ImageError as error:
+        raise InvalidImage(_client_reason(error, max_pixels)) from error
+
+
+def decode_image(data: bytes, min_height: int, min_width: int, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 max_bytes: int = DEFAULT_MAX_DECODE_BYTES) -> np.ndarray:
     """JPEG or PNG bytes -> RGB uint8 array (H, W, 3), at least min_height x min_width when
     the source is that big.
 
@@ -136,19 +115,25 @@ def decode_image(data: bytes, min_height: int, min_width: int, max_pixels: int =
     conversion shrink 64-fold, but the Huffman pass still reads every coefficient, and it
     is most of what remains. Grey, RGBA and 16-bit inputs come out as 8-bit RGB.
     """
+    _check_format(data)
+    try:
+        return decode(data, "RGB", min_height, min_width, max_pixels, max_bytes)
+    except ImageError as error:
+        raise InvalidImage(_client_reason(error, max_pixels)) from error
+
+
+def _check_format(data: bytes) -> None:
     if not data:
         raise InvalidImage("empty body")
     if sniff(data) not in ("JPEG", "PNG"):
         raise InvalidImage(f"body is not a JPEG or PNG image (starts with {data[:8]!r})")
-    try:
-        return decode(data, "RGB", min_height, min_width, max_pixels)
-    except ImageError as error:
-        raise InvalidImage(_client_reason(error, max_pixels)) from error
 
 
 def _client_reason(error: ImageError, max_pixels: int) -> str:
     """The serving API's words for what the decoder refused (kept as clients have seen them)."""
     width, height = error.size
+    if error.problem is Problem.TOO_LARGE and error.detail:  # within the pixel cap, over the memory cap
+        return f"{error.kind} is {width}x{height} pixels and {error.detail}"
     if error.problem is Problem.TOO_LARGE:
         return f"{error.kind} is {width}x{height} pixels, over the limit of {max_pixels}"
     if error.problem is Problem.HEADER and error.kind == "PNG":
@@ -232,10 +217,14 @@ class Predictor:
     """
 
     def __init__(self, model: str | os.PathLike[str], threads: int | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, lone_threads: int | None = None) -> None:
-        onnx_bytes, document = read_model_archive(model)
+                 max_pixels: int = DEFAULT_MAX_PIXELS, lone_threads: int | None = None,
+                 max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES, precision: str | None = None) -> None:
+        # model.json's "serving" section says which graph is served (int8 where it was faster
+        # when exported, steps/quantize.py); `precision` ("fp32" or "int8") overrides it.
+        onnx_bytes, document, self.precision = read_served_model(model, precision)
         self.spec = ModelSpec.from_json(document)
         self.max_pixels = max_pixels
+        self.max_decode_bytes = max_decode_bytes
         self.threads = threads or default_threads()
         self.session = self._load_session(model, onnx_bytes, self.threads)
         # A second session for a batch that has the machine to itself (see `predict`):
@@ -272,11 +261,20 @@ class Predictor:
     def classes(self) -> list[str]:
         return self.spec.classes
 
+    @property
+    def smallest_decode(self) -> tuple[int, int]:
+        """(height, width) a decoded image must keep: the model input, or the shorter side first resized to."""
+        spec = self.spec
+        return (spec.shorter_side,) * 2 if spec.shorter_side else (spec.height, spec.width)
+
+    def check(self, data: bytes) -> None:
+        """Refuse, from its header alone, an image `preprocess` would refuse for format, size or
+        memory (cheap: a server checks every image of a request before decoding any)."""
+        check_image(data, *self.smallest_decode, self.max_pixels, self.max_decode_bytes)
+
     def preprocess(self, data: bytes) -> np.ndarray:
         """Image bytes -> float32 (3, H, W) ready for the model. Raises InvalidImage."""
-        spec = self.spec
-        smallest = (spec.shorter_side,) * 2 if spec.shorter_side else (spec.height, spec.width)
-        image = decode_image(data, *smallest, max_pixels=self.max_pixels)
+        image = decode_image(data, *self.smallest_decode, self.max_pixels, self.max_decode_bytes)
         return self.normalize(image)
 
     def normalize(self, image: np.ndarray) -> np.ndarray:

@@ -11,9 +11,16 @@ Routes (as SageMaker calls a container):
                      {"instances": ["<base64 image>", ...]} -> a list of such lists.
 
 Every bad request gets a 4xx with a JSON body {"error": ..., "message": ...}: empty or
-non-image bodies, corrupt or truncated images, unknown Content-Type (415), an Accept the
-server cannot produce (406), a body over the payload cap (413, 6 MB by default like
-SageMaker), a client too slow to send its body (408).
+non-image bodies, corrupt or truncated images, images too large at full size or to decode
+in the memory allowed (400, from the header, before any decode), unknown Content-Type
+(415), an Accept the server cannot produce (406), a body over the payload cap (413, 6 MB
+by default like SageMaker), more than 64 images in one JSON request (413), a Host that is
+not this server's (403), a client too slow to send its body (408 after 30 s). A connection
+without a complete request head for 15 s (idle, or headers half sent) is closed.
+steps/serve_requests.py holds these checks and says why each limit is what it is.
+
+The graph served is the one model.json's "serving" section names: int8 (steps/quantize.py)
+where it was faster when exported, fp32 otherwise or with --precision fp32; /ping says which.
 
 aiohttp on uvloop was the fastest stack measured on this machine kind. The event loop only
 parses HTTP: each batch is decoded, resized and run on a worker thread (steps/batching.py),
@@ -30,8 +37,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import binascii
 import dataclasses
 import json
 import logging
@@ -40,23 +45,25 @@ import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from aiohttp import web
 
 from steps.atomic import write_atomically
 from steps.batching import MicroBatcher
+from steps.imaging import DEFAULT_MAX_DECODE_BYTES
+from steps.model_archive import read_model_archive
 from steps.predictor import (DEFAULT_MAX_PIXELS, InvalidImage, ModelArchiveError, Predictor, cache_bound_batch_size,
-                             default_threads, largest_activation_bytes, last_level_cache_bytes, read_model_archive)
+                             default_threads, largest_activation_bytes, last_level_cache_bytes)
+from steps.serve_requests import (DEFAULT_MAX_INSTANCES, JSON_TYPE, RequestError, allowed_hosts, check_accept,
+                                  check_host, error_response, is_loopback, json_response, media_type, parse_instances,
+                                  read_body)
 
 log = logging.getLogger("steps.serve")
 
 IMAGE_TYPES = frozenset({"application/x-image", "image/jpeg", "image/png"})
-JSON_TYPE = "application/json"
-ACCEPTABLE = frozenset({JSON_TYPE, "application/*", "*/*"})
 DEFAULT_MAX_PAYLOAD = 6 * 1024 * 1024  # bytes; SageMaker's real-time invocation limit
 
 
@@ -68,92 +75,22 @@ class ServerSettings:
     cache_cap: bool = True  # lower max_batch_size to what fits the workers' share of the CPU cache
     max_wait_ms: float = 5.0  # longest a queued image waits for others on their way
     max_payload: int = DEFAULT_MAX_PAYLOAD  # bytes per request body
-    max_pixels: int = DEFAULT_MAX_PIXELS  # per decoded image
-    body_timeout: float = 30.0  # seconds a client may take to send its body
+    max_pixels: int = DEFAULT_MAX_PIXELS  # per image, at full size
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES  # estimated decoder memory per image
+    max_instances: int = DEFAULT_MAX_INSTANCES  # images per application/json request
+    body_timeout: float = 30.0  # seconds a client may take to send its body (then 408)
+    # Seconds a connection may go without a complete request head: idle keep-alive
+    # connections and half-sent headers alike are closed then (aiohttp's keep-alive timer
+    # runs from the connection's start and from each response, and fires while no
+    # request head is complete). Well under the 3,630 s aiohttp would allow by default.
+    header_timeout: float = 15.0
+    # Answer any Host header, for a non-loopback address on purpose (a container); else
+    # only 127.0.0.1, localhost and [::1] with the bound port (see steps/serve_requests.py).
+    allow_any_host: bool = field(default_factory=lambda: os.environ.get("DDCICD_ALLOW_ANY_HOST", "") == "1")
     threads: int = 1  # ONNX Runtime intra-op threads per batch
     workers: int = 0  # batches decoded and run at once, one thread each; 0 = the usable cores
     lone_threads: int = 0  # threads for a batch alone on an idle server; 0 = the usable cores, 1 = off
-
-
-class RequestError(Exception):
-    """A client error turned into a JSON 4xx response."""
-
-    def __init__(self, status: int, error: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error = error
-        self.message = message
-
-
-def json_response(document: Any, status: int = 200) -> web.Response:
-    """Content-Type exactly application/json (no charset parameter), as the built-in algorithm answers."""
-    return web.Response(body=json.dumps(document).encode(), status=status, content_type=JSON_TYPE)
-
-
-def error_response(status: int, error: str, message: str) -> web.Response:
-    return json_response({"error": error, "message": message}, status=status)
-
-
-# ---------------------------------------------------------------------------- request parsing
-
-
-def _media_type(header: str | None) -> str:
-    """'image/jpeg; q=1' -> 'image/jpeg' (lower case, parameters dropped)."""
-    return (header or "").split(";", 1)[0].strip().lower()
-
-
-def check_accept(header: str | None) -> None:
-    """We only produce application/json; '*/*', 'application/*' or no header also accept it."""
-    if not header:
-        return
-    offered = {_media_type(part) for part in header.split(",")}
-    if offered & ACCEPTABLE:
-        return
-    raise RequestError(406, "NotAcceptable", f"Accept {header!r} does not allow {JSON_TYPE}, the only response type")
-
-
-async def read_body(request: web.Request, settings: ServerSettings) -> bytes:
-    """The whole body, refusing early when Content-Length is over the cap and counting bytes
-    when it is absent (chunked uploads); a client stalling longer than body_timeout gets 408."""
-    if request.content_length is not None and request.content_length > settings.max_payload:
-        raise RequestError(413, "PayloadTooLarge",
-                           f"body of {request.content_length} bytes is over the limit of {settings.max_payload}")
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async with asyncio.timeout(settings.body_timeout):
-            async for chunk in request.content.iter_any():
-                size += len(chunk)
-                if size > settings.max_payload:
-                    raise RequestError(413, "PayloadTooLarge", f"body is over the limit of {settings.max_payload} bytes")
-                chunks.append(chunk)
-    except TimeoutError as error:
-        raise RequestError(408, "RequestTimeout", f"body not received within {settings.body_timeout:g} s") from error
-    if not size:
-        raise RequestError(400, "EmptyBody", "request body is empty; send an image")
-    return b"".join(chunks)
-
-
-def parse_instances(body: bytes) -> list[bytes]:
-    """{"instances": ["<base64>", ...]} -> image bytes, naming the first bad entry."""
-    try:
-        document = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise RequestError(400, "InvalidJson", f"application/json body is not JSON: {error}") from error
-    instances = document.get("instances") if isinstance(document, dict) else None
-    if not isinstance(instances, list) or not instances:
-        raise RequestError(400, "InvalidJson", 'application/json body must be {"instances": ["<base64 image>", ...]} with at least one image')
-    images = []
-    for index, item in enumerate(instances):
-        if isinstance(item, dict):  # also {"b64": "..."}, the TF-Serving spelling
-            item = item.get("b64")
-        if not isinstance(item, str):
-            raise RequestError(400, "InvalidJson", f"instances[{index}] is {type(item).__name__}, not a base64 string")
-        try:
-            images.append(base64.b64decode(item, validate=True))
-        except (binascii.Error, ValueError) as error:
-            raise RequestError(400, "InvalidBase64", f"instances[{index}] is not valid base64: {error}") from error
-    return images
+    precision: str | None = None  # "fp32" or "int8"; None: what model.json's "serving" says (int8 where faster)
 
 
 # ---------------------------------------------------------------------------- the application
@@ -165,6 +102,7 @@ class InferenceApp:
     def __init__(self, predictor: Predictor, settings: ServerSettings) -> None:
         self.predictor = predictor
         self.settings = settings
+        self.allowed_hosts: frozenset[str] | None = None  # set by `serve` once the port is bound
         run_alone = predictor.run_batch_alone if predictor.lone_threads > predictor.threads else None
         self.batcher: MicroBatcher[bytes, np.ndarray] = MicroBatcher(
             predictor.run_batch, settings.max_batch_size, settings.max_wait_ms, settings.workers, run_alone)
@@ -174,6 +112,7 @@ class InferenceApp:
     async def ping(self, request: web.Request) -> web.Response:
         """Healthy, plus counters for operators: how many requests, errors and batches so far."""
         return json_response({"status": "healthy", "classes": len(self.predictor.classes),
+                              "precision": self.predictor.precision,
                               "requests": self.requests, "errors": self.errors,
                               "batches": self.batcher.batches, "batched_images": self.batcher.items,
                               "alone_batches": self.batcher.alone_batches,
@@ -182,14 +121,21 @@ class InferenceApp:
     async def invocations(self, request: web.Request) -> web.Response:
         self.requests += 1
         check_accept(request.headers.get("Accept"))
-        content_type = _media_type(request.headers.get("Content-Type"))
+        content_type = media_type(request.headers.get("Content-Type"))
         if content_type not in IMAGE_TYPES and content_type != JSON_TYPE:
             raise RequestError(415, "UnsupportedMediaType",
                                f"Content-Type {content_type or '(none)'!r} is not one of "
                                f"{', '.join(sorted(IMAGE_TYPES | {JSON_TYPE}))}")
         with self.batcher.expecting():
-            body = await read_body(request, self.settings)
-            images = parse_instances(body) if content_type == JSON_TYPE else [body]
+            body = await read_body(request, self.settings.max_payload, self.settings.body_timeout)
+            images = parse_instances(body, self.settings.max_instances) if content_type == JSON_TYPE else [body]
+            del body
+            for index, data in enumerate(images):  # every header before any decode: a bad one fails the lot at once
+                try:
+                    self.predictor.check(data)
+                except InvalidImage as error:
+                    where = f"instances[{index}]: " if content_type == JSON_TYPE else ""
+                    raise RequestError(400, "InvalidImage", f"{where}{error}") from None
         results = await self.batcher.infer_many(images)
         for index, result in enumerate(results):
             if isinstance(result, InvalidImage):
@@ -204,8 +150,11 @@ class InferenceApp:
     @web.middleware
     async def json_errors(self, request: web.Request,
                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-        """Every failure leaves as JSON: ours (RequestError), aiohttp's (404, 405) and crashes (500)."""
+        """Every failure leaves as JSON: ours (RequestError), aiohttp's (404, 405) and crashes (500).
+        The Host check comes first, for every route."""
         try:
+            if self.allowed_hosts is not None:
+                check_host(request.headers.get("Host"), self.allowed_hosts)
             return await handler(request)
         except RequestError as error:
             self.errors += 1
@@ -223,6 +172,7 @@ class InferenceApp:
     def build(self) -> web.Application:
         # client_max_size is a backstop; read_body enforces the cap with a JSON 413 first.
         app = web.Application(middlewares=[self.json_errors], client_max_size=self.settings.max_payload + 1)
+        app[INFERENCE] = self
         app.router.add_get("/ping", self.ping)
         app.router.add_post("/invocations", self.invocations)
         app.on_startup.append(self._on_startup)
@@ -236,13 +186,17 @@ class InferenceApp:
         await self.batcher.stop()
 
 
+INFERENCE = web.AppKey("inference", InferenceApp)
+
+
 def create_app(model: str | os.PathLike[str], settings: ServerSettings | None = None) -> web.Application:
     """Load the model and return the aiohttp application (for tests and embedding)."""
     settings = settings or ServerSettings()
     if not settings.workers:
         settings = dataclasses.replace(settings, workers=max(1, default_threads() // settings.threads))
     predictor = Predictor(model, threads=settings.threads, max_pixels=settings.max_pixels,
-                          lone_threads=settings.lone_threads or default_threads())
+                          lone_threads=settings.lone_threads or default_threads(),
+                          max_decode_bytes=settings.max_decode_bytes, precision=settings.precision)
     if settings.cache_cap and settings.max_batch_size > 1:
         # Every core may be running a batch (ours, or a sibling instance's on a local endpoint),
         # and they all share the last-level cache.
@@ -278,14 +232,22 @@ async def serve(model: str | os.PathLike[str], host: str = "127.0.0.1", port: in
     """Run until SIGTERM/SIGINT, then finish in-flight requests (graceful, for blue/green)."""
     settings = settings or ServerSettings()
     app = create_app(model, settings)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=10.0)
+    # lingering_time: after a 408 or 413 the unread rest of a body is drained (so the client
+    # reads the answer instead of a reset) for 2 s, not aiohttp's 10, then the connection closes.
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=10.0,
+                           keepalive_timeout=settings.header_timeout, lingering_time=2.0)
     await runner.setup()
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    bound_port = sock.getsockname()[1]
+    if not settings.allow_any_host:
+        app[INFERENCE].allowed_hosts = allowed_hosts(host, bound_port)
+        if not is_loopback(host):
+            log.warning("serving %s without --allow-any-host: only requests naming %s are answered", host,
+                        ", ".join(sorted(app[INFERENCE].allowed_hosts)))
     site = web.SockSite(runner, sock, backlog=1024)
     await site.start()
-    bound_port = sock.getsockname()[1]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -325,7 +287,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-wait-ms", type=float, default=ServerSettings.max_wait_ms)
     parser.add_argument("--max-payload", type=int, default=DEFAULT_MAX_PAYLOAD, help="bytes per request body")
     parser.add_argument("--body-timeout", type=float, default=ServerSettings.body_timeout,
-                        help="seconds a client may take to send its body")
+                        help="seconds a client may take to send its body (then 408)")
+    parser.add_argument("--header-timeout", type=float, default=ServerSettings.header_timeout,
+                        help="seconds a connection may go without a complete request head (idle or half-sent "
+                             "headers), then it is closed")
+    parser.add_argument("--max-instances", type=int, default=ServerSettings.max_instances,
+                        help="images per application/json request at most (413 beyond)")
+    parser.add_argument("--max-pixels", type=int, default=ServerSettings.max_pixels,
+                        help="pixels per image at full size at most (400 beyond)")
+    parser.add_argument("--max-decode-bytes", type=int, default=ServerSettings.max_decode_bytes,
+                        help="estimated decoder memory per image at most (400 beyond)")
+    parser.add_argument("--allow-any-host", action="store_true",
+                        default=os.environ.get("DDCICD_ALLOW_ANY_HOST", "") == "1",
+                        help="answer requests whatever their Host header, for a non-loopback --host on purpose "
+                             "(a container; also DDCICD_ALLOW_ANY_HOST=1); by default only 127.0.0.1, "
+                             "localhost and [::1] with the bound port are answered (403 otherwise)")
+    parser.add_argument("--precision", choices=("fp32", "int8"),
+                        help="which graph to serve (default: model.json's choice, int8 where it was faster; "
+                             "fp32 for archives without an int8 graph)")
     parser.add_argument("--ready-file", type=Path, help="write {pid, host, port} here once serving")
     parser.add_argument("--lifeline", type=Path, help="shut down when this path no longer exists")
     return parser.parse_args(argv)
@@ -336,7 +315,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = ServerSettings(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
                               max_payload=args.max_payload, body_timeout=args.body_timeout, threads=args.threads,
-                              workers=args.workers, lone_threads=args.lone_threads, cache_cap=args.cache_cap)
+                              workers=args.workers, lone_threads=args.lone_threads, cache_cap=args.cache_cap,
+                              header_timeout=args.header_timeout, max_instances=args.max_instances,
+                              max_pixels=args.max_pixels, max_decode_bytes=args.max_decode_bytes,
+                              allow_any_host=args.allow_any_host, precision=args.precision)
     running = serve(args.model, args.host, args.port, settings, args.ready_file, args.lifeline)
     try:
         try:

@@ -41,10 +41,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from steps.training_data import DataError, RecordImageDataset, make_loader, scan_channel
+from steps.training_data import DataError, RecordImageDataset, RecordIndex, make_loader, scan_channel
 from steps.atomic import write_atomically
 from steps.container_layout import TrainingLayout
 from steps.export import MODEL_FILES, write_model_dir
+from steps.quantize import CALIBRATION_IMAGES
 from steps.hyperparameters import HyperparameterError, TrainConfig, parse_hyperparameters
 from steps.model import ModelError, ResNet, ResNetConfig, find_weights, load_pretrained, read_state_dict
 
@@ -260,10 +261,21 @@ def main(config: TrainConfig, paths: TrainingLayout) -> dict[str, Any]:
             "train_samples": len(train_index),
         },
     }
-    write_model_dir(model, paths.model, config.image_shape, classes, config.hyperparameters(), metrics["final"])
+    calibration = calibration_images(train_index, config)
+    write_model_dir(model, paths.model, config.image_shape, classes, config.hyperparameters(), metrics["final"],
+                    calibration, f"{len(calibration)} training images, a seeded sample of the train channel")
     write_atomically(paths.metrics, (json.dumps(metrics, indent=2) + "\n").encode())
     log.info("best epoch %d: validation accuracy %.4f, log loss %.4f", best["epoch"], best["accuracy"], best["log_loss"])
     return metrics
+
+
+def calibration_images(index: RecordIndex, config: TrainConfig) -> np.ndarray:
+    """A seeded sample of training images as the server feeds them to the graph (no
+    augmentation: the whole image fitted to image_shape, float32 0..255), to calibrate the
+    int8 graph's activation ranges (steps/quantize.py)."""
+    dataset = RecordImageDataset(index, config.image_shape, None, config.resize, config.seed)
+    chosen = np.random.default_rng((config.seed, 8)).permutation(len(dataset))[:CALIBRATION_IMAGES]
+    return np.stack([dataset[(0, int(position))][0].numpy() for position in chosen]).astype(np.float32)
 
 
 def class_names(paths: TrainingLayout, num_classes: int) -> list[str]:

@@ -1,12 +1,22 @@
-"""Tiny RecordIO datasets for the training tests, written with steps.recordio like the processing step."""
+"""Tiny RecordIO datasets for the training tests, written with steps.recordio like the processing
+step; real `python -m steps.serve` processes for the serving tests (`serve_process`)."""
 from __future__ import annotations
 
+import io
 import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 
+from steps.export import export_model_archive
+from steps.model import ResNet, ResNetConfig
 from steps.recordio import IndexedRecordIO, IRHeader, pack_img
 
 TINY_CLASSES = ["c0", "c1", "c2", "c3"]
@@ -82,3 +92,48 @@ def make_job():  # noqa: ANN201 - returns the helper
 @pytest.fixture(scope="session")
 def tiny_hyperparameters() -> dict[str, str]:
     return dict(TINY_HYPERPARAMETERS)
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _serve_process(archive: Path, tmp: Path, *args: str) -> tuple[subprocess.Popen[bytes], int]:
+    ready = tmp / "ready.json"
+    process = subprocess.Popen([sys.executable, "-m", "steps.serve", "--model", str(archive), "--port", "0",
+                                "--threads", "1", "--ready-file", str(ready), *args], cwd=REPO)
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"server did not start (exit code {process.returncode})")
+        time.sleep(0.05)
+    return process, json.loads(ready.read_text())["port"]
+
+
+@pytest.fixture(scope="session")
+def serve_process() -> Callable[..., tuple[subprocess.Popen[bytes], int]]:
+    """serve_process(archive, tmp, *args) -> (process, port) once it serves (the caller terminates it)."""
+    return _serve_process
+
+
+@pytest.fixture(scope="session")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """model.tar.gz of an untrained ResNet-20, 10 classes c0..c9, 3x48x64 input: a real served model."""
+    torch.manual_seed(1)
+    network = ResNet(ResNetConfig(num_layers=20, num_classes=10))
+    return export_model_archive(network, tmp_path_factory.mktemp("model"), (3, 48, 64), [f"c{index}" for index in range(10)])
+
+
+@pytest.fixture(scope="session")
+def jpeg_bombs() -> dict[str, bytes]:
+    """The two decompression bombs of issue 17: a 4.7 MB YCCK JPEG claiming 10000x10000 (Pillow
+    writes CMYK with an Adobe APP14 marker; its transform byte 2 makes it YCCK) and a 1 MB
+    progressive greyscale JPEG claiming 16000x16000."""
+    buffer = io.BytesIO()
+    Image.new("CMYK", (10000, 10000), (10, 200, 30, 0)).save(buffer, "JPEG", quality=50)
+    cmyk = buffer.getvalue()
+    start = cmyk.index(b"Adobe") - 4
+    end = start + 2 + int.from_bytes(cmyk[start + 2 : start + 4], "big")
+    buffer = io.BytesIO()
+    Image.new("L", (16000, 16000), 128).save(buffer, "JPEG", quality=75, progressive=True)
+    return {"ycck": cmyk[: end - 1] + b"\x02" + cmyk[end:], "progressive grey": buffer.getvalue()}

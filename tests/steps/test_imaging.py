@@ -45,7 +45,21 @@ def test_probe_reads_jpeg_and_png_headers_without_decoding() -> None:
     bomb = probe(png_claiming(60000, 50000))
     assert (bomb.width, bomb.height, bomb.depth, bomb.colorspace) == (60000, 50000, 16, "RGBA")
     assert probe(encoded(".bmp")) == probe(encoded(".bmp"), "BMP")
-    assert probe(encoded(".bmp")).width == 0  # not read for other formats (yet)
+
+
+@pytest.mark.parametrize("extension", [".bmp", ".tiff", ".webp"])
+def test_probe_reads_the_size_of_every_other_format_opencv_would_decode(extension: str) -> None:
+    header = probe(encoded(extension))
+    assert (header.width, header.height) == (80, 60)
+    lossless = probe(encoded(extension, PIXELS), None) if extension != ".webp" else probe(
+        cv2.imencode(".webp", PIXELS, [cv2.IMWRITE_WEBP_QUALITY, 101])[1].tobytes())
+    assert (lossless.width, lossless.height) == (80, 60)
+
+
+def test_probe_reads_a_gif_screen_size() -> None:
+    buffer = io.BytesIO()
+    Image.fromarray(PIXELS).save(buffer, "GIF")
+    assert (probe(buffer.getvalue()).kind, probe(buffer.getvalue()).width, probe(buffer.getvalue()).height) == ("GIF", 80, 60)
 
 
 @pytest.mark.parametrize(("data", "problem", "words"), [
@@ -65,11 +79,29 @@ def test_decode_refuses_a_bomb_from_its_header_and_names_its_size() -> None:
     assert (caught.value.problem, caught.value.kind, caught.value.size) == (Problem.TOO_LARGE, "PNG", (60000, 50000))
 
 
-def test_the_pixel_cap_counts_pixels_at_the_reduced_jpeg_scale() -> None:
+def test_the_pixel_cap_counts_the_full_size_even_when_the_jpeg_decodes_at_reduced_scale() -> None:
     data = encoded(".jpg", cv2.resize(PIXELS, (640, 480)))
-    assert decode(data, "RGB", 48, 64, max_pixels=80 * 60).shape == (60, 80, 3)  # decoded at 1/8
-    with pytest.raises(ImageError, match="640x480"):
-        decode(data, "RGB", 480, 640, max_pixels=80 * 60)
+    assert decode(data, "RGB", 48, 64, max_pixels=640 * 480).shape == (60, 80, 3)  # decoded at 1/8
+    with pytest.raises(ImageError, match="image too large: 640x480 pixels"):
+        decode(data, "RGB", 48, 64, max_pixels=640 * 480 - 1)
+
+
+def test_the_memory_cap_counts_what_the_decoder_would_hold() -> None:
+    progressive = io.BytesIO()
+    Image.fromarray(cv2.resize(PIXELS, (640, 480))).save(progressive, "JPEG", progressive=True)
+    data = progressive.getvalue()
+    # 640x480 4:2:0: 4800 luma + 2 x 1200 chroma blocks of 64 coefficients, 2 bytes each, buffered whole
+    coefficients = (4800 + 2 * 1200) * 64 * 2
+    assert decode(data, "RGB", 48, 64, max_pixels=10**6, max_bytes=coefficients + 80 * 60 * 3 * 2).shape == (60, 80, 3)
+    with pytest.raises(ImageError, match="progressive/multi-scan YCbCr JPEG needs about 0 MB") as caught:
+        decode(data, "RGB", 48, 64, max_pixels=10**6, max_bytes=coefficients)
+    assert caught.value.problem is Problem.TOO_LARGE and caught.value.size == (640, 480)
+
+
+def test_decode_jpeg_honours_min_factor_alone() -> None:
+    data = encoded(".jpg", cv2.resize(PIXELS, (640, 480)))
+    assert decode_jpeg(data, "RGB", min_factor=8).shape == (60, 80, 3)
+    assert decode_jpeg(data, "RGB", min_factor=4).shape == (120, 160, 3)
 
 
 @pytest.mark.parametrize("extension", [".jpg", ".png", ".bmp"])
@@ -86,6 +118,9 @@ def test_cmyk_jpegs_go_through_opencv_when_the_header_was_probed() -> None:
     Image.new("RGB", (80, 60), (200, 30, 30)).convert("CMYK").save(buffer, "JPEG")
     image = decode(buffer.getvalue(), "RGB", max_pixels=10**6)
     assert image.shape == (60, 80, 3) and abs(int(image[..., 0].mean()) - 200) < 10
+    big = io.BytesIO()
+    Image.new("RGB", (640, 480), (200, 30, 30)).convert("CMYK").save(big, "JPEG")
+    assert decode(big.getvalue(), "RGB", 48, 64, max_pixels=10**6).shape == (60, 80, 3)  # reduced scale too
 
 
 def test_sixteen_bit_input_comes_out_as_eight_bit() -> None:

@@ -15,8 +15,9 @@ import torch
 from steps.export import export_model_archive
 from steps.imaging import fit
 from steps.model import Probabilities, ResNet, ResNetConfig
+from steps.model_archive import read_model_archive
 from steps.predictor import (InvalidImage, ModelArchiveError, Predictor, cache_bound_batch_size, decode_image,
-                             largest_activation_bytes, last_level_cache_bytes, read_model_archive)
+                             largest_activation_bytes, last_level_cache_bytes)
 from steps.training_data import decode_record
 
 CLASSES = [f"c{index}" for index in range(10)]

@@ -7,8 +7,7 @@ import json
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -16,14 +15,12 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-import torch
 
-from steps.export import export_model_archive
-from steps.model import ResNet, ResNetConfig
+from steps.model_archive import read_model_archive
 from steps.predictor import (Predictor, cache_bound_batch_size, default_threads, largest_activation_bytes,
-                             last_level_cache_bytes, read_model_archive)
+                             last_level_cache_bytes)
 
-CLASSES = [f"c{index}" for index in range(10)]
+CLASSES = [f"c{index}" for index in range(10)]  # as the conftest's `archive` has them
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -59,28 +56,15 @@ class Server:
         raise AssertionError("no VmRSS")
 
 
-def start_server(archive: Path, tmp: Path, *args: str) -> Server:
-    ready = tmp / "ready.json"
-    process = subprocess.Popen([sys.executable, "-m", "steps.serve", "--model", str(archive), "--port", "0",
-                                "--threads", "1", "--ready-file", str(ready), *args], cwd=REPO)
-    deadline = time.monotonic() + 60
-    while not ready.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"server did not start (exit code {process.returncode})")
-        time.sleep(0.05)
-    return Server(process, json.loads(ready.read_text())["port"])
+@pytest.fixture(scope="session")
+def start_server(serve_process: Callable[..., tuple[subprocess.Popen[bytes], int]]) -> Callable[..., Server]:
+    """start_server(archive, tmp, *args) -> a Server on a free port (the caller terminates it)."""
+    return lambda archive, tmp, *args: Server(*serve_process(archive, tmp, *args))
 
 
 @pytest.fixture(scope="module")
-def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(1)
-    network = ResNet(ResNetConfig(num_layers=20, num_classes=len(CLASSES)))
-    return export_model_archive(network, tmp_path_factory.mktemp("model"), (3, 48, 64), CLASSES)
-
-
-@pytest.fixture(scope="module")
-def server(archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(archive: Path, tmp_path_factory: pytest.TempPathFactory,
+           start_server: Callable[..., Server]) -> Iterator[Server]:
     running = start_server(archive, tmp_path_factory.mktemp("server"), "--body-timeout", "1", "--max-payload", "1000000")
     yield running
     running.process.terminate()
@@ -127,7 +111,8 @@ def test_a_json_batch_of_base64_images_gets_a_list_per_image_in_order(server: Se
         np.testing.assert_allclose(row, single, atol=1e-5)
 
 
-def test_a_lone_request_runs_on_every_thread_it_may_and_answers_the_same(archive: Path, tmp_path: Path) -> None:
+def test_a_lone_request_runs_on_every_thread_it_may_and_answers_the_same(
+        archive: Path, tmp_path: Path, start_server: Callable[..., Server]) -> None:
     running = start_server(archive, tmp_path, "--workers", "1", "--lone-threads", "2")
     try:
         status, body = running.invoke(jpeg(), "image/jpeg")
@@ -139,7 +124,8 @@ def test_a_lone_request_runs_on_every_thread_it_may_and_answers_the_same(archive
         running.process.wait(timeout=15)
 
 
-def test_the_batch_size_is_capped_by_the_cpu_cache_and_reported(archive: Path, tmp_path: Path) -> None:
+def test_the_batch_size_is_capped_by_the_cpu_cache_and_reported(
+        archive: Path, tmp_path: Path, start_server: Callable[..., Server]) -> None:
     expected = cache_bound_batch_size(64, largest_activation_bytes(read_model_archive(archive)[0]),
                                       last_level_cache_bytes(), workers=max(2, default_threads()))
     capped = start_server(archive, tmp_path / "capped", "--workers", "2", "--max-batch-size", "64")
@@ -207,7 +193,7 @@ def test_a_chunked_body_over_the_cap_is_refused_without_reading_it_all(server: S
 
 
 def test_slow_and_aborted_clients_do_not_stop_the_server(server: Server) -> None:
-    head = ("POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+    head = (f"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nContent-Type: image/jpeg\r\n"
             "Content-Length: 5000\r\n\r\n").encode()
     aborted = socket.create_connection(("127.0.0.1", server.port))
     aborted.sendall(head + b"\xff\xd8\xff" + bytes(100))

@@ -64,8 +64,16 @@ def test_metric_lines_use_the_built_in_algorithms_format(trained: tuple[Path, st
 @pytest.mark.slow
 def test_model_dir_holds_onnx_json_and_a_weights_only_state_dict(trained: tuple[Path, str]) -> None:
     model_dir = trained[0] / "model"
-    assert sorted(path.name for path in model_dir.iterdir()) == ["model.json", "model.onnx", "model.pt"]
+    assert sorted(path.name for path in model_dir.iterdir()) == ["model.int8.onnx", "model.json", "model.onnx",
+                                                                  "model.pt"]
     document = json.loads((model_dir / "model.json").read_text())
+    serving = document["serving"]
+    assert serving["served"] in ("fp32", "int8") and serving["files"] == {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+    assert serving["served"] == ("int8" if serving["single_image_ms"]["int8"] <= 0.95 * serving["single_image_ms"]["fp32"]
+                                 else "fp32")
+    calibration = serving["int8"]["calibration"]
+    assert calibration["images"] == 128 and "training images" in calibration["source"] and calibration["method"] == "MinMax"
+    assert serving["int8"]["format"] == "QDQ" and "per output channel" in serving["int8"]["weights"]
     assert document["classes"] == ["c0", "c1", "c2", "c3"] and document["image_shape"] == "3,24,32"
     assert document["num_layers"] == 20 and document["hyperparameters"]["mini_batch_size"] == "16"
     state = torch.load(model_dir / "model.pt", weights_only=True)
@@ -94,7 +102,7 @@ def test_onnx_and_pytorch_give_the_same_probabilities(trained: tuple[Path, str])
 def test_packed_archive_has_the_model_files_at_the_top(trained: tuple[Path, str], tmp_path: Path) -> None:
     archive = pack_model_dir(trained[0] / "model", tmp_path / "model.tar.gz")
     with tarfile.open(archive) as tar:
-        assert sorted(tar.getnames()) == ["model.json", "model.onnx", "model.pt"]
+        assert sorted(tar.getnames()) == ["model.int8.onnx", "model.json", "model.onnx", "model.pt"]
         state = torch.load(io.BytesIO(tar.extractfile("model.pt").read()), weights_only=True)
     assert "fc.weight" in state
 

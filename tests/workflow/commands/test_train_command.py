@@ -35,7 +35,7 @@ def test_train_writes_the_model_archive_and_metrics(processed: Path, tmp_path: P
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"wrote {out / 'model.tar.gz'} (epoch ")
     with tarfile.open(out / "model.tar.gz") as archive:
-        assert sorted(archive.getnames()) == ["model.json", "model.onnx", "model.pt"]
+        assert sorted(archive.getnames()) == ["model.int8.onnx", "model.json", "model.onnx", "model.pt"]
         document = json.loads(archive.extractfile("model.json").read())
     assert document["classes"] == [f"c{index}" for index in range(10)]
     assert document["hyperparameters"]["num_training_samples"] == "36"  # from the manifest
