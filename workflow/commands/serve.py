@@ -21,8 +21,13 @@ from workflow.errors import CliError
               help="Threads for a request alone on an idle server [default: the usable cores; 1 turns it off].")
 @click.option("--max-wait-ms", default=5.0, show_default=True, type=click.FloatRange(min=0),
               help="Longest a queued image waits for others already on their way.")
+@click.option("--precision", type=click.Choice(["fp32", "int8"]), default=None,
+              help="Graph to serve [default: model.json's choice, int8 where it was faster when exported].")
+@click.option("--allow-any-host", is_flag=True, envvar="DDCICD_ALLOW_ANY_HOST",
+              help="Answer whatever the Host header (a non-loopback --host on purpose, e.g. a container); "
+                   "by default only 127.0.0.1, localhost and [::1] with the bound port (403 otherwise).")
 def serve(model: str, host: str, port: int, workers: int, max_batch_size: int, cache_cap: bool, lone_threads: int,
-          max_wait_ms: float) -> None:
+          max_wait_ms: float, precision: str | None, allow_any_host: bool) -> None:
     """Serve MODEL: GET /ping, POST /invocations (image in, class probabilities out) until Ctrl-C."""
     import uvloop
 
@@ -30,7 +35,8 @@ def serve(model: str, host: str, port: int, workers: int, max_batch_size: int, c
     from steps.serve import ServerSettings, serve as run_server
 
     settings = ServerSettings(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, workers=workers,
-                              cache_cap=cache_cap, lone_threads=lone_threads)
+                              cache_cap=cache_cap, lone_threads=lone_threads, precision=precision,
+                              allow_any_host=allow_any_host)
 
     def announce(bound: int) -> None:
         click.echo(f"serving {model} on http://{host}:{bound} (POST /invocations, GET /ping); Ctrl-C stops",

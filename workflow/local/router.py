@@ -265,7 +265,7 @@ async def run_router(home: Path, host: str, port: int, body_timeout: float = BOD
     await web.SockSite(runner, sock, backlog=1024).start()
     bound = sock.getsockname()[1]
     router.session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
+        connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=10),  # under serve's 15 s idle close
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=2))
     record = {"pid": os.getpid(), "port": bound, "url": f"http://{host}:{bound}"}
     write_record(home, record)
