@@ -194,6 +194,7 @@ async def execution(request: web.Request) -> web.Response:
         events = engine.get_execution_history(arn)["events"]
         description["states"] = state_runs_json(events, description["status"])
         description["eventCount"] = len(events)
+        description["approval"] = approval_json(engine, arn) if description["status"] == "RUNNING" else None
         return description
 
     return _json(await asyncio.to_thread(read))
@@ -293,6 +294,37 @@ async def redrive(request: web.Request) -> web.Response:
     return _json(await asyncio.to_thread(engine.redrive_execution, arn))
 
 
+def approval_json(engine: Engine, arn: str) -> dict[str, Any] | None:
+    """The promotion `arn` waits to have approved (the figures the request carried), or None."""
+    from workflow.approval import ApprovalError, pending_approval
+
+    try:
+        pending = pending_approval(engine, arn)
+    except ApprovalError:
+        return None
+    if pending is None:
+        return None
+    return {"state": pending.state_name, "requested": pending.requested.timestamp(),
+            "deadline": pending.deadline.timestamp() if pending.deadline else None,
+            "evaluation": pending.evaluation, "loadTest": pending.load_test}  # fmt: skip
+
+
+async def approve(request: web.Request) -> web.Response:
+    """Approve or reject the promotion an execution waits for, as `ddcicd approve` does."""
+    from workflow.approval import ApprovalError, decide
+
+    body = await _body(request)
+    arn, verdict, reason = _text(body, "arn"), _text(body, "decision"), _optional_text(body, "reason")
+    if verdict not in ("approve", "reject"):
+        raise web.HTTPBadRequest(text=f"decision must be approve or reject, not {verdict[:40]!r}")
+    engine = await asyncio.to_thread(request.app[ACTIONS].engine)
+    try:
+        decision = await asyncio.to_thread(decide, engine, arn, verdict == "approve", reason, "console")
+    except ApprovalError as error:
+        return _json({"error": str(error)}, 409)
+    return _json(decision.output())
+
+
 async def report(request: web.Request) -> web.Response:
     from workflow.console.report import render_report
 
@@ -319,6 +351,7 @@ def create_app(engine: Engine, actions: Callable[[], Engine], token: str, extra_
     app.router.add_post("/api/start", start)
     app.router.add_post("/api/stop", stop)
     app.router.add_post("/api/redrive", redrive)
+    app.router.add_post("/api/approve", approve)
     app.router.add_get("/report", report)
     app.router.add_get("/static/{name}", static)
     return app

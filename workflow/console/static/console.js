@@ -240,7 +240,8 @@ async function showExecution(arn) {
   const panel = element("aside", {class: "state-panel", id: "state-panel"});
   const historyBody = element("tbody", {id: "history-body"});
   const output = element("div", {id: "execution-output"});
-  main.replaceChildren(header,
+  const approvalBox = element("section", {class: "approval", id: "approval", hidden: true});
+  main.replaceChildren(header, approvalBox,
     element("section", {class: "split"}, graphBox, panel),
     output,
     element("h2", {}, "Event history"),
@@ -268,12 +269,46 @@ async function showExecution(arn) {
         element("button", {id: "stop-button", disabled: !(running && session.actions), onclick: () => act("/api/stop", "stop")}, "Stop"),
         element("button", {id: "redrive-button", class: "primary", disabled: !(redrivable && session.actions), onclick: () => act("/api/redrive", "redrive")}, "Redrive"),
         element("a", {class: "button", id: "report-link", href: `/report?arn=${encodeURIComponent(arn)}`, target: "_blank", rel: "noopener"}, "Run report")));
+    renderApproval(description.approval);
     output.replaceChildren(...(description.error
       ? [causeBlock(description.error, description.cause)]
       : description.output ? [element("details", {}, element("summary", {}, "Execution output"), jsonBlock(description.output))] : []));
     drawing.colour(description.states);
     if (state.selected) panel.replaceChildren(statePanel(description, state.selected));
     else panel.replaceChildren(statePanel(description, null));
+  }
+
+  // Drawn again only when another request comes (a redrive asks anew), so a reason being typed survives the polls.
+  function renderApproval(approval) {
+    const key = approval ? `${approval.state}@${approval.requested}` : "";
+    if (approvalBox.dataset.key === key) return;
+    approvalBox.dataset.key = key;
+    approvalBox.hidden = !approval;
+    if (!approval) { approvalBox.replaceChildren(); return; }
+    const figures = [["Accuracy", approval.evaluation.accuracy], ["Log loss", approval.evaluation.log_loss],
+                     ["Better than production", approval.evaluation.better_than_production],
+                     ["p99 latency (ms)", approval.loadTest.p99_ms], ["Throughput (req/s)", approval.loadTest.throughput_rps],
+                     ["Error rate", approval.loadTest.error_rate], ["SLO met", approval.loadTest.slo_met]];
+    const reason = element("input", {id: "approval-reason", type: "text", placeholder: "reason (for a rejection)", maxlength: 1000});
+    const allowed = session.actions;
+    approvalBox.replaceChildren(
+      element("h2", {}, "Waiting for approval before promotion"),
+      element("p", {class: "muted"}, `${approval.state}: requested ${when(approval.requested)}`,
+              approval.deadline ? `, counts as rejected after ${when(approval.deadline)}` : ""),
+      element("table", {class: "facts", id: "approval-figures"},
+              figures.map(([k, v]) => element("tr", {}, element("th", {}, k), element("td", {}, v === undefined || v === null ? "–" : String(v))))),
+      element("div", {class: "actions"}, reason,
+        element("button", {id: "approve-button", class: "primary", disabled: !allowed, onclick: () => decide("approve", reason.value)}, "Approve"),
+        element("button", {id: "reject-button", disabled: !allowed, onclick: () => decide("reject", reason.value)}, "Reject")));
+  }
+
+  async function decide(decision, reason) {
+    if (decision === "reject" && !confirm(`Reject the promotion of ${description.name}?`)) return;
+    try {
+      await api("/api/approve", {arn, decision, reason});
+      toast(decision === "approve" ? "approved: the run promotes" : "rejected: the run cleans up", "ok");
+      poll();
+    } catch (error) { toast(`${decision} refused: ${error.message}`, "error"); }
   }
 
   async function act(path, verb) {
