@@ -127,6 +127,13 @@ def test_redrive_of_a_parallel_state_keeps_the_branch_that_succeeded(tmp_path: P
     def right(event: Any, context: Any) -> str:
         calls.append("right")
         if not healthy["right"]:
+            # fail only once the left branch has ended and is checkpointed: a failing branch
+            # stops its siblings (as on AWS), so an earlier failure could stop L first
+            deadline = time.monotonic() + 30
+            while not any(item["type"] == "TaskStateExited" and item["stateExitedEventDetails"]["name"] == "L"
+                          for item in engine.get_execution_history(engine.list_executions()[0]["executionArn"])["events"]):  # fmt: skip
+                assert time.monotonic() < deadline, "the left branch never ended"
+                time.sleep(0.01)
             raise TimeoutError("endpoint not ready")
         return "R"
 
