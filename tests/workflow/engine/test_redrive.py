@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -120,20 +121,20 @@ def test_redrive_of_a_parallel_state_keeps_the_branch_that_succeeded(tmp_path: P
     calls: list[str] = []
     healthy = {"right": False}
 
+    left_called = threading.Event()
+
     def left(event: Any, context: Any) -> str:
         calls.append("left")
+        left_called.set()
         return "L"
 
     def right(event: Any, context: Any) -> str:
         calls.append("right")
         if not healthy["right"]:
-            # fail only once the left branch has ended and is checkpointed: a failing branch
-            # stops its siblings (as on AWS), so an earlier failure could stop L first
-            deadline = time.monotonic() + 30
-            while not any(item["type"] == "TaskStateExited" and item["stateExitedEventDetails"]["name"] == "L"
-                          for item in engine.get_execution_history(engine.list_executions()[0]["executionArn"])["events"]):  # fmt: skip
-                assert time.monotonic() < deadline, "the left branch never ended"
-                time.sleep(0.01)
+            # fail only after the left branch has done its work: a failing branch stops its
+            # siblings (as on AWS), so failing at once could stop L before it calls its function
+            assert left_called.wait(30), "the left branch never called its function"
+            time.sleep(0.5)  # and for L's branch to end (microseconds of bookkeeping after the call)
             raise TimeoutError("endpoint not ready")
         return "R"
 
@@ -153,14 +154,23 @@ def test_redrive_of_a_parallel_state_keeps_the_branch_that_succeeded(tmp_path: P
     assert calls == ["right"]
 
 
-def _flaky_once(calls: list[Any], failing: Any) -> Any:
-    """A function failing the first time it gets `failing`, recording every event it gets."""
+def _flaky_once(calls: list[Any], failing: Any, after: Any = None) -> Any:
+    """A function failing the first time it gets `failing`, recording every event it gets.
+
+    With `after`, that failure waits until the function was called with `after` (a branch
+    running beside it: a failing branch stops its siblings, so failing first could stop it
+    before its call).
+    """
     failed: list[Any] = []
 
     def handler(event: Any, context: Any) -> Any:
         calls.append(event)
         if event == failing and not failed:
             failed.append(event)
+            deadline = time.monotonic() + 30
+            while after is not None and after not in calls:
+                assert time.monotonic() < deadline, f"never called with {after!r}"
+                time.sleep(0.01)
             raise RuntimeError(f"{event} failed once")
         return event
     return handler
@@ -186,7 +196,7 @@ def test_a_retry_of_a_map_reruns_every_iteration_not_only_the_failed_one(tmp_pat
 
 def test_a_retry_of_a_parallel_state_reruns_every_branch(tmp_path: Path) -> None:
     calls: list[Any] = []
-    engine = Engine(tmp_path / "engine.sqlite3", clock=VirtualClock(), functions={"flaky": _flaky_once(calls, "right")})
+    engine = Engine(tmp_path / "engine.sqlite3", clock=VirtualClock(), functions={"flaky": _flaky_once(calls, "right", after="left")})
     task = "arn:aws:lambda:us-east-1:000000000000:function:flaky"
     definition = {"StartAt": "Both", "States": {"Both": {
         "Type": "Parallel", "End": True, "Retry": [{"ErrorEquals": ["RuntimeError"], "MaxAttempts": 1}],
