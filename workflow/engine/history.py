@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from workflow.engine.errors import ExecutionAlreadyExists, ExecutionDoesNotExist, StateMachineDoesNotExist
 from workflow.engine.values import Json
@@ -256,23 +256,33 @@ class HistoryStore:
         return [dict(zip(("arn", "name", "type", "version", "created", "updated"), row)) for row in rows]
 
     # ---------------------------------------------------------------- executions
-    def create_execution(self, arn: str, name: str, state_machine_arn: str, version: int, input_text: str, now: float) -> None:
+    def create_execution(self, record: ExecutionRecord, input_text: str, events: Sequence[tuple[Any, ...]] = ()) -> None:
+        """Inserts a RUNNING execution (`input_text`: its input as JSON text) and its first events in one transaction.
+
+        The Recorder (recorder.py) is its only caller, with the execution's ExecutionStarted.
+        """
         try:
-            self._write(
-                "INSERT INTO executions (arn, name, state_machine_arn, state_machine_version, status, input, start_date,"
-                " owner_pid, owner_host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (arn, name, state_machine_arn, version, ExecutionStatus.RUNNING, input_text, now, os.getpid(), os.uname().nodename),
-            )
+            with self.transaction() as connection:
+                connection.execute(
+                    "INSERT INTO executions (arn, name, state_machine_arn, state_machine_version, status, input, start_date,"
+                    " owner_pid, owner_host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (record.arn, record.name, record.state_machine_arn, record.state_machine_version, ExecutionStatus.RUNNING,
+                     input_text, record.start_date, record.owner_pid, record.owner_host),
+                )
+                _append(connection, events, [])
         except sqlite3.IntegrityError as error:
-            raise ExecutionAlreadyExists(f"an execution named {name!r} already exists: {arn}") from error
+            raise ExecutionAlreadyExists(f"an execution named {record.name!r} already exists: {record.arn}") from error
 
     def finish_execution(self, arn: str, status: ExecutionStatus, now: float, output: str | None = None,
-                         error: str | None = None, cause: str | None = None) -> None:
-        self._write(
-            "UPDATE executions SET status = ?, stop_date = ?, output = ?, error = ?, cause = ?, owner_pid = NULL"
-            " WHERE arn = ?",
-            (status, now, output, error, cause, arn),
-        )
+                         error: str | None = None, cause: str | None = None, events: Sequence[tuple[Any, ...]] = (),
+                         checkpoints: Sequence[tuple[str, str, Json]] = ()) -> None:
+        """Sets how the execution ended, with its last events and checkpoints, in one transaction (the Recorder's call)."""
+        with self.transaction() as connection:
+            _append(connection, events, checkpoints)
+            connection.execute(
+                "UPDATE executions SET status = ?, stop_date = ?, output = ?, error = ?, cause = ?, owner_pid = NULL WHERE arn = ?",
+                (status, now, output, error, cause, arn),
+            )
 
     def mark_redriven(self, arn: str, now: float) -> int:
         with self._write_lock:
@@ -338,19 +348,8 @@ class HistoryStore:
 
         The Recorder (recorder.py) is its only caller: the one writer of history events.
         """
-        with self._write_lock:
-            connection = self._connection()
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                if events:
-                    connection.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)", events)
-                if checkpoints:
-                    connection.executemany("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)",
-                                           [(arn, key, json.dumps(output)) for arn, key, output in checkpoints])
-                connection.execute("COMMIT")
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
+        with self.transaction() as connection:
+            _append(connection, events, checkpoints)
 
     def events(self, execution_arn: str, after_id: int = 0, reverse: bool = False) -> list[EventRecord]:
         rows = self._connection().execute(
@@ -374,6 +373,15 @@ class HistoryStore:
 
     def clear_checkpoints(self, execution_arn: str, prefix: str) -> None:
         self._write("DELETE FROM checkpoints WHERE execution_arn = ? AND substr(key, 1, ?) = ?", (execution_arn, len(prefix), prefix))
+
+
+def _append(connection: sqlite3.Connection, events: Sequence[tuple[Any, ...]], checkpoints: Sequence[tuple[str, str, Json]]) -> None:
+    """Inserts event rows and checkpoints within the caller's transaction."""
+    if events:
+        connection.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)", events)
+    if checkpoints:
+        connection.executemany("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)",
+                               [(arn, key, json.dumps(output)) for arn, key, output in checkpoints])
 
 
 def _event(row: tuple[Any, ...]) -> EventRecord:
