@@ -73,6 +73,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
         words = self.requestline.split()
         if len(words) != 3 or not words[2].startswith("HTTP/1."):
+            self.request_version = self.protocol_version  # so the error goes out with a status line
             self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request line {self.requestline!r}: expected METHOD PATH HTTP/1.x")
             return False
         self.command, self.path, self.request_version = words
