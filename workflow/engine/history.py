@@ -191,11 +191,17 @@ class HistoryStore:
         self._commits += 1
         if self._commits % CHECKPOINT_EVERY == 0 and not self._checkpointing:
             self._checkpointing = True
-            WORKERS.submit(self._checkpoint, "sqlite-checkpoint")
+            try:
+                WORKERS.submit(self._checkpoint, "sqlite-checkpoint")
+            except BaseException:
+                self._checkpointing = False
+                raise
 
     def _checkpoint(self) -> None:
         try:
             self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            pass  # e.g. the database is busy: the WAL keeps the commits, and the next checkpoint moves them
         finally:
             self._checkpointing = False
 
