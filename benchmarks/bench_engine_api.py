@@ -89,14 +89,20 @@ def client_for(url: str) -> Any:
                         aws_secret_access_key="bench", config=Config(retries={"max_attempts": 1}))  # fmt: skip
 
 
-def run_round(client: Any, machine: str, executions: int, describes: list[float]) -> tuple[float, list[float]]:
-    """`executions` executions one after the other; returns (wall seconds, per-execution latencies)."""
+def run_round(client: Any, machine: str, executions: int, describes: list[float],
+              starts: list[float] | None = None) -> tuple[float, list[float]]:
+    """`executions` executions one after the other; returns (wall seconds, per-execution latencies).
+
+    Appends the time of each DescribeExecution call to `describes` and of each StartExecution to `starts`.
+    """
     latencies = []
     began = time.perf_counter()
     for _ in range(executions):
         started = time.perf_counter()
         name = f"run-{time.perf_counter_ns()}"  # moto needs a name (it would call every unnamed one "None")
         arn = client.start_execution(stateMachineArn=machine, name=name, input='{"x": 1}')["executionArn"]
+        if starts is not None:
+            starts.append(time.perf_counter() - started)
         while True:
             before = time.perf_counter()
             status = client.describe_execution(executionArn=arn)["status"]
@@ -130,9 +136,10 @@ def main() -> None:
             wall = {name: 0.0 for name in servers}
             latencies: dict[str, list[float]] = {name: [] for name in servers}
             describes: dict[str, list[float]] = {name: [] for name in servers}
+            starts: dict[str, list[float]] = {name: [] for name in servers}
             for _ in range(args.rounds):
                 for name, client in clients.items():
-                    seconds, round_latencies = run_round(client, machines[name], args.executions, describes[name])
+                    seconds, round_latencies = run_round(client, machines[name], args.executions, describes[name], starts[name])
                     wall[name] += seconds
                     latencies[name] += round_latencies
         finally:
@@ -145,6 +152,12 @@ def main() -> None:
               f" p99 {percentile(latencies[name], 0.99) * 1000:7.2f} ms   DescribeExecution p50"
               f" {percentile(describes[name], 0.5) * 1000:5.2f} ms p99 {percentile(describes[name], 0.99) * 1000:6.2f} ms"
               f" ({len(describes[name]) / len(latencies[name]):.1f} polls per execution)")
+    for name in servers:  # the breakdown: where an execution's time goes, as the client sees it
+        print(f"{name:5s} breakdown: StartExecution p50 {percentile(starts[name], 0.5) * 1000:5.2f} ms"
+              f" p99 {percentile(starts[name], 0.99) * 1000:6.2f} ms; mean execution {sum(latencies[name]) / len(latencies[name]) * 1000:5.2f} ms"
+              f" = StartExecution mean {sum(starts[name]) / len(starts[name]) * 1000:5.2f} ms"
+              f" + {len(describes[name]) / len(latencies[name]):.2f} DescribeExecution of mean"
+              f" {sum(describes[name]) / len(describes[name]) * 1000:5.2f} ms")
     ratio = rates["ours"] / rates["moto"]
     describe_p50 = percentile(describes["ours"], 0.5) * 1000
     passed = ratio >= TARGET_RATIO and describe_p50 <= TARGET_DESCRIBE_P50_MS

@@ -73,7 +73,8 @@ class Interpreter:
         self.recorder = recorder
         self.cancel = cancel or StopSignal()
         self.stop_check = stop_check  # asks the store whether another process called StopExecution
-        self._last_stop_poll = 0.0
+        # the first look at the store is a poll interval in (a stop from another process is noticed within one interval)
+        self._last_stop_poll = 0.0 if clock.virtual else clock.now()
         self.resume_keys: set[str] = set()  # Map/Parallel states a redrive resumes (their checkpoints count)
         self.context_base = {
             "Execution": {

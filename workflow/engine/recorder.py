@@ -6,7 +6,7 @@ and the closing event (ExecutionSucceeded, ExecutionFailed, ExecutionTimedOut or
 ExecutionAborted), which also sets the execution's status. Map and Parallel results are
 checkpointed here too, and read back here when a redrive resumes them.
 
-    recorder = Recorder.start(store, record, clock, role_arn)            # ExecutionStarted
+    recorder = Recorder.start(store, record, input_text, clock, role_arn)  # the execution's row, ExecutionStarted
     event_id = recorder.emit("PassStateEntered", previous, {"name": "P", ...})
     recorder.succeeded(event_id, output)                                 # ExecutionSucceeded, SUCCEEDED
 """
@@ -67,12 +67,15 @@ class Recorder:
         self._oldest = 0.0
 
     @classmethod
-    def start(cls, store: HistoryStore, record: ExecutionRecord, clock: Clock, role_arn: str) -> "Recorder":
-        """The recorder of a new execution, after writing its ExecutionStarted (id 1, at the start date)."""
+    def start(cls, store: HistoryStore, record: ExecutionRecord, input_text: str, clock: Clock, role_arn: str) -> "Recorder":
+        """The recorder of a new execution, after creating it in the store with its ExecutionStarted (id 1, at the
+        start date), both in one transaction; raises ExecutionAlreadyExists if the ARN is taken."""
         recorder = cls(store, record.arn, clock)
         recorder.emit("ExecutionStarted", 0, {"input": dumps(record.input), "inputDetails": {"truncated": False},
                                               "roleArn": role_arn}, timestamp=record.start_date)
-        recorder.flush()
+        with recorder._lock:
+            store.create_execution(record, input_text, recorder._events)
+            recorder._events = []
         return recorder
 
     @classmethod
@@ -152,6 +155,9 @@ class Recorder:
         self._close(ExecutionStatus.ABORTED, error=error, cause=cause)
 
     def _close(self, status: ExecutionStatus, output: str | None = None, error: str | None = None, cause: str | None = None) -> None:
-        self.flush()
-        if self.store is not None:
-            self.store.finish_execution(self.execution_arn, status, self.clock.now(), output=output, error=error, cause=cause)
+        """The closing event, pending events and checkpoints, and the execution's status: one transaction."""
+        with self._lock:
+            if self.store is not None:
+                self.store.finish_execution(self.execution_arn, status, self.clock.now(), output=output, error=error, cause=cause,
+                                            events=self._events, checkpoints=self._checkpoints)
+            self._events, self._checkpoints = [], []

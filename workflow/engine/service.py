@@ -36,6 +36,7 @@ from workflow.engine.interpreter import Interpreter
 from workflow.engine.recorder import Recorder
 from workflow.engine.states import StateMachineDefinition
 from workflow.engine.values import Json
+from workflow.engine.workers import WORKERS
 
 # Executions running in this process, across Engine instances: (store path, execution ARN) -> stop signal.
 # Orphan detection must not mistake another Engine's run in the same process for a dead one.
@@ -61,7 +62,7 @@ class Engine:
         self.functions = functions if isinstance(functions, FunctionRegistry) else FunctionRegistry(functions, region, account, partition)
         self.integrations = integrations or default_registry(self.functions)
         self.role_arn = role_arn or f"arn:{partition}:iam::{account}:role/ddcicd-local"
-        self._threads: dict[str, threading.Thread] = {}
+        self._done: dict[str, threading.Event] = {}  # background runs of this engine -> set when they end
         self._lock = threading.Lock()
         self._definitions: dict[tuple[str, int], StateMachineDefinition] = {}
         self._store_key = str(self.store.path.resolve())
@@ -145,19 +146,23 @@ class Engine:
         else:
             arn = f"arn:{self.partition}:states:{self.region}:{self.account}:execution:{machine['name']}:{name}"
         input_text = json.dumps(execution_input if execution_input is not None else {})
-        now = self.clock.now()
+        # the row as the store will hold it (the input decoded from its JSON text, as a read would give it)
+        record = ExecutionRecord(arn, name, machine["arn"], machine["version"], ExecutionStatus.RUNNING, json.loads(input_text),
+                                 None, None, None, self.clock.now(), None, 0, None, os.getpid(), os.uname().nodename, None)
         claimed = self._claim(arn)
         try:
-            self.store.create_execution(arn, name, machine["arn"], machine["version"], input_text, now)
+            recorder = Recorder.start(self.store, record, input_text, self.clock, machine["role_arn"])
         except ExecutionAlreadyExists:
             self._release(arn, claimed)
             # StartExecution is idempotent while the execution with that name and input is running
             existing = self.store.execution(arn)
-            if existing.status == ExecutionStatus.RUNNING and existing.input == json.loads(input_text):
+            if existing.status == ExecutionStatus.RUNNING and existing.input == record.input:
                 return existing, machine, None
             raise
-        record = self.store.execution(arn)
-        return record, machine, Recorder.start(self.store, record, self.clock, machine["role_arn"])
+        except BaseException:
+            self._release(arn, claimed)
+            raise
+        return record, machine, recorder
 
     def run_execution(self, state_machine: str, execution_input: Json = None, name: str | None = None) -> dict[str, Json]:
         """Starts an execution and runs it to the end in this thread; returns describe_execution."""
@@ -170,20 +175,31 @@ class Engine:
 
     def start_execution(self, state_machine: str, execution_input: Json = None, name: str | None = None) -> str:
         """Starts an execution in a background thread; returns its ARN at once."""
+        return self.start(state_machine, execution_input, name).arn
+
+    def start(self, state_machine: str, execution_input: Json = None, name: str | None = None) -> ExecutionRecord:
+        """start_execution, returning the execution's record (ARN, start date) as it was created, without reading it back."""
         record, machine, recorder = self._new_execution(state_machine, execution_input, name)
         if recorder is not None:
             self._spawn(record, machine["role_arn"], recorder)
-        return record.arn
+        return record
 
     def _spawn(self, record: ExecutionRecord, role_arn: str, recorder: Recorder,
                resume: tuple[str, Json, dict[str, Json]] | None = None) -> None:
+        """Runs the execution on a worker thread (workers.py); `wait` waits for it."""
         with _RUNNING_LOCK:
             _RUNNING.setdefault(self._key(record.arn), StopSignal())
-        thread = threading.Thread(target=self._execute, args=(record, role_arn, recorder, resume), name=f"execution-{record.name}")
-        with self._lock:  # a long-lived engine (the API server) keeps only the threads still running
-            self._threads = {arn: running for arn, running in self._threads.items() if running.is_alive()}
-            self._threads[record.arn] = thread
-        thread.start()
+        done = threading.Event()
+        with self._lock:  # a long-lived engine (the API server) keeps only the runs not yet ended
+            self._done = {arn: ended for arn, ended in self._done.items() if not ended.is_set()}
+            self._done[record.arn] = done
+
+        def run() -> None:
+            try:
+                self._execute(record, role_arn, recorder, resume)
+            finally:
+                done.set()
+        WORKERS.submit(run, f"execution-{record.name}")
 
     def _claim(self, execution_arn: str) -> bool:
         """Registers the execution as run here *before* the store says RUNNING, so reap_orphans never sees a gap."""
@@ -200,9 +216,9 @@ class Engine:
 
     def wait(self, execution_arn: str, timeout: float | None = None) -> dict[str, Json]:
         """Waits for a background execution of this engine to end; returns describe_execution."""
-        thread = self._threads.get(execution_arn)
-        if thread is not None:
-            thread.join(timeout)
+        done = self._done.get(execution_arn)
+        if done is not None:
+            done.wait(timeout)
         return self.describe_execution(execution_arn)
 
     def _execute(self, record: ExecutionRecord, role_arn: str, recorder: Recorder,
@@ -245,8 +261,9 @@ class Engine:
 
     # ------------------------------------------------------------------ reading
     def describe_execution(self, execution_arn: str) -> dict[str, Json]:
-        self.reap_orphans()
         record = self.store.execution(execution_arn)
+        if record.status == ExecutionStatus.RUNNING and self._reap(record.arn, record.owner_pid, record.owner_host):
+            record = self.store.execution(record.arn)  # its owner process is gone: now ABORTED
         description: dict[str, Json] = {
             "executionArn": record.arn, "stateMachineArn": record.state_machine_arn, "name": record.name,
             "status": record.status.value, "startDate": _datetime(record.start_date), "input": json.dumps(record.input),
@@ -368,27 +385,31 @@ class Engine:
 
     def reap_orphans(self) -> list[str]:
         """Marks RUNNING executions whose engine process on this host is gone as ABORTED."""
-        reaped = []
-        host = os.uname().nodename
         running = self.store.query("SELECT arn, owner_pid, owner_host FROM executions WHERE status = ?", (ExecutionStatus.RUNNING,))
-        for arn, owner_pid, owner_host in running:  # a light query: every DescribeExecution comes here
-            if owner_host != host or owner_pid is None:
-                continue
-            if owner_pid == os.getpid():
-                with _RUNNING_LOCK:  # a run of this process may have ended since the listing: read again
-                    if self._key(arn) in _RUNNING:
-                        continue
-                    record = self.store.execution(arn)
-            elif _alive(owner_pid):
-                continue
-            else:
+        return [arn for arn, owner_pid, owner_host in running if self._reap(arn, owner_pid, owner_host)]
+
+    def _reap(self, arn: str, owner_pid: int | None, owner_host: str | None) -> bool:
+        """Marks one execution listed RUNNING (by `owner_pid` on `owner_host`) ABORTED if that process is gone.
+
+        DescribeExecution asks this about the execution it describes only, so it costs no query while
+        the owner lives; the other readers ask it about every RUNNING execution (reap_orphans).
+        """
+        if owner_host != os.uname().nodename or owner_pid is None:
+            return False
+        if owner_pid == os.getpid():
+            with _RUNNING_LOCK:  # a run of this process may have ended since the listing: read again
+                if self._key(arn) in _RUNNING:
+                    return False
                 record = self.store.execution(arn)
-            if record.status != ExecutionStatus.RUNNING or record.owner_pid != owner_pid:  # the run ended since the listing
-                continue
-            cause = f"the engine process (pid {record.owner_pid}) ended while the execution was running"
-            Recorder.resume(self.store, record, self.clock).aborted(0, ErrorName.RUNTIME, cause)
-            reaped.append(record.arn)
-        return reaped
+        elif _alive(owner_pid):
+            return False
+        else:
+            record = self.store.execution(arn)
+        if record.status != ExecutionStatus.RUNNING or record.owner_pid != owner_pid:  # the run ended since the listing
+            return False
+        cause = f"the engine process (pid {record.owner_pid}) ended while the execution was running"
+        Recorder.resume(self.store, record, self.clock).aborted(0, ErrorName.RUNTIME, cause)
+        return True
 
 
 def _alive(pid: int) -> bool:

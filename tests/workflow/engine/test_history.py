@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from workflow.engine.errors import ExecutionDoesNotExist
-from workflow.engine.history import HistoryStore
+from workflow.engine.history import CHECKPOINT_EVERY, HistoryStore
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[3]
@@ -58,3 +59,29 @@ def test_store_uses_wal_and_versions_definitions(tmp_path: Path) -> None:
     assert store.state_machine_definition(arn, 1) == '{"v": 1}'
     with pytest.raises(ExecutionDoesNotExist, match="'nope' does not exist"):
         store.execution("nope")
+
+
+def _main_file_rows(store_path: Path, copy: Path) -> int:
+    """Rows of `state_machines` in the database file alone, without its WAL: what checkpoints moved there."""
+    copy.write_bytes(store_path.read_bytes())
+    connection = sqlite3.connect(copy)
+    try:
+        if connection.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'state_machines'").fetchone()[0] == 0:
+            return 0  # not even the schema has left the WAL
+        return connection.execute("SELECT COUNT(*) FROM state_machines").fetchone()[0]
+    finally:
+        connection.close()
+
+
+def test_the_wal_is_checkpointed_off_the_committing_thread_every_so_many_commits(tmp_path: Path) -> None:
+    store_path = tmp_path / "engine.sqlite3"
+    store = HistoryStore(store_path)
+    row = "INSERT INTO state_machines VALUES (?, ?, '{}', 'role', 'STANDARD', 1, 0, 0)"
+    for index in range(CHECKPOINT_EVERY - 1):
+        store.write(row, (f"arn-{index}", f"name-{index}"))
+    assert _main_file_rows(store_path, tmp_path / "before.sqlite3") == 0  # all still in the WAL: no checkpoint in a commit
+    store.write(row, ("arn-last", "name-last"))
+    deadline = time.monotonic() + 30
+    while _main_file_rows(store_path, tmp_path / "after.sqlite3") < CHECKPOINT_EVERY:
+        assert time.monotonic() < deadline, "no checkpoint after CHECKPOINT_EVERY commits"
+        time.sleep(0.02)

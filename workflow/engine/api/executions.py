@@ -34,9 +34,8 @@ def start_execution(backend: Backend, request: Request) -> dict[str, Any]:
     machine_arn = request.arn("stateMachineArn", "stateMachine")
     name = request.name(required=False)
     execution_input = _input(request)
-    engine = backend.engine(request.caller)
-    execution_arn = engine.start_execution(machine_arn, execution_input, name)
-    return {"executionArn": execution_arn, "startDate": shapes.epoch(engine.store.execution(execution_arn).start_date)}
+    started = backend.engine(request.caller).start(machine_arn, execution_input, name)
+    return {"executionArn": started.arn, "startDate": shapes.epoch(started.start_date)}
 
 
 def start_sync_execution(backend: Backend, request: Request) -> dict[str, Any]:
