@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-NODE_HEIGHT = 40
+NODE_HEIGHT = 36
 MIN_WIDTH = 110.0
 CHAR_WIDTH = 7.2  # 12px system sans-serif, bold: a little wide, so labels fit
 LABEL_LENGTH = 30

@@ -86,10 +86,10 @@ def _crossings(edges: list[dict[str, Any]]) -> int:
     pieces = [(index, segment) for index, edge in enumerate(edges) for segment in _segments(edge["d"])]
     count = 0
     for first, ((ax0, ay0), (ax1, ay1)) in pieces:
-        if ay0 != ay1:
+        if abs(ay0 - ay1) > 0.01:
             continue  # not horizontal
         for second, ((bx0, by0), (bx1, by1)) in pieces:
-            if first == second or bx0 != bx1:
+            if first == second or abs(bx0 - bx1) > 0.01:
                 continue
             if min(ax0, ax1) + 0.5 < bx0 < max(ax0, ax1) - 0.5 and min(by0, by1) + 0.5 < ay0 < max(by0, by1) - 0.5:
                 count += 1
@@ -133,7 +133,7 @@ def test_the_pipeline_graph(setup: Any, console: str, page: Any) -> None:
     for edge in edges:
         segments = _segments(edge["d"])
         assert segments, edge
-        assert all(x0 == x1 or y0 == y1 for (x0, y0), (x1, y1) in segments), edge  # orthogonal
+        assert all(abs(x0 - x1) < 0.01 or abs(y0 - y1) < 0.01 for (x0, y0), (x1, y1) in segments), edge  # orthogonal
         for box in boxes:
             if _around(box, edge["source"]) or _around(box, edge["target"]):
                 continue

@@ -98,7 +98,7 @@ def test_parallel_branches_and_maps_are_groups_holding_their_states() -> None:
                                               "Both/1/Right/Inner", "End"]  # fmt: skip
     assert nodes["Both"]["group"] and nodes["Both/1/Right"]["group"] and not nodes["Both/0/Left"]["group"]
     assert nodes["Both/0"] | {"width": 0} == {"id": "Both/0", "name": None, "type": "Branch", "parent": "Both", "group": True,
-                                              "width": 0, "height": 40}  # fmt: skip
+                                              "width": 0, "height": 36}  # fmt: skip
     assert nodes["Both/1/Right/Inner"]["parent"] == "Both/1/Right" and nodes["Both/1/Right"]["parent"] == "Both/1"
     assert [(edge["source"], edge["target"], edge["parent"]) for edge in graph["edges"]] == [
         ("Both/0/Left", "Both/0/Left2", "Both/0"), ("Both", "End", None)]

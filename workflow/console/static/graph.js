@@ -21,8 +21,8 @@ const LAYOUT_OPTIONS = {
   "elk.json.edgeCoords": "ROOT",
   "elk.layered.considerModelOrder.strategy": "NODES_AND_EDGES",  // keep the ASL's order where it costs no crossing
   "elk.layered.cycleBreaking.strategy": "DEPTH_FIRST",  // poll loops point back up, the main flow goes down
-  "elk.layered.nodePlacement.strategy": "NETWORK_SIMPLEX",  // straight vertical runs
-  "elk.layered.spacing.nodeNodeBetweenLayers": "26",
+  "elk.layered.nodePlacement.strategy": "NETWORK_SIMPLEX",  // straight vertical runs; narrower than BRANDES_KOEPF here
+  "elk.layered.spacing.nodeNodeBetweenLayers": "22",
   "elk.layered.spacing.edgeNodeBetweenLayers": "14",
   "elk.spacing.nodeNode": "26",
   "elk.spacing.edgeNode": "14",
@@ -67,11 +67,13 @@ function flatten(laidOut, nodes, edges) {
   for (const edge of laidOut.edges || []) edges[edge.id] = edge;
 }
 
+const round = (value) => Math.round(value * 10) / 10;  // ELK's sums differ in the 13th digit
+
 function edgePath(edge) {
   let path = "";
   for (const section of edge.sections || []) {
     const points = [section.startPoint, ...(section.bendPoints || []), section.endPoint];
-    path += points.map((point, index) => `${index ? "L" : "M"} ${point.x} ${point.y}`).join(" ") + " ";
+    path += points.map((point, index) => `${index ? "L" : "M"} ${round(point.x)} ${round(point.y)}`).join(" ") + " ";
   }
   return path.trim();
 }
