@@ -2,7 +2,7 @@
 
 The pipeline definition (`render_definition(load_config(None, []))`) is registered in an
 engine and run with an empty input, so it fails in its first state; its execution page
-draws all ~60 states. The test reads the drawn SVG back and checks what makes the graph
+draws all 56 states. The test reads the drawn SVG back and checks what makes the graph
 readable: no boxes overlapping, every edge orthogonal, no edge through a box that is not
 its own end (or a group around one), Catch edges dashed, Choice edges labelled, the flow
 top to bottom. A screenshot and the measured figures (size, crossings, layout time) go to
@@ -111,17 +111,9 @@ def _states(machine: dict[str, Any]) -> list[str]:
     return names
 
 
-def test_the_pipeline_graph(setup: Any, console: str, page: Any) -> None:
-    machine = render_definition(load_config(None, []))
-    engine = local_engine()  # the same store as setup.engine's (DDCICD_HOME), with local SageMaker
-    arn = engine.create_state_machine("pipeline", machine)
-    run = engine.run_execution(arn, {}, name="no-input")  # Process finds no RawDataUri in the input
-    assert run["status"] == "FAILED", run
-    page.goto(f"{console}/?token={TOKEN}")
-    page.click("tr[data-execution='no-input'] a")
-    page.wait_for_selector("svg.graph g.state.status-failed[data-state='Process']")
-    drawing = page.evaluate(READ_DRAWING)
-    assert sorted(box["name"] for box in drawing["boxes"]) == sorted(_states(machine))
+def _check_drawing(drawing: dict[str, Any]) -> None:
+    """No box overlaps another unless one is a group around the other; every edge orthogonal
+    and clear of every box that is not its own end (or a group around one)."""
     boxes, edges = drawing["boxes"], drawing["edges"]
     for first in boxes:  # no box overlaps another, unless one is a group around the other
         for second in boxes:
@@ -139,6 +131,21 @@ def test_the_pipeline_graph(setup: Any, console: str, page: Any) -> None:
                 continue
             through += [(edge["source"], edge["target"], box["id"]) for segment in segments if _through(segment, box)]
     assert through == [], through  # no edge runs through a box that is not its own end (or a group around one)
+
+
+def test_the_pipeline_graph(setup: Any, console: str, page: Any) -> None:
+    machine = render_definition(load_config(None, []))
+    engine = local_engine()  # the same store as setup.engine's (DDCICD_HOME), with local SageMaker
+    arn = engine.create_state_machine("pipeline", machine)
+    run = engine.run_execution(arn, {}, name="no-input")  # Process finds no RawDataUri in the input
+    assert run["status"] == "FAILED", run
+    page.goto(f"{console}/?token={TOKEN}")
+    page.click("tr[data-execution='no-input'] a")
+    page.wait_for_selector("svg.graph g.state.status-failed[data-state='Process']")
+    drawing = page.evaluate(READ_DRAWING)
+    assert sorted(box["name"] for box in drawing["boxes"]) == sorted(_states(machine))
+    boxes, edges = drawing["boxes"], drawing["edges"]
+    _check_drawing(drawing)
     catch = [edge for edge in edges if edge["kind"] == "catch"]
     assert catch and all(edge["dash"] not in ("", "none") for edge in catch)  # Catch edges are dashed
     labelled = [edge for edge in edges if edge["kind"] in ("choice", "default")]
@@ -167,3 +174,44 @@ def test_without_the_layout_library_the_page_says_what_to_do(setup: Any, console
     page.click("tr[data-execution='first-try'] a")
     page.locator("#graph", has_text="/static/elk.bundled.js is missing: run `make install`").wait_for()
     page.wait_for_selector("#history-body >> text=ExecutionFailed")  # the rest of the page works
+
+
+PARALLEL = {
+    "StartAt": "Both",
+    "States": {
+        "Both": {"Type": "Parallel", "Next": "End", "Branches": [
+            {"StartAt": "Left", "States": {"Left": {"Type": "Pass", "Next": "Left2"}, "Left2": {"Type": "Pass", "End": True}}},
+            {"StartAt": "Right", "States": {"Right": {"Type": "Map", "ItemsPath": "$.items", "ItemProcessor": {
+                "StartAt": "Inner", "States": {"Inner": {"Type": "Pass", "End": True}}}, "End": True}}},
+        ]},
+        "End": {"Type": "Succeed"},
+    },
+}  # fmt: skip
+
+
+def test_parallel_branches_hold_their_states(setup: Any, console: str, page: Any) -> None:
+    arn = setup.engine.create_state_machine("parallel", PARALLEL)
+    assert setup.engine.run_execution(arn, {"items": [1, 2]}, name="both")["status"] == "SUCCEEDED"
+    page.goto(f"{console}/?token={TOKEN}")
+    page.click("tr[data-execution='both'] a")
+    page.wait_for_selector("svg.graph g.group.status-succeeded[data-state='Both']")
+    drawing = page.evaluate(READ_DRAWING)
+    _check_drawing(drawing)
+    place = {box["id"]: box for box in drawing["boxes"]}
+    branches = page.evaluate("""() => Array.from(document.querySelectorAll("svg.graph rect.branch")).map((rect) =>
+        ({id: rect.dataset.id, x: +rect.getAttribute("x"), y: +rect.getAttribute("y"),
+          width: +rect.getAttribute("width"), height: +rect.getAttribute("height")}))""")
+    assert [branch["id"] for branch in branches] == ["Both/0", "Both/1"]
+    for outer, inner in [("Both", "Both/0/Left"), ("Both", "Both/1/Right/Inner"), ("Both/1/Right", "Both/1/Right/Inner")]:
+        assert _contains(place[outer], place[inner]), (outer, inner)
+    for branch in branches:
+        assert _contains(place["Both"], branch)
+        assert _contains(branch, place[branch["id"] + ("/Left" if branch["id"].endswith("0") else "/Right")])
+    assert place["End"]["y"] >= place["Both"]["y"] + place["Both"]["height"]  # below the whole group
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator("svg.graph").screenshot(path=str(SCREENSHOTS / "console-parallel-graph.png"))
+
+
+def _contains(outer: dict[str, Any], inner: dict[str, Any]) -> bool:
+    return (outer["x"] <= inner["x"] and inner["x"] + inner["width"] <= outer["x"] + outer["width"]
+            and outer["y"] <= inner["y"] and inner["y"] + inner["height"] <= outer["y"] + outer["height"])  # fmt: skip
