@@ -14,21 +14,27 @@ $(STAMP): setup.py constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-# asl-validator (npm) checks the exported state machine in the tests.
+# asl-validator (npm) checks the exported state machine in the tests; elkjs lays out the console's graph.
 $(NODE_TOOLS): package.json package-lock.json
 	npm ci --no-audit --no-fund --silent
 	touch $(NODE_TOOLS)
 
-install: $(STAMP) $(NODE_TOOLS)
+# elkjs (pinned in package-lock.json) lays out the console's graph in the page: its browser
+# bundle is copied into the console's static files, which serve it; git ignores the copy.
+ELK := workflow/console/static/elk.bundled.js
+$(ELK): $(NODE_TOOLS)
+	cp node_modules/elkjs/lib/elk.bundled.js $@.tmp && mv $@.tmp $@
 
-demo: $(STAMP)
+install: $(STAMP) $(NODE_TOOLS) $(ELK)
+
+demo: $(STAMP) $(ELK)
 	$(BIN)/ddcicd run
 
-test: $(STAMP) $(NODE_TOOLS) browser
+test: $(STAMP) $(NODE_TOOLS) $(ELK) browser
 	$(BIN)/python -m pytest
 
 # Skips the slow end-to-end tests: for the edit-test loop, not for CI.
-test-fast: $(STAMP) $(NODE_TOOLS)
+test-fast: $(STAMP) $(NODE_TOOLS) $(ELK)
 	$(BIN)/python -m pytest -m "not slow"
 
 # Debian's Chromium for the console's browser tests (Playwright drives it; no `playwright install`).
@@ -41,4 +47,4 @@ bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) node_modules build .pytest_cache .hypothesis
+	rm -rf $(VENV) node_modules build .pytest_cache .hypothesis $(ELK)

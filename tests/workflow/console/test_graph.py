@@ -37,56 +37,46 @@ PARALLEL = {
 }  # fmt: skip
 
 
-def _boxes(graph: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {node["id"]: node for node in graph["nodes"] if node["name"] is not None}
-
-
-def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"] and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"]
-
-
-def _inside(inner: dict[str, Any], outer: dict[str, Any]) -> bool:
-    return (outer["x"] <= inner["x"] and inner["x"] + inner["width"] <= outer["x"] + outer["width"]
-            and outer["y"] <= inner["y"] and inner["y"] + inner["height"] <= outer["y"] + outer["height"])  # fmt: skip
-
-
-def _check_layout(graph: dict[str, Any]) -> None:
-    boxes = _boxes(graph)
-    for first in boxes.values():
-        for second in boxes.values():
-            if first is second or _inside(first, second) or _inside(second, first):
-                continue
-            assert not _overlap(first, second), (first["id"], second["id"])
-        assert 0 <= first["x"] and first["x"] + first["width"] <= graph["width"] + 0.01
-        assert 0 <= first["y"] and first["y"] + first["height"] <= graph["height"] + 0.01
+def _check_structure(graph: dict[str, Any]) -> None:
+    """Ids unique, each group listed before what it holds (graph.js builds ELK's tree in one
+    pass), every edge inside one group with both its ends."""
+    seen: dict[str, dict[str, Any]] = {}
+    for node in graph["nodes"]:
+        assert node["id"] not in seen, node
+        assert node["parent"] is None or seen[node["parent"]]["group"], node
+        assert node["width"] > 0 and node["height"] > 0, node
+        seen[node["id"]] = node
     for edge in graph["edges"]:
-        source, target = boxes[edge["source"]], boxes[edge["target"]]
-        (x0, y0), (x1, y1) = edge["points"][0], edge["points"][-1]
-        assert source["x"] <= x0 <= source["x"] + source["width"] and source["y"] <= y0 <= source["y"] + source["height"], edge
-        assert target["x"] <= x1 <= target["x"] + target["width"] and target["y"] <= y1 <= target["y"] + target["height"], edge
+        assert seen[edge["source"]]["parent"] == seen[edge["target"]]["parent"] == edge["parent"], edge
+    assert len({edge["id"] for edge in graph["edges"]}) == len(graph["edges"])
 
 
-def test_every_state_and_transition_is_drawn_once() -> None:
+def test_every_state_and_transition_is_there_once() -> None:
     graph = graph_json(LOOP)
-    assert sorted(node["name"] for node in graph["nodes"] if node["name"]) == sorted(LOOP["States"])
+    assert sorted(node["name"] for node in graph["nodes"]) == sorted(LOOP["States"])
+    assert graph["startAt"] == "Describe"
     kinds = {(edge["source"], edge["target"]): edge["kind"] for edge in graph["edges"]}
     assert kinds == {("Describe", "Ready"): "next", ("Ready", "Use"): "choice", ("Ready", "Wait"): "default",
                      ("Wait", "Describe"): "next", ("Use", "CleanUp"): "catch", ("Use", "Done"): "next",
                      ("CleanUp", "Failed"): "next"}  # fmt: skip
-    _check_layout(graph)
+    catch = next(edge for edge in graph["edges"] if edge["kind"] == "catch")
+    assert catch["title"] == "catch States.ALL" and catch["label"] == ""
+    _check_structure(graph)
 
 
-def test_flow_goes_down_and_loops_come_back_up() -> None:
-    boxes = _boxes(graph_json(LOOP))
-    assert boxes["Describe"]["y"] < boxes["Ready"]["y"] < boxes["Wait"]["y"]
-    assert boxes["Ready"]["y"] < boxes["Use"]["y"] < boxes["Done"]["y"]
-    loop = next(edge for edge in graph_json(LOOP)["edges"] if edge["source"] == "Wait")
-    assert loop["points"][0][1] > loop["points"][-1][1]  # from Wait up to Describe
+def test_a_long_state_name_gets_a_wider_box() -> None:
+    graph = graph_json({"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "CreateProductionEndpointConfigAgain"},
+                                                   "CreateProductionEndpointConfigAgain": {"Type": "Succeed"}}})  # fmt: skip
+    short, long = graph["nodes"]
+    assert short["width"] == 110 and long["width"] > 7 * len(long["name"])
 
 
 def test_choice_edges_are_labelled() -> None:
     labels = {edge["target"]: edge["label"] for edge in graph_json(LOOP)["edges"]}
     assert labels["Use"] == '$.status == "InService"' and labels["Wait"] == "default"
+    long_rule = {"Variable": "$.endpoint_status.EndpointStatus", "StringEquals": "InService", "Next": "B"}
+    edge = graph_json({"StartAt": "A", "States": {"A": {"Type": "Choice", "Choices": [long_rule]}, "B": {"Type": "Succeed"}}})["edges"][0]
+    assert len(edge["label"]) == 30 and edge["label"].endswith("…") and edge["title"] == choice_label(long_rule)
 
 
 @pytest.mark.parametrize(("rule", "text"), [
@@ -103,27 +93,36 @@ def test_choice_label(rule: dict[str, Any], text: str) -> None:
 
 def test_parallel_branches_and_maps_are_groups_holding_their_states() -> None:
     graph = graph_json(PARALLEL)
-    boxes = _boxes(graph)
-    assert boxes["Both"]["group"] and boxes["Both/1/Right"]["group"] and not boxes["Both/0/Left"]["group"]
-    for inner in ("Both/0/Left", "Both/0/Left2", "Both/1/Right", "Both/1/Right/Inner"):
-        assert _inside(boxes[inner], boxes["Both"]), inner
-    assert _inside(boxes["Both/1/Right/Inner"], boxes["Both/1/Right"])
-    assert not _overlap(boxes["Both/0/Left"], boxes["Both/1/Right"])
-    assert boxes["End"]["y"] >= boxes["Both"]["y"] + boxes["Both"]["height"]
-    _check_layout(graph)
+    nodes = {node["id"]: node for node in graph["nodes"]}
+    assert [node_id for node_id in nodes] == ["Both", "Both/0", "Both/0/Left", "Both/0/Left2", "Both/1", "Both/1/Right",
+                                              "Both/1/Right/Inner", "End"]  # fmt: skip
+    assert nodes["Both"]["group"] and nodes["Both/1/Right"]["group"] and not nodes["Both/0/Left"]["group"]
+    assert nodes["Both/0"] | {"width": 0} == {"id": "Both/0", "name": None, "type": "Branch", "parent": "Both", "group": True,
+                                              "width": 0, "height": 36}  # fmt: skip
+    assert nodes["Both/1/Right/Inner"]["parent"] == "Both/1/Right" and nodes["Both/1/Right"]["parent"] == "Both/1"
+    assert [(edge["source"], edge["target"], edge["parent"]) for edge in graph["edges"]] == [
+        ("Both/0/Left", "Both/0/Left2", "Both/0"), ("Both", "End", None)]
+    _check_structure(graph)
 
 
-def test_the_pipeline_definition_lays_out_cleanly() -> None:
+def test_the_pipeline_definition() -> None:
     from workflow.definition import render_definition
 
     machine = render_definition(load_config())
     graph = graph_json(json.dumps(machine))
-    assert {node["name"] for node in graph["nodes"] if node["name"]} >= set(machine["States"])
-    _check_layout(graph)
+    assert {node["name"] for node in graph["nodes"] if node["parent"] is None} == set(machine["States"])
+    kinds = {edge["kind"] for edge in graph["edges"]}
+    assert kinds == {"next", "choice", "default", "catch"}
+    _check_structure(graph)
 
 
 def test_empty_and_unreachable_states() -> None:
-    assert graph_json({"StartAt": "A", "States": {}}) == {"width": 0.0, "height": 0.0, "nodes": [], "edges": []}
+    assert graph_json({"StartAt": "A", "States": {}}) == {"startAt": "A", "nodes": [], "edges": []}
     graph = graph_json({"StartAt": "A", "States": {"A": {"Type": "Succeed"}, "Orphan": {"Type": "Pass", "Next": "A"}}})
     assert {node["name"] for node in graph["nodes"]} == {"A", "Orphan"}
-    _check_layout(graph)
+    _check_structure(graph)
+
+
+def test_transitions_to_missing_states_are_left_out() -> None:
+    graph = graph_json({"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "Nowhere"}}})
+    assert graph["edges"] == []
