@@ -1,0 +1,192 @@
+"""Guarded rollouts on real local endpoints under steady load: canary, linear, and rollbacks on alarms.
+
+The new fleet's model is tiny (ResNet-20 on 32x32) so instances start in a second or two; the
+broken one answers every second request with a 500 (DDCICD_SERVE_FAIL_EVERY, set through the
+model's container Environment as SageMaker passes it), the slow one is the same network on
+96x96 inputs (about 5x the latency).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from steps.export import export_model_archive
+from steps.model import ResNet, ResNetConfig
+from workflow.local.alarms import put_metric_alarm
+from workflow.local.endpoints import LocalEndpoints, ValidationError
+from workflow.local.instances import Instance, is_running
+from workflow.local.runtime import ensure_runtime
+from workflow.local.steady_load import Answer, SteadyLoad
+
+
+@pytest.fixture(scope="module")
+def archives(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return {name: export_model_archive(ResNet(ResNetConfig(num_layers=20, num_classes=classes)),
+                                       tmp_path_factory.mktemp(name), shape)
+            for name, classes, shape in (("blue", 10, (3, 32, 32)), ("green", 4, (3, 32, 32)),
+                                         ("slow", 4, (3, 96, 96)))}
+
+
+@pytest.fixture(scope="module")
+def jpeg() -> bytes:
+    image = cv2.resize(np.random.default_rng(0).integers(0, 256, (6, 8, 3), dtype=np.uint8), (640, 480))
+    return cv2.imencode(".jpg", image)[1].tobytes()
+
+
+@pytest.fixture()
+def endpoints(tmp_path: Path) -> Iterator[LocalEndpoints]:
+    local = LocalEndpoints(tmp_path, cpu_count=2)
+    yield local
+    local.shutdown()
+
+
+def alarm(name: str, metric: str, threshold: float, period: int = 1, periods: int = 1, datapoints: int = 1) -> dict:
+    statistic = {"Statistic": "Average"} if metric == "Invocation5XXErrors" else {"ExtendedStatistic": "p99"}
+    return {"AlarmName": name, "Namespace": "AWS/SageMaker", "MetricName": metric, **statistic,
+            "Threshold": threshold, "Period": period, "EvaluationPeriods": periods,
+            "DatapointsToAlarm": datapoints, "ComparisonOperator": "GreaterThanThreshold"}
+
+
+def deployment(kind: str, percent: int, wait: int, alarms: list[str], termination_wait: int = 0,
+               max_seconds: int = 600) -> dict[str, Any]:
+    routing: dict[str, Any] = {"Type": kind, "WaitIntervalInSeconds": wait}
+    if kind != "ALL_AT_ONCE":
+        routing["CanarySize" if kind == "CANARY" else "LinearStepSize"] = {"Type": "CAPACITY_PERCENT", "Value": percent}
+    return {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": routing, "TerminationWaitInSeconds": termination_wait,
+                                      "MaximumExecutionTimeoutInSeconds": max_seconds},
+            "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": name} for name in alarms]}}
+
+
+def serve(endpoints: LocalEndpoints, archives: dict[str, Path], fleet: str, archive: str,
+          environment: dict[str, str] | None = None) -> None:
+    container: dict[str, Any] = {"ModelDataUrl": str(archives[archive])}
+    if environment:
+        container["Environment"] = environment
+    endpoints.create_model(f"{fleet}-model", primary_container=container)
+    endpoints.create_endpoint_config(fleet, [{"VariantName": fleet, "ModelName": f"{fleet}-model",
+                                              "InitialInstanceCount": 1}])
+
+
+def production(endpoints: LocalEndpoints, archives: dict[str, Path]) -> list[Instance]:
+    serve(endpoints, archives, "blue", "blue")
+    endpoints.create_endpoint("production", "blue")
+    settle(endpoints, "Creating")
+    return instances(endpoints)
+
+
+def instances(endpoints: LocalEndpoints) -> list[Instance]:
+    import json
+
+    return [Instance.from_json(item) for item in json.loads(endpoints.state_path("production").read_text())["instances"]]
+
+
+def settle(endpoints: LocalEndpoints, leaving: str, timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        description = endpoints.describe_endpoint("production")
+        if description["EndpointStatus"] != leaving:
+            return description
+        time.sleep(0.05)
+    raise AssertionError(f"production still {leaving} after {timeout} s")
+
+
+def rollout(endpoints: LocalEndpoints, jpeg: bytes, config: dict[str, Any]) -> tuple[dict[str, Any], list[Answer], list[dict]]:
+    """Update production to `green` under load; returns the final description, every answer and
+    the descriptions seen while Updating."""
+    seen = []
+    with SteadyLoad(ensure_runtime(endpoints.root.parent), "production", jpeg, concurrency=4) as load:
+        time.sleep(0.5)
+        endpoints.update_endpoint("production", "green", config)
+        deadline = time.monotonic() + 120
+        while (description := endpoints.describe_endpoint("production"))["EndpointStatus"] == "Updating":
+            seen.append(description)
+            assert time.monotonic() < deadline, "the rollout did not end within 120 s"
+            time.sleep(0.1)
+        time.sleep(1.0)  # the losing fleet drains and stops
+    return description, load.stop(), seen
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind, percent, shares", [("CANARY", 25, [25, 100]), ("LINEAR", 34, [34, 68, 100])])
+def test_a_good_model_rolls_out_in_steps_with_no_failed_request(
+        endpoints: LocalEndpoints, archives: dict[str, Path], jpeg: bytes, kind: str, percent: int, shares: list[int]) -> None:
+    old = production(endpoints, archives)
+    serve(endpoints, archives, "green", "green")
+    put_metric_alarm(endpoints.root.parent, alarm("errors", "Invocation5XXErrors", 0.01))
+    put_metric_alarm(endpoints.root.parent, alarm("latency", "ModelLatency", 5_000_000, period=2, periods=2, datapoints=2))
+    final, answers, seen = rollout(endpoints, jpeg, deployment(kind, percent, 2, ["errors", "latency"]))
+    assert [answer for answer in answers if answer.status != 200] == []
+    assert final["EndpointStatus"] == "InService" and final["EndpointConfigName"] == "green"
+    assert "FailureReason" not in final
+    assert not any(is_running(instance) for instance in old)
+    steps = [step["percent"] for step in endpoints._load("production")["LastRollout"]["Steps"]]
+    assert steps == shares
+    # While a share baked, both fleets answered, the new one about its share.
+    summaries = [item["PendingDeploymentSummary"] for item in seen if "PendingDeploymentSummary" in item]
+    assert {summary["EndpointConfigName"] for summary in summaries} == {"green"}
+    assert any(summary["ProductionVariants"][0]["VariantStatus"][0]["Status"] == "Baking" for summary in summaries)
+    assert percent / 2 <= 100 * _first_share(answers) <= percent * 1.6
+    assert answers[-1].variant == "green" and answers[0].variant == "blue"
+
+
+def _first_share(answers: list[Answer]) -> float:
+    """The new fleet's share of the 200 requests after its first answer (its first step)."""
+    first_green = next(index for index, answer in enumerate(answers) if answer.variant == "green" or answer.status != 200)
+    window = answers[first_green:first_green + 200]
+    return sum(answer.variant == "green" or answer.status != 200 for answer in window) / len(window)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["errors", "latency"])
+def test_a_bad_canary_is_rolled_back_within_the_window_and_production_stays_on_the_old_config(
+        endpoints: LocalEndpoints, archives: dict[str, Path], jpeg: bytes, fault: str) -> None:
+    old = production(endpoints, archives)
+    if fault == "errors":
+        serve(endpoints, archives, "green", "green", {"DDCICD_SERVE_FAIL_EVERY": "2"})
+        put_metric_alarm(endpoints.root.parent, alarm("guard", "Invocation5XXErrors", 0.1, period=2))
+    else:
+        serve(endpoints, archives, "green", "slow")
+        # The blue fleet's p50 here; the slow one's p99 is several times that.
+        with SteadyLoad(ensure_runtime(endpoints.root.parent), "production", jpeg, concurrency=4) as load:
+            time.sleep(2)
+        latencies = sorted(answer.ended - answer.started for answer in load.stop())
+        threshold_us = 3 * latencies[len(latencies) // 2] * 1e6
+        put_metric_alarm(endpoints.root.parent, alarm("guard", "ModelLatency", threshold_us, period=2))
+    window = 2.0
+    final, answers, _ = rollout(endpoints, jpeg, deployment("CANARY", 25, 60, ["guard"]))
+    assert final["EndpointStatus"] == "InService" and final["EndpointConfigName"] == "blue"
+    assert "rolled back" in final["FailureReason"] and "alarm guard in ALARM" in final["FailureReason"]
+    assert [instance.pid for instance in instances(endpoints)] == [instance.pid for instance in old]
+    assert all(is_running(instance) for instance in old)
+    green = [answer for answer in answers if answer.variant == "green" or answer.status != 200]
+    assert green, "the canary never got traffic"
+    first_bad = min(answer.ended for answer in green if fault == "latency" or answer.status != 200)
+    last_routed = max(answer.started for answer in green)
+    assert last_routed - first_bad <= window + 2.0, (last_routed - first_bad, window)
+    assert answers[-1].variant == "blue" and all(answer.status == 200 for answer in answers[-20:])
+    if fault == "errors":
+        during = [answer for answer in answers if first_bad - 0.5 <= answer.started <= last_routed]
+        failed = [answer for answer in during if answer.status != 200]
+        # Failures come only from the canary's share (and only half of its answers fail).
+        assert 0 < len(failed) <= 0.25 * len(during) * 1.5, (len(failed), len(during))
+    else:
+        assert all(answer.status == 200 for answer in answers)
+
+
+def test_a_deployment_naming_an_unknown_alarm_or_a_bad_size_is_refused(
+        endpoints: LocalEndpoints, archives: dict[str, Path]) -> None:
+    serve(endpoints, archives, "blue", "blue")
+    endpoints.create_endpoint("production", "blue")
+    settle(endpoints, "Creating")
+    serve(endpoints, archives, "green", "green")
+    with pytest.raises(ValidationError, match=r"Alarms\[0\]: alarm 'missing' does not exist"):
+        endpoints.update_endpoint("production", "green", deployment("CANARY", 10, 1, ["missing"]))
+    with pytest.raises(ValidationError, match=r"CanarySize.Value 0 must be an integer from 1 to 100"):
+        endpoints.update_endpoint("production", "green", deployment("CANARY", 0, 1, []))
+    assert endpoints.describe_endpoint("production")["EndpointStatus"] == "InService"
