@@ -97,3 +97,14 @@ def evaluate(alarm: dict[str, Any], metrics: dict[str, Any], fleet: str, since: 
     shown = ", ".join(f"{value:g}" for value in breaching)
     return (f"alarm {alarm['AlarmName']} in ALARM: {alarm['MetricName']} {shown} > {alarm['Threshold']:g} "
             f"in {len(breaching)} of {len(values)} periods of {period:g} s")
+
+
+def put_rollout_alarms(home: Path, config: Any) -> list[str]:
+    """Put the alarms a guarded promotion of `config` names (workflow/definition/endpoints.py's
+    rollout_alarms), as the stack does on AWS; returns their names. `ddcicd run` calls it."""
+    from workflow.definition.endpoints import rollout_alarms
+
+    alarms = rollout_alarms(config)
+    for alarm in alarms:
+        put_metric_alarm(home, alarm)
+    return [alarm["AlarmName"] for alarm in alarms]

@@ -7,6 +7,8 @@ model's container Environment as SageMaker passes it), the slow one is the same 
 """
 from __future__ import annotations
 
+import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +20,12 @@ import pytest
 
 from steps.export import export_model_archive
 from steps.model import ResNet, ResNetConfig
-from workflow.local.alarms import put_metric_alarm
+from workflow.config import load_config
+from workflow.definition import render_definition
+from workflow.definition.endpoints import deployment_config
+from workflow.engine import SystemClock, TaskContext
+from workflow.local.alarms import put_metric_alarm, put_rollout_alarms
+from workflow.local.sagemaker_control import SageMakerControlPlane
 from workflow.local.endpoints import LocalEndpoints, ValidationError
 from workflow.local.instances import Instance, is_running
 from workflow.local.runtime import ensure_runtime
@@ -81,8 +88,6 @@ def production(endpoints: LocalEndpoints, archives: dict[str, Path]) -> list[Ins
 
 
 def instances(endpoints: LocalEndpoints) -> list[Instance]:
-    import json
-
     return [Instance.from_json(item) for item in json.loads(endpoints.state_path("production").read_text())["instances"]]
 
 
@@ -177,6 +182,31 @@ def test_a_bad_canary_is_rolled_back_within_the_window_and_production_stays_on_t
         assert 0 < len(failed) <= 0.25 * len(during) * 1.5, (len(failed), len(during))
     else:
         assert all(answer.status == 200 for answer in answers)
+
+
+@pytest.mark.slow
+def test_the_definitions_update_with_its_alarms_rolls_a_broken_canary_back_through_the_integration(
+        endpoints: LocalEndpoints, archives: dict[str, Path], jpeg: bytes) -> None:
+    """The promotion's UpdateEndpoint Parameters, as the ASL has them, through the engine's
+    SageMaker integration, with the alarms `ddcicd run` puts: the wait loop then sees
+    InService on the old config (PromotionRolledBack)."""
+    config = load_config(overrides=["endpoint.rollout.mode=CANARY", "endpoint.rollout.canary_percent=30",
+                                    "endpoint.rollout.bake_seconds=60", "endpoint.rollout.error_rate.threshold=0.1",
+                                    "endpoint.rollout.error_rate.period_seconds=1", "endpoint.production_name=production"])
+    assert put_rollout_alarms(endpoints.root.parent, config) == ["ddcicd-rollout-errors", "ddcicd-rollout-p99"]
+    production(endpoints, archives)
+    serve(endpoints, archives, "green", "green", {"DDCICD_SERVE_FAIL_EVERY": "2"})
+    asl = render_definition(config)
+    parameters = asl["States"]["UpdateProductionEndpoint"]["Parameters"]
+    assert parameters["DeploymentConfig"] == deployment_config(config)
+    control = SageMakerControlPlane(endpoints)
+    context = TaskContext("arn:exec", "UpdateProductionEndpoint", "r", SystemClock(), threading.Event())
+    with SteadyLoad(ensure_runtime(endpoints.root.parent), "production", jpeg, concurrency=4):
+        control.invoke("arn:aws:states:::sagemaker:updateEndpoint",
+                       dict(parameters, EndpointName="production", EndpointConfigName="green"), context)
+        final = settle(endpoints, "Updating")
+    assert final["EndpointConfigName"] == "blue" and "alarm ddcicd-rollout-errors in ALARM" in final["FailureReason"]
+    assert final["LastDeploymentConfig"] == deployment_config(config)
 
 
 def test_a_deployment_naming_an_unknown_alarm_or_a_bad_size_is_refused(
