@@ -52,7 +52,9 @@ from workflow.local.instances import (
     start_instance,
     stop_instances,
 )
-from workflow.local.rollout import DeploymentConfigError, advance, begin, finish, parse_deployment_config, pending_summary, roll_back
+from workflow.local.fleet_metrics import read_metrics
+from workflow.local.rollout import (DeploymentConfigError, advance, begin, finish, parse_deployment_config, pending_summary,
+                                   roll_back, traffic)
 from workflow.local.runtime import ensure_runtime, stop_runtime
 from workflow.local.s3 import S3Root, S3UriError
 from workflow.local.sagemaker_api import environment_region, runs_locally, sagemaker_arn
@@ -301,6 +303,12 @@ class LocalEndpoints:
         with self._locked():
             state = self._refresh(self._load(endpoint_name))
         return self._describe(state)
+
+    def traffic(self, endpoint_name: str, window: float = 60.0) -> dict[str, Any]:
+        """The traffic split and each fleet's error rate and p99 (the router's metrics), and the last rollout."""
+        state = self._load(endpoint_name)
+        return {"Fleets": traffic(state, read_metrics(self.metrics_directory, endpoint_name), window),
+                "LastRollout": state.get("LastRollout")}
 
     def list_endpoints(self) -> list[dict[str, Any]]:
         """DescribeEndpoint for every endpoint, sorted by name, each with its instances' URLs."""

@@ -173,3 +173,20 @@ def _record(rollout: dict[str, Any], outcome: str) -> dict[str, Any]:
     """What `ddcicd endpoints describe` shows of the last rollout: its steps and its end."""
     return {"EndpointConfigName": rollout["EndpointConfigName"], "Outcome": outcome, "Started": rollout["started"],
             "Ended": time.time(), "Steps": rollout["history"], "Reason": rollout.get("reason")}
+
+
+def traffic(state: dict[str, Any], metrics: dict[str, Any], window: float = 60.0, now: float | None = None) -> list[dict[str, Any]]:
+    """Each fleet's share of requests now, and its requests, 5xx share and p99 over the last `window` s."""
+    from workflow.local.fleet_metrics import summarize
+
+    now = time.time() if now is None else now
+    rollout = state.get("rollout")
+    percent = rollout["percent"] if rollout else 0
+    fleets = [(state["EndpointConfigName"], 100 - percent)] + ([(rollout["EndpointConfigName"], percent)] if rollout else [])
+    rows = []
+    for config, share in fleets:
+        summary = summarize(metrics, config, now - window, now + 1) or {}
+        rows.append({"EndpointConfigName": config, "TrafficPercent": share, "WindowSeconds": window,
+                     "Requests": summary.get("requests", 0), "ErrorRate": summary.get("error_rate"),
+                     "P99Ms": None if "p99_ms" not in summary else round(summary["p99_ms"], 2)})
+    return rows
