@@ -43,7 +43,7 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -91,14 +91,28 @@ class _Route:
     status: str
     fleets: list[_Fleet]
 
+    credits: list[float] = field(default_factory=list)
+
     def pick(self) -> tuple[str, str, int] | None:
-        """(fleet's config, variant, port): the rollout's new fleet gets its percent of requests."""
+        """(fleet's config, variant, port): the rollout's new fleet gets its percent of requests.
+
+        Smooth weighted round-robin (nginx's): each pick adds every fleet's percent to its
+        credit and takes the fleet with the most, which pays 100. Shares are exact and
+        interleaved (50/50 alternates), where a random draw would sometimes queue two
+        requests on one fleet while the other idles, which costs latency under load.
+        """
         fleets = [fleet for fleet in self.fleets if fleet.variants]
         if not fleets:
             return None
         fleet = fleets[0]
-        if len(fleets) > 1 and random.random() * 100 < fleets[1].percent:
-            fleet = fleets[1]
+        if len(fleets) > 1:
+            if len(self.credits) != len(fleets):
+                self.credits = [0.0] * len(fleets)
+            for index, candidate in enumerate(fleets):
+                self.credits[index] += candidate.percent
+            best = max(range(len(fleets)), key=self.credits.__getitem__)
+            self.credits[best] -= sum(candidate.percent for candidate in fleets)
+            fleet = fleets[best]
         chosen = fleet.pick()
         return None if chosen is None else (fleet.config, *chosen)
 
