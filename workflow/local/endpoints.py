@@ -370,8 +370,11 @@ class LocalEndpoints:
             counts[item["variant"]] = counts.get(item["variant"], 0) + 1
         description = {key: state[key] for key in ("EndpointName", "EndpointArn", "EndpointConfigName",
                                                    "EndpointStatus", "CreationTime", "LastModifiedTime")}
-        description["ProductionVariants"] = [{"VariantName": name, "CurrentInstanceCount": count,
-                                              "DesiredInstanceCount": count} for name, count in counts.items()]
+        weights = state.get("weights") or {}
+        share = 1 - (state["rollout"]["percent"] / 100 if state.get("rollout") else 0)  # the old fleet's, mid-rollout
+        description["ProductionVariants"] = [{"VariantName": name, "CurrentInstanceCount": count, "DesiredInstanceCount": count,
+                                              "CurrentWeight": round(weights.get(name, 1.0) * share, 4),
+                                              "DesiredWeight": weights.get(name, 1.0)} for name, count in counts.items()]
         if state.get("FailureReason"):
             description["FailureReason"] = state["FailureReason"]
         summary = pending_summary(state)
@@ -405,7 +408,11 @@ class LocalEndpoints:
         if status in ("Creating", "Updating") and state.get("pending"):
             self._advance_pending(state)
         if state.get("rollout"):
-            step = advance(state, self.metrics_directory)
+            exited = next((Instance.from_json(item) for item in state["rollout"]["instances"]
+                           if not is_running(Instance.from_json(item))), None)
+            if exited is not None:
+                state["rollout"]["reason"] = f"instance {exited.instance_id} of the new fleet exited: {log_tail(exited)}"
+            step = "rollback" if exited is not None else advance(state, self.metrics_directory)
             if step == "rollback":
                 roll_back(state, DRAIN_SECONDS, _now())
             elif step == "finish":

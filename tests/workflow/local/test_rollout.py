@@ -8,6 +8,8 @@ model's container Environment as SageMaker passes it), the slow one is the same 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -220,3 +222,22 @@ def test_a_deployment_naming_an_unknown_alarm_or_a_bad_size_is_refused(
     with pytest.raises(ValidationError, match=r"CanarySize.Value 0 must be an integer from 1 to 100"):
         endpoints.update_endpoint("production", "green", deployment("CANARY", 0, 1, []))
     assert endpoints.describe_endpoint("production")["EndpointStatus"] == "InService"
+
+
+@pytest.mark.slow
+def test_a_new_fleet_instance_that_exits_mid_rollout_rolls_it_back(
+        endpoints: LocalEndpoints, archives: dict[str, Path]) -> None:
+    production(endpoints, archives)
+    serve(endpoints, archives, "green", "green")
+    endpoints.update_endpoint("production", "green", deployment("CANARY", 20, 600, []))
+    deadline = time.monotonic() + 60
+    while not (state := endpoints._load("production")).get("rollout"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    during = endpoints.describe_endpoint("production")
+    assert during["EndpointStatus"] == "Updating" and during["ProductionVariants"][0]["CurrentWeight"] == 0.8
+    assert during["PendingDeploymentSummary"]["ProductionVariants"][0]["CurrentWeight"] == 0.2
+    os.kill(state["rollout"]["instances"][0]["pid"], signal.SIGKILL)
+    final = settle(endpoints, "Updating")
+    assert final["EndpointConfigName"] == "blue" and "of the new fleet exited" in final["FailureReason"]
+    assert final["ProductionVariants"][0]["CurrentWeight"] == 1.0 and "PendingDeploymentSummary" not in final
