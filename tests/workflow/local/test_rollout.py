@@ -241,3 +241,24 @@ def test_a_new_fleet_instance_that_exits_mid_rollout_rolls_it_back(
     final = settle(endpoints, "Updating")
     assert final["EndpointConfigName"] == "blue" and "of the new fleet exited" in final["FailureReason"]
     assert final["ProductionVariants"][0]["CurrentWeight"] == 1.0 and "PendingDeploymentSummary" not in final
+
+
+@pytest.mark.slow
+def test_production_variants_share_traffic_by_weight_and_describe_says_so(
+        endpoints: LocalEndpoints, archives: dict[str, Path], jpeg: bytes) -> None:
+    for name in ("a", "b"):
+        endpoints.create_model(f"{name}-model", str(archives["blue"]))
+    endpoints.create_endpoint_config("ab", [
+        {"VariantName": "A", "ModelName": "a-model", "InitialInstanceCount": 1, "InitialVariantWeight": 3},
+        {"VariantName": "B", "ModelName": "b-model", "InitialInstanceCount": 1, "InitialVariantWeight": 1}])
+    endpoints.create_endpoint("production", "ab")
+    described = settle(endpoints, "Creating")
+    assert {item["VariantName"]: (item["CurrentWeight"], item["DesiredWeight"]) for item in described["ProductionVariants"]} == {
+        "A": (3.0, 3.0), "B": (1.0, 1.0)}
+    with SteadyLoad(ensure_runtime(endpoints.root.parent), "production", jpeg, concurrency=4) as load:
+        while len(load.results) < 800:
+            time.sleep(0.05)
+    answers = load.stop()
+    assert all(answer.status == 200 for answer in answers)
+    share = sum(answer.variant == "A" for answer in answers) / len(answers)
+    assert 0.68 <= share <= 0.82, share
