@@ -108,6 +108,9 @@ class InferenceApp:
             predictor.run_batch, settings.max_batch_size, settings.max_wait_ms, settings.workers, run_alone)
         self.requests = 0
         self.errors = 0
+        # Fault injection for rollout tests (the model's container Environment sets it): every
+        # Nth invocation answers 500, as a model that breaks on a share of its inputs would.
+        self.fail_every = int(os.environ.get("DDCICD_SERVE_FAIL_EVERY", "0") or 0)
 
     async def ping(self, request: web.Request) -> web.Response:
         """Healthy, plus counters for operators: how many requests, errors and batches so far."""
@@ -120,6 +123,8 @@ class InferenceApp:
 
     async def invocations(self, request: web.Request) -> web.Response:
         self.requests += 1
+        if self.fail_every and self.requests % self.fail_every == 0:
+            raise RequestError(500, "InjectedFault", f"DDCICD_SERVE_FAIL_EVERY={self.fail_every}: request {self.requests} fails")
         check_accept(request.headers.get("Accept"))
         content_type = media_type(request.headers.get("Content-Type"))
         if content_type not in IMAGE_TYPES and content_type != JSON_TYPE:

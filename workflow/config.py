@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from steps.hyperparameters import HyperparameterError, check_name
@@ -104,6 +104,57 @@ class TrainingSettings(Section):
         return {**DEFAULT_HYPERPARAMETERS, **value}
 
 
+class RolloutAlarmSettings(Section):
+    """One alarm that rolls a deployment back, counted as CloudWatch counts: the alarm fires when
+    `datapoints_to_alarm` of the last `evaluation_periods` periods of `period_seconds` breach
+    `threshold` (M of N). AWS accepts periods of 10, 30 or a multiple of 60 seconds."""
+
+    threshold: float = Field(1.0, gt=0)
+    period_seconds: int = Field(60, ge=1, le=86400)
+    evaluation_periods: int = Field(1, ge=1, le=100)
+    datapoints_to_alarm: int = Field(1, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _m_of_n(self) -> RolloutAlarmSettings:
+        if self.datapoints_to_alarm > self.evaluation_periods:
+            raise ValueError(f"datapoints_to_alarm ({self.datapoints_to_alarm}) must not exceed "
+                             f"evaluation_periods ({self.evaluation_periods})")
+        return self
+
+    @property
+    def window_seconds(self) -> int:
+        return self.period_seconds * self.evaluation_periods
+
+
+class ErrorRateAlarmSettings(RolloutAlarmSettings):
+    threshold: float = Field(0.01, gt=0, le=1)  # share of 5xx answers
+
+
+class LatencyAlarmSettings(RolloutAlarmSettings):
+    threshold: float = Field(1000.0, gt=0)  # milliseconds
+
+
+class RolloutSettings(Section):
+    """How the promotion shifts production traffic (SageMaker deployment guardrails).
+
+    ALL_AT_ONCE moves all traffic when the new fleet is healthy (no DeploymentConfig: the
+    update SageMaker does by default); CANARY sends `canary_percent` first and the rest after
+    `bake_seconds`; LINEAR adds `step_percent` every `bake_seconds`. Until the old fleet is
+    stopped (`termination_wait_seconds` after all traffic moved), either alarm on the new
+    fleet moves all traffic back: `error_rate` on the share of 5xx answers
+    (Invocation5XXErrors' Average), `p99_latency_ms` on ModelLatency's p99.
+    """
+
+    mode: Literal["ALL_AT_ONCE", "CANARY", "LINEAR"] = "ALL_AT_ONCE"
+    canary_percent: int = Field(10, ge=1, le=100)
+    step_percent: int = Field(20, ge=1, le=100)
+    bake_seconds: int = Field(300, ge=0, le=3600)
+    termination_wait_seconds: int = Field(0, ge=0, le=3600)
+    max_seconds: int = Field(3600, ge=1, le=28800)  # AWS: 600 to 28800
+    error_rate: ErrorRateAlarmSettings = ErrorRateAlarmSettings()
+    p99_latency_ms: LatencyAlarmSettings = LatencyAlarmSettings()
+
+
 class EndpointSettings(Section):
     production_name: str = "ddcicd-production"
     instance_type: str = "ml.m5.large"
@@ -115,6 +166,7 @@ class EndpointSettings(Section):
     autoscaling_min: int = Field(1, ge=1)
     autoscaling_max: int = Field(4, ge=1)
     autoscaling_invocations_per_instance: int = Field(1000, ge=1)
+    rollout: RolloutSettings = RolloutSettings()
 
 
 class QualityGate(Section):

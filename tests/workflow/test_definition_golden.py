@@ -21,6 +21,7 @@ CONFIGS = {
     "pytorch": ["training.algorithm=pytorch"],
     "pytorch_batch_score": ["training.algorithm=pytorch", "batch_score.enabled=true"],
     "approval": ["approval.required=true"],
+    "canary": ["endpoint.rollout.mode=CANARY"],
 }
 
 

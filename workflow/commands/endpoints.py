@@ -104,14 +104,23 @@ def create(name: str, model: str, instances: int, wait: bool, timeout: float) ->
 @click.option("--model", "model", required=True, type=click.Path(exists=True, dir_okay=False), help="model.tar.gz")
 @click.option("--instances", default=1, show_default=True, type=click.IntRange(1, 16), help="Server processes.")
 @click.option("--timeout", default=120.0, show_default=True, type=float, help="Seconds to wait.")
-def update(name: str, model: str, instances: int, timeout: float) -> None:
-    """Move endpoint NAME to MODEL, blue/green: no request fails during the switch."""
+@click.option("--deployment-config", "deployment_config", default=None,
+              help="UpdateEndpoint's DeploymentConfig as JSON (CANARY/LINEAR traffic shifting, rollback alarms).")
+def update(name: str, model: str, instances: int, timeout: float, deployment_config: str | None) -> None:
+    """Move endpoint NAME to MODEL, blue/green: no request fails during the switch.
+
+    With --deployment-config, traffic moves in steps and the named alarms (local ones, under
+    the home's cloudwatch/alarms/) move it back; `describe` shows the split meanwhile."""
     from workflow.local.endpoints import ValidationError
 
+    try:
+        parsed = None if deployment_config is None else json.loads(deployment_config)
+    except json.JSONDecodeError as error:
+        raise CliError(f"--deployment-config is not JSON: {error}") from None
     local = _local()
     deployment = _register(local, name, model, instances)
     try:
-        local.update_endpoint(name, deployment)
+        local.update_endpoint(name, deployment, parsed)
     except ValidationError as error:
         raise CliError(error.message) from None
     _report(local, _wait(local, name, "Updating", timeout), "updated")
@@ -143,11 +152,13 @@ def list_endpoints(as_json: bool) -> None:
 @endpoints.command()
 @click.argument("name")
 def describe(name: str) -> None:
-    """Print DescribeEndpoint for NAME as JSON."""
+    """Print DescribeEndpoint for NAME as JSON, plus `Traffic`: each fleet's share of requests
+    and its error rate and p99 over the last minute, and the last guarded rollout."""
     from workflow.local.endpoints import ValidationError
 
     try:
-        click.echo(json.dumps(_local().describe_endpoint(name), indent=2))
+        local = _local()
+        click.echo(json.dumps(dict(local.describe_endpoint(name), Traffic=local.traffic(name)), indent=2))
     except ValidationError as error:
         raise CliError(error.message) from None
 

@@ -128,7 +128,8 @@ def create_idempotently(config: PipelineConfig, create: State, again: State, act
 
 
 def create_wait_until_in_service(
-    config: PipelineConfig, label: str, endpoint_name: Any, then: State, decided: State, expected_config: str | None = None
+    config: PipelineConfig, label: str, endpoint_name: Any, then: State, decided: State, expected_config: str | None = None,
+    rolled_back: str | None = None,
 ) -> State:
     """EndpointStep returns at once; poll DescribeEndpoint with a bounded number of Waits.
 
@@ -136,7 +137,8 @@ def create_wait_until_in_service(
     decision (`decided`, the clean-up): its error is `<label>EndpointFailed` or
     `<label>EndpointNotInService`. With `expected_config` (an execution input name), an
     endpoint InService on another config is an update that rolled back, as SageMaker
-    leaves a failed UpdateEndpoint: `<label>UpdateRolledBack`, not a promotion.
+    leaves a failed UpdateEndpoint: `<label>UpdateRolledBack` (or `rolled_back`: a guarded
+    rollout's alarms moved traffic back), not a promotion.
     Returns the first state of the loop: a Pass that resets the poll counter (and, with
     `expected_config`, notes the config to expect, since a Choice compares paths of the input only).
     """
@@ -170,11 +172,11 @@ def create_wait_until_in_service(
     else:
         on_config = ChoiceRule.StringEqualsPath("$.endpoint_status.EndpointConfigName", "$.polls.config")
         is_ready.add_choice(ChoiceRule.And([ChoiceRule.StringEquals(status, "InService"), on_config]), then)
-        rolled_back = decision(f"{label}UpdateRolledBack", f"{label}UpdateRolledBack",
-                               f"the {label.lower()} endpoint is InService on its previous config: the update failed"
-                               f" and was rolled back (FailureReason in Describe{label}Endpoint's output)")  # fmt: skip
-        is_ready.add_choice(ChoiceRule.StringEquals(status, "InService"), rolled_back)
-        rolled_back.next(decided)
+        name = rolled_back or f"{label}UpdateRolledBack"
+        back = decision(name, name, f"the {label.lower()} endpoint is InService on its previous config: the update failed"
+                                    f" and was rolled back (FailureReason in Describe{label}Endpoint's output)")  # fmt: skip
+        is_ready.add_choice(ChoiceRule.StringEquals(status, "InService"), back)
+        back.next(decided)
     is_ready.add_choice(ChoiceRule.StringEquals(status, "Failed"), failed)
     is_ready.add_choice(ChoiceRule.NumericGreaterThanEquals("$.polls.count", config.endpoint.max_polls), too_slow)
     is_ready.default_choice(wait)
@@ -185,6 +187,49 @@ def create_wait_until_in_service(
     wait.next(count)
     count.next(describe)
     return start
+
+
+def rollout_alarms(config: PipelineConfig) -> list[dict[str, Any]]:
+    """The PutMetricAlarm documents of the alarms a guarded promotion rolls back on.
+
+    On the production endpoint's AllTraffic variant: the share of 5xx answers
+    (Invocation5XXErrors' Average) and ModelLatency's p99 (microseconds). `ddcicd run` puts
+    them in the local alarm store (workflow/local/alarms.py); on AWS they must exist under
+    these names before a promotion (the definition only names them).
+    """
+    rollout = config.endpoint.rollout
+    dimensions = [{"Name": "EndpointName", "Value": config.endpoint.production_name},
+                  {"Name": "VariantName", "Value": "AllTraffic"}]
+    alarms = []
+    for suffix, metric, statistic, settings, scale in (
+            ("errors", "Invocation5XXErrors", {"Statistic": "Average"}, rollout.error_rate, 1.0),
+            ("p99", "ModelLatency", {"ExtendedStatistic": "p99"}, rollout.p99_latency_ms, 1000.0)):
+        alarms.append({"AlarmName": f"{config.name}-rollout-{suffix}", "Namespace": "AWS/SageMaker",
+                       "MetricName": metric, **statistic, "Dimensions": dimensions,
+                       "Threshold": settings.threshold * scale, "Period": settings.period_seconds,
+                       "EvaluationPeriods": settings.evaluation_periods,
+                       "DatapointsToAlarm": settings.datapoints_to_alarm,
+                       "ComparisonOperator": "GreaterThanThreshold", "TreatMissingData": "notBreaching"})
+    return alarms
+
+
+def deployment_config(config: PipelineConfig) -> dict[str, Any] | None:
+    """UpdateEndpoint's DeploymentConfig for `endpoint.rollout`; None for ALL_AT_ONCE, which
+    keeps SageMaker's default blue/green update (and the ASL it always had)."""
+    rollout = config.endpoint.rollout
+    if rollout.mode == "ALL_AT_ONCE":
+        return None
+    routing: dict[str, Any] = {"Type": rollout.mode, "WaitIntervalInSeconds": rollout.bake_seconds}
+    if rollout.mode == "CANARY":
+        routing["CanarySize"] = {"Type": "CAPACITY_PERCENT", "Value": rollout.canary_percent}
+    else:
+        routing["LinearStepSize"] = {"Type": "CAPACITY_PERCENT", "Value": rollout.step_percent}
+    return {
+        "BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": routing,
+                                  "TerminationWaitInSeconds": rollout.termination_wait_seconds,
+                                  "MaximumExecutionTimeoutInSeconds": rollout.max_seconds},
+        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": alarm["AlarmName"]} for alarm in rollout_alarms(config)]},
+    }
 
 
 def decision(state_id: str, error: str, cause: str) -> State:
@@ -238,6 +283,10 @@ def create_promote_steps(
         update=True,
         result_path=None,
     ) for state_id in ("UpdateProductionEndpoint", "UpdateProductionEndpointAgain"))
+    guarded = deployment_config(config)
+    if guarded is not None:  # canary or linear traffic shifting, rolled back by the alarms
+        for step in (update, update_again):
+            step.parameters["DeploymentConfig"] = guarded
     check = Task(
         "CheckProductionUpdate",
         resource="arn:aws:states:::aws-sdk:sagemaker:describeEndpoint",
@@ -269,7 +318,8 @@ def create_promote_steps(
     for step in (find, update, update_again, check, create, record):
         step.add_retry(_retry(config))
     wait_production = create_wait_until_in_service(config, "Production", production, record, decided,
-                                                   expected_config="ProductionEndpointConfigName")  # fmt: skip
+                                                   expected_config="ProductionEndpointConfigName",
+                                                   rolled_back=None if guarded is None else "PromotionRolledBack")  # fmt: skip
     update.add_catch(Catch(error_equals=["SageMaker.AmazonSageMakerException"], next_step=check,
                            result_path="$.production_update"))  # fmt: skip
     updated.add_choice(ChoiceRule.Or([ChoiceRule.StringEquals("$.production_update.status", "Updating"),

@@ -52,6 +52,9 @@ from workflow.local.instances import (
     start_instance,
     stop_instances,
 )
+from workflow.local.fleet_metrics import read_metrics
+from workflow.local.rollout import (DeploymentConfigError, advance, begin, finish, parse_deployment_config, pending_summary,
+                                   roll_back, traffic)
 from workflow.local.runtime import ensure_runtime, stop_runtime
 from workflow.local.s3 import S3Root, S3UriError
 from workflow.local.sagemaker_api import environment_region, runs_locally, sagemaker_arn
@@ -130,6 +133,11 @@ class LocalEndpoints:
     def state_path(self, endpoint_name: str) -> Path:
         """The endpoint's state file (read by the runtime router)."""
         return self._path("endpoints", endpoint_name)
+
+    @property
+    def metrics_directory(self) -> Path:
+        """Where the runtime router writes per-fleet metrics (workflow/local/fleet_metrics.py)."""
+        return self.root / "metrics"
 
     def has_endpoints(self) -> bool:
         """Whether any endpoint exists, without locking or refreshing (the router's idle check)."""
@@ -265,10 +273,18 @@ class LocalEndpoints:
             ensure_runtime(self.root.parent)  # the router serves traffic and moves endpoints along on its timer
         return {"EndpointArn": state["EndpointArn"]}
 
-    def update_endpoint(self, endpoint_name: str, endpoint_config_name: str) -> dict[str, str]:
+    def update_endpoint(self, endpoint_name: str, endpoint_config_name: str,
+                        deployment_config: dict[str, Any] | None = None) -> dict[str, str]:
         """UpdateEndpoint, blue/green: the new instances start beside the old ones, traffic
-        moves only when all of them answer /ping, then the old ones drain and stop."""
+        moves only when all of them answer /ping, then the old ones drain and stop. With a
+        DeploymentConfig, traffic moves in steps and alarms roll it back (workflow/local/rollout.py)."""
         config = self.describe_endpoint_config(endpoint_config_name)
+        plan = None
+        if deployment_config is not None:
+            try:
+                plan = parse_deployment_config(self.root.parent, deployment_config)
+            except DeploymentConfigError as error:
+                raise ValidationError(str(error)) from None
         with self._locked():
             state = self._load(endpoint_name)
             if state["EndpointStatus"] != "InService":
@@ -276,7 +292,9 @@ class LocalEndpoints:
                                       f'(status {state["EndpointStatus"]}).')
             state.pop("FailureReason", None)
             state.update(EndpointStatus="Updating", LastModifiedTime=_now(),
-                         pending=self._start_config(endpoint_name, config))
+                         pending=dict(self._start_config(endpoint_name, config), deployment=plan))
+            if plan is not None:
+                state["LastDeploymentConfig"] = deployment_config
             _write_json(self.state_path(endpoint_name), state)
         return {"EndpointArn": state["EndpointArn"]}
 
@@ -285,6 +303,12 @@ class LocalEndpoints:
         with self._locked():
             state = self._refresh(self._load(endpoint_name))
         return self._describe(state)
+
+    def traffic(self, endpoint_name: str, window: float = 60.0) -> dict[str, Any]:
+        """The traffic split and each fleet's error rate and p99 (the router's metrics), and the last rollout."""
+        state = self._load(endpoint_name)
+        return {"Fleets": traffic(state, read_metrics(self.metrics_directory, endpoint_name), window),
+                "LastRollout": state.get("LastRollout")}
 
     def list_endpoints(self) -> list[dict[str, Any]]:
         """DescribeEndpoint for every endpoint, sorted by name, each with its instances' URLs."""
@@ -300,8 +324,8 @@ class LocalEndpoints:
             state = self._load(endpoint_name)
             state.update(EndpointStatus="Deleting", LastModifiedTime=_now())
             _write_json(self.state_path(endpoint_name), state)
-        everything = [Instance.from_json(item) for item in
-                      state["instances"] + state["draining"] + ((state["pending"] or {}).get("instances") or [])]
+        everything = [Instance.from_json(item) for item in state["instances"] + state["draining"]
+                      + ((state["pending"] or {}).get("instances") or []) + (state.get("rollout") or {}).get("instances", [])]
         stop_instances(everything)
         with self._locked():
             self.state_path(endpoint_name).unlink(missing_ok=True)
@@ -346,10 +370,18 @@ class LocalEndpoints:
             counts[item["variant"]] = counts.get(item["variant"], 0) + 1
         description = {key: state[key] for key in ("EndpointName", "EndpointArn", "EndpointConfigName",
                                                    "EndpointStatus", "CreationTime", "LastModifiedTime")}
-        description["ProductionVariants"] = [{"VariantName": name, "CurrentInstanceCount": count,
-                                              "DesiredInstanceCount": count} for name, count in counts.items()]
+        weights = state.get("weights") or {}
+        share = 1 - (state["rollout"]["percent"] / 100 if state.get("rollout") else 0)  # the old fleet's, mid-rollout
+        description["ProductionVariants"] = [{"VariantName": name, "CurrentInstanceCount": count, "DesiredInstanceCount": count,
+                                              "CurrentWeight": round(weights.get(name, 1.0) * share, 4),
+                                              "DesiredWeight": weights.get(name, 1.0)} for name, count in counts.items()]
         if state.get("FailureReason"):
             description["FailureReason"] = state["FailureReason"]
+        summary = pending_summary(state)
+        if summary is not None:
+            description["PendingDeploymentSummary"] = summary
+        if state.get("LastDeploymentConfig"):
+            description["LastDeploymentConfig"] = state["LastDeploymentConfig"]
         return description
 
     def _start_config(self, endpoint_name: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -361,9 +393,10 @@ class LocalEndpoints:
         instances = []
         for variant in variants:
             model_path = self.model_archive(variant["ModelName"])
+            environment = self.describe_model(variant["ModelName"])["PrimaryContainer"].get("Environment") or {}
             for _ in range(variant["InitialInstanceCount"]):
                 instances.append(start_instance(directory, variant["VariantName"], variant["ModelName"],
-                                                model_path, workers).to_json())
+                                                model_path, workers, environment=environment).to_json())
         return {"EndpointConfigName": config["EndpointConfigName"], "instances": instances,
                 "weights": {variant["VariantName"]: variant["InitialVariantWeight"] for variant in variants},
                 "deadline": time.time() + self.startup_timeout}
@@ -374,6 +407,16 @@ class LocalEndpoints:
         status = state["EndpointStatus"]
         if status in ("Creating", "Updating") and state.get("pending"):
             self._advance_pending(state)
+        if state.get("rollout"):
+            exited = next((Instance.from_json(item) for item in state["rollout"]["instances"]
+                           if not is_running(Instance.from_json(item))), None)
+            if exited is not None:
+                state["rollout"]["reason"] = f"instance {exited.instance_id} of the new fleet exited: {log_tail(exited)}"
+            step = "rollback" if exited is not None else advance(state, self.metrics_directory)
+            if step == "rollback":
+                roll_back(state, DRAIN_SECONDS, _now())
+            elif step == "finish":
+                finish(state, DRAIN_SECONDS, _now())
         if state["draining"]:
             self._advance_draining(state)
         if state["EndpointStatus"] == "InService":
@@ -411,6 +454,9 @@ class LocalEndpoints:
             return
         if not healthy:
             return
+        if pending.get("deployment"):
+            begin(state, pending)  # the new fleet's first share; `advance` takes it from there
+            return
         # Traffic moves here: the router sees the new instance list on its next request.
         state["draining"] = state["draining"] + state["instances"]
         state["drain_after"] = time.time() + DRAIN_SECONDS
@@ -426,6 +472,7 @@ class LocalEndpoints:
         for instance in draining:
             signal_instance(instance)  # SIGTERM: in-flight requests finish, then it exits
         state["draining"] = [instance.to_json() for instance in draining if is_running(instance)]
-        if not state["draining"] and state["EndpointStatus"] == "Updating" and not state.get("pending"):
+        if (not state["draining"] and state["EndpointStatus"] == "Updating" and not state.get("pending")
+                and not state.get("rollout")):
             state.update(EndpointStatus="InService", LastModifiedTime=_now())
 

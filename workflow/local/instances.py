@@ -123,11 +123,12 @@ def _pythonpath() -> str:
 
 
 def start_instance(directory: Path, variant: str, model_name: str, model_path: Path, workers: int,
-                   extra_args: tuple[str, ...] = ()) -> Instance:
+                   extra_args: tuple[str, ...] = (), environment: dict[str, str] | None = None) -> Instance:
     """Start one server on a free port (it binds port 0 and reports the port in ready.json).
 
     `workers` is this instance's share of the cores: a lone request on an idle instance
     may use that many threads (--lone-threads), never the cores of its sibling instances.
+    `environment` is the model's PrimaryContainer.Environment, given to the server as on AWS.
     """
     instance_id = f"i-{secrets.token_hex(6)}"
     home = directory / instance_id
@@ -136,7 +137,8 @@ def start_instance(directory: Path, variant: str, model_name: str, model_path: P
                "--port", "0", "--threads", "1", "--workers", str(workers),
                "--lone-threads", str(workers), "--ready-file", str(home / "ready.json"),
                "--lifeline", str(home), *extra_args]
-    environment = {**os.environ, "PYTHONPATH": _pythonpath(), "OMP_NUM_THREADS": "1"}
+    environment = {**os.environ, **{str(key): str(value) for key, value in (environment or {}).items()},
+                   "PYTHONPATH": _pythonpath(), "OMP_NUM_THREADS": "1"}
     with open(home / "server.log", "ab") as log:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True, close_fds=True, env=environment, cwd=home)

@@ -20,6 +20,7 @@ from typing import Callable
 from workflow.config import PipelineConfig
 from workflow.engine import Engine
 from workflow.home import ddcicd_home
+from workflow.local.alarms import put_rollout_alarms
 from workflow.local.s3 import S3Root
 from workflow.naming import execution_input, new_execution_name
 from workflow.reaping import reap_before_new_run
@@ -99,6 +100,7 @@ def start_pipeline(engine: Engine, config: PipelineConfig, data: Path | None = N
     raw_uri = stage_dataset(s3, config, folder)
     stage_code(s3, config)
     definition = render_definition(config)
+    put_rollout_alarms(ddcicd_home(), config)  # the alarms a guarded promotion names, as the stack makes them on AWS
     state_machine_arn = engine.create_state_machine(config.name, definition, role_arn=config.aws.stepfunctions_role_arn)
     reap_before_new_run(engine, state_machine_arn, config)  # abandoned faulted runs lose their staging resources
     name = new_execution_name(config)

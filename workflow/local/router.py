@@ -43,12 +43,13 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from workflow.home import ddcicd_home
 from workflow.local.endpoints import NAME_PATTERN, LocalEndpoints
+from workflow.local.fleet_metrics import FleetMetrics, write_metrics
 from workflow.local.runtime import read_record, runtime_file, write_record
 from workflow.local.sagemaker_api import ACCOUNT
 
@@ -66,19 +67,65 @@ _INVOCATIONS = re.compile(r"^/endpoints/([^/]*)/invocations$")
 
 
 @dataclass
-class _Route:
-    """What the router knows about one endpoint, rebuilt when its state file changes."""
+class _Fleet:
+    """The instances of one endpoint config: during a rollout the old and the new one serve side by side."""
 
-    stamp: tuple[int, int]
-    status: str
+    config: str  # EndpointConfigName: the fleet's name in the metrics
+    percent: float  # share of the endpoint's requests
     variants: list[tuple[str, float, itertools.cycle[int]]]  # name, weight, ports round-robin
 
     def pick(self) -> tuple[str, int] | None:
         if not self.variants:
             return None
         names = [variant for variant in self.variants if variant[1] > 0] or self.variants
-        name, _, ports = random.choices(names, weights=[variant[1] or 1.0 for variant in names])[0]
+        name, _, ports = names[0] if len(names) == 1 else random.choices(
+            names, weights=[variant[1] or 1.0 for variant in names])[0]
         return name, next(ports)
+
+
+@dataclass
+class _Route:
+    """What the router knows about one endpoint, rebuilt when its state file changes."""
+
+    stamp: tuple[int, int]
+    status: str
+    fleets: list[_Fleet]
+
+    credits: list[float] = field(default_factory=list)
+
+    def pick(self) -> tuple[str, str, int] | None:
+        """(fleet's config, variant, port): the rollout's new fleet gets its percent of requests.
+
+        Smooth weighted round-robin (nginx's): each pick adds every fleet's percent to its
+        credit and takes the fleet with the most, which pays 100. Shares are exact and
+        interleaved (50/50 alternates), where a random draw would sometimes queue two
+        requests on one fleet while the other idles, which costs latency under load.
+        """
+        fleets = [fleet for fleet in self.fleets if fleet.variants]
+        if not fleets:
+            return None
+        fleet = fleets[0]
+        if len(fleets) > 1:
+            if len(self.credits) != len(fleets):
+                self.credits = [0.0] * len(fleets)
+            for index, candidate in enumerate(fleets):
+                self.credits[index] += candidate.percent
+            best = max(range(len(fleets)), key=self.credits.__getitem__)
+            self.credits[best] -= sum(candidate.percent for candidate in fleets)
+            fleet = fleets[best]
+        chosen = fleet.pick()
+        return None if chosen is None else (fleet.config, *chosen)
+
+
+def _variants(instances: Any, weights: Any) -> list[tuple[str, float, itertools.cycle[int]]]:
+    by_variant: dict[str, list[int]] = {}
+    for item in instances or []:
+        port = item.get("port") if isinstance(item, dict) else None
+        if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
+            by_variant.setdefault(str(item.get("variant")), []).append(port)
+    weights = weights if isinstance(weights, dict) else {}
+    return [(name, float(weights.get(name, 1.0)), itertools.cycle(random.sample(ports, len(ports))))
+            for name, ports in sorted(by_variant.items())]
 
 
 def _load_route(path: Path) -> _Route | None:
@@ -89,15 +136,15 @@ def _load_route(path: Path) -> _Route | None:
         return None
     if not isinstance(state, dict) or state.get("EndpointName") != path.stem:
         return None
-    by_variant: dict[str, list[int]] = {}
-    for item in state.get("instances") or []:
-        port = item.get("port") if isinstance(item, dict) else None
-        if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
-            by_variant.setdefault(str(item.get("variant")), []).append(port)
-    weights = state.get("weights") or {}
-    variants = [(name, float(weights.get(name, 1.0)), itertools.cycle(random.sample(ports, len(ports))))
-                for name, ports in sorted(by_variant.items())]
-    return _Route((stat.st_ino, stat.st_mtime_ns), state.get("EndpointStatus", ""), variants)
+    fleets = [_Fleet(str(state.get("EndpointConfigName")), 100.0,
+                     _variants(state.get("instances"), state.get("weights")))]
+    rollout = state.get("rollout")
+    if isinstance(rollout, dict) and isinstance(rollout.get("percent"), (int, float)):
+        percent = float(rollout["percent"])
+        fleets[0].percent = 100.0 - percent
+        fleets.append(_Fleet(str(rollout.get("EndpointConfigName")), percent,
+                             _variants(rollout.get("instances"), rollout.get("weights"))))
+    return _Route((stat.st_ino, stat.st_mtime_ns), state.get("EndpointStatus", ""), fleets)
 
 
 class Router:
@@ -109,6 +156,7 @@ class Router:
         self.endpoints = LocalEndpoints(home)
         self.routes: dict[str, _Route] = {}
         self.session: Any = None
+        self.metrics = FleetMetrics()
 
     def route(self, name: str) -> _Route | None:
         path = self.endpoints.state_path(name)
@@ -184,7 +232,8 @@ class Router:
             chosen = route.pick()
             if chosen is None:  # no instance with a usable port recorded: nothing to retry
                 return _aws_error(503, "ServiceUnavailable", f"Endpoint {name} has no instance answering.")
-            variant, port = chosen
+            fleet, variant, port = chosen
+            started = time.monotonic()
             try:
                 async with self.session.post(f"http://127.0.0.1:{port}/invocations", data=body,
                                              headers=headers) as answer:
@@ -195,6 +244,7 @@ class Router:
                 # The instance is gone or going (blue/green switch, crash): look again.
                 self.routes.pop(name, None)
             else:
+                self.metrics.record(name, fleet, status, (time.monotonic() - started) * 1000.0)
                 if status < 400:
                     return web.Response(body=payload, status=200, headers={
                         "Content-Type": content_type, "x-Amzn-Invoked-Production-Variant": variant})
@@ -208,11 +258,16 @@ class Router:
 
         return web.json_response({"status": "healthy"})
 
+    def publish_and_refresh(self, documents: dict[str, Any]) -> None:
+        """Publish the fleets' metrics, then move endpoints along (their rollouts read them)."""
+        write_metrics(self.endpoints.metrics_directory, documents)
+        self.endpoints.refresh_all()
+
     async def refresh_forever(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                await loop.run_in_executor(None, self.endpoints.refresh_all)
+                await loop.run_in_executor(None, self.publish_and_refresh, self.metrics.take())
             except Exception:  # noqa: BLE001 - a bad state file must not stop the router
                 log.exception("refreshing endpoints failed")
             await asyncio.sleep(REFRESH_EVERY)

@@ -59,7 +59,8 @@ class SageMakerControlPlane:
         return self.endpoints.create_endpoint(required(parameters, "EndpointName"), required(parameters, "EndpointConfigName"))
 
     def _update_endpoint(self, parameters: Json) -> Json:
-        return self.endpoints.update_endpoint(required(parameters, "EndpointName"), required(parameters, "EndpointConfigName"))
+        return self.endpoints.update_endpoint(required(parameters, "EndpointName"), required(parameters, "EndpointConfigName"),
+                                              parameters.get("DeploymentConfig"))
 
     def _describe_endpoint(self, parameters: Json) -> Json:
         return self.endpoints.describe_endpoint(required(parameters, "EndpointName"))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 import os
 import re
 import subprocess
@@ -63,8 +64,16 @@ def test_create_list_invoke_and_delete_an_endpoint(home: Path, model: Path, monk
     again = ddcicd(home, "endpoints", "create", "staging", "--model", str(model))
     assert again.returncode == 2 and "already exists" in again.stderr
 
+    time.sleep(1.0)  # the router publishes its per-fleet metrics every half second
     described = json.loads(ddcicd(home, "endpoints", "describe", "staging").stdout)
     assert described["EndpointStatus"] == "InService"
+    fleet, = described["Traffic"]["Fleets"]
+    # One request (the PNG), answered 400 by the container: counted, but not a 5xx.
+    assert fleet["TrafficPercent"] == 100 and fleet["Requests"] == 1 and fleet["ErrorRate"] == 0.0
+    guarded = ddcicd(home, "endpoints", "update", "staging", "--model", str(model), "--deployment-config",
+                     json.dumps({"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE"}},
+                                 "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "nope"}]}}))
+    assert guarded.returncode == 2 and "alarm 'nope' does not exist" in guarded.stderr
     assert ddcicd(home, "endpoints", "delete", "staging").returncode == 0
     missing = ddcicd(home, "endpoints", "describe", "staging")
     assert missing.returncode == 2
