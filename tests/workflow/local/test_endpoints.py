@@ -84,7 +84,8 @@ def test_an_endpoint_goes_creating_then_in_service_and_answers_boto3_like_aws(
     description = wait_for(endpoints, "staging", "Creating")
     assert description["EndpointStatus"] == "InService", description
     assert description["ProductionVariants"] == [
-        {"VariantName": "AllTraffic", "CurrentInstanceCount": 2, "DesiredInstanceCount": 2}]
+        {"VariantName": "AllTraffic", "CurrentInstanceCount": 2, "DesiredInstanceCount": 2,
+         "CurrentWeight": 1.0, "DesiredWeight": 1.0}]
 
     client = runtime_client(ensure_runtime(endpoints.root.parent))
     answer = client.invoke_endpoint(EndpointName="staging", ContentType="application/x-image", Body=jpeg)

@@ -26,9 +26,12 @@ def request(operation: str, body: dict | None = None, extra: str = "", target_he
             f"Content-Type: application/x-amz-json-1.0\r\nContent-Length: {len(payload)}\r\n{extra}\r\n").encode() + payload
 
 
+_UNREAD: dict[int, bytes] = {}  # bytes past one reply (two pipelined replies can come in one recv), per socket
+
+
 def read_reply(stream: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    """(status, headers by lower-case name, body) of one reply."""
-    data = b""
+    """(status, headers by lower-case name, body) of one reply; what follows it is kept for the next call."""
+    data = _UNREAD.pop(stream.fileno(), b"")
     while b"\r\n\r\n" not in data:
         chunk = stream.recv(65536)
         assert chunk, f"the server closed the connection after {data!r}"
@@ -36,9 +39,12 @@ def read_reply(stream: socket.socket) -> tuple[int, dict[str, str], bytes]:
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode("iso-8859-1").split("\r\n")
     headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
-    while len(body) < int(headers.get("content-length", 0)):
+    length = int(headers.get("content-length", 0))
+    while len(body) < length:
         body += stream.recv(65536)
-    return int(lines[0].split()[1]), headers, body
+    if body[length:]:
+        _UNREAD[stream.fileno()] = body[length:]
+    return int(lines[0].split()[1]), headers, body[:length]
 
 
 def closed(stream: socket.socket) -> bool:
