@@ -89,8 +89,7 @@ def create_register_steps(config: PipelineConfig, inputs: ExecutionInput, then: 
         "ModelPackageGroupName": group,
         "ModelPackageDescription.$": "States.Format('candidate of execution {}', $$.Execution.Name)",
         "InferenceSpecification": {
-            "Containers": [{"Image": serving_container(config)["Image"],
-                            "ModelDataUrl.$": "$.training.ModelArtifacts.S3ModelArtifacts"}],
+            "Containers": [{**serving_container(config), "ModelDataUrl.$": "$.training.ModelArtifacts.S3ModelArtifacts"}],
             "SupportedContentTypes": ["application/x-image"],
             "SupportedResponseMIMETypes": ["application/json"],
         },

@@ -178,7 +178,7 @@ class ModelRegistry:
                 "ModelPackageStatusDetails": {"ValidationStatuses": [], "ImageScanStatuses": []},
             }  # fmt: skip
             for key in ("ModelPackageDescription", "InferenceSpecification", "ModelMetrics", "CustomerMetadataProperties",
-                        "MetadataProperties", "ApprovalDescription", "Domain", "Task", "SamplePayloadUrl", "SourceUri"):  # fmt: skip
+                        "MetadataProperties", "Domain", "Task", "SamplePayloadUrl", "SourceUri"):  # fmt: skip
                 if key in parameters:
                     document[key] = parameters[key]
             connection.execute(
