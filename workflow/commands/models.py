@@ -53,7 +53,11 @@ def list_models(as_json: bool, config_path: str | None, settings: tuple[str, ...
     """Every version, newest first, with its metrics; * marks the one production serves."""
     from workflow.local.model_versions import versions
 
-    found = versions(_config(settings, config_path))
+    print_versions(versions(_config(settings, config_path)), as_json)
+
+
+def print_versions(found: list[dict[str, Any]], as_json: bool) -> None:
+    """The versions table (or JSON) of `models list` and `aws models list`."""
     if as_json:
         click.echo(json.dumps(found, indent=2))
         return

@@ -19,7 +19,7 @@ import secrets
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from workflow.config import PipelineConfig
 from workflow.definition.registry import model_package_group
@@ -32,14 +32,15 @@ class VersionError(Exception):
     """A version that cannot be shown or deployed, and why."""
 
 
-def _document(s3: S3Root, uri: str | None) -> dict[str, Any] | None:
-    if not uri:
-        return None
-    try:
-        document = json.loads(s3.path(uri).read_text())
-    except (OSError, ValueError):  # not written (a run that stopped before its load test) or not ours
-        return None
-    return document if isinstance(document, dict) else None
+def _local_document(s3: S3Root) -> Callable[[str], dict[str, Any] | None]:
+    def read(uri: str) -> dict[str, Any] | None:
+        try:
+            document = json.loads(s3.path(uri).read_text())
+        except (OSError, ValueError):  # not written (a run that stopped before its load test) or not ours
+            return None
+        return document if isinstance(document, dict) else None
+
+    return read
 
 
 def production_model_data_url(endpoints: LocalEndpoints, production: str) -> str | None:
@@ -53,19 +54,21 @@ def production_model_data_url(endpoints: LocalEndpoints, production: str) -> str
     return model.get("PrimaryContainer", {}).get("ModelDataUrl")
 
 
-def _summary(described: dict[str, Any], s3: S3Root, serving_url: str | None) -> dict[str, Any]:
+def version_summary(described: dict[str, Any], read: Callable[[str], dict[str, Any] | None], serving_url: str | None) -> dict[str, Any]:
+    """One DescribeModelPackage as `models list` shows it; `read(uri)` fetches a metrics document (None if absent)."""
     quality = described.get("ModelMetrics", {}).get("ModelQuality", {})
-    evaluation = _document(s3, quality.get("Statistics", {}).get("S3Uri"))
-    load_test = _document(s3, quality.get("Constraints", {}).get("S3Uri"))
+    uris = (quality.get("Statistics", {}).get("S3Uri"), quality.get("Constraints", {}).get("S3Uri"))
+    evaluation, load_test = (read(uri) if uri else None for uri in uris)
     [container] = described["InferenceSpecification"]["Containers"][:1] or [{}]
     lineage = described.get("CustomerMetadataProperties", {})
+    created = described["CreationTime"]
     execution_arn = lineage.get("ExecutionArn", "")
     return {
         "version": described["ModelPackageVersion"],
         "arn": described["ModelPackageArn"],
         "status": described["ModelApprovalStatus"],
         "approval_description": described.get("ApprovalDescription", ""),
-        "created": described["CreationTime"],
+        "created": created.isoformat() if isinstance(created, datetime) else created,  # boto3 parses it, the local registry does not
         "model_data_url": container.get("ModelDataUrl"),
         "execution_arn": execution_arn,
         "execution_name": execution_arn.rsplit(":", 1)[-1] if execution_arn else "",
@@ -91,7 +94,7 @@ def versions(config: PipelineConfig, home: Path | None = None) -> list[dict[str,
         if "NextToken" not in page:
             break
         request["NextToken"] = page["NextToken"]
-    return [_summary(described, s3, serving) for described in found]
+    return [version_summary(described, _local_document(s3), serving) for described in found]
 
 
 def describe_version(config: PipelineConfig, version: int, home: Path | None = None) -> dict[str, Any]:
@@ -160,4 +163,4 @@ def _record_deployment(registry: ModelRegistry, described: dict[str, Any], versi
                                            "ApprovalDescription": f"rolled back to version {version} at {stamp}"})  # fmt: skip
 
 
-__all__ = ["VersionError", "deploy_version", "describe_version", "production_model_data_url", "versions"]
+__all__ = ["VersionError", "deploy_version", "describe_version", "production_model_data_url", "version_summary", "versions"]
