@@ -15,14 +15,13 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 from botocore.validate import ParamValidator
 
 from workflow.local.endpoints import LocalEndpoints
 from workflow.local.model_registry import ModelRegistry, _service_model
-from workflow.local.runtime import stop_runtime
 from workflow.local.s3 import S3Root
 
 pytestmark = pytest.mark.slow
@@ -41,13 +40,13 @@ def listed(home: Path, *settings: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     path = tmp_path_factory.mktemp("registry-home")
-    yield path
-    endpoints = LocalEndpoints(path)
-    for endpoint in endpoints.list_endpoints():
-        endpoints.delete_endpoint(endpoint["EndpointName"])
-    stop_runtime(path)
+    try:
+        yield path
+    finally:  # every endpoint process and the runtime router of this home
+        stopped = ddcicd(path, "cleanup", "--all")
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
 
 
 @pytest.fixture(scope="module")
