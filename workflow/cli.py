@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "predict": "workflow.commands.predict:predict",
     "serve": "workflow.commands.serve:serve",
     "endpoints": "workflow.commands.endpoints:endpoints",
+    "models": "workflow.commands.models:models",
     "console": "workflow.commands.console:console",
     "report": "workflow.commands.report:report",
     "aws": "workflow.commands.aws:aws",

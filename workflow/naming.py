@@ -9,9 +9,12 @@ one execution shares its name, so the console, S3 and SageMaker line up:
 """
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
+import subprocess
 from datetime import datetime, timezone
+from pathlib import Path
 
 from workflow.config import PipelineConfig
 
@@ -60,4 +63,23 @@ def execution_input(config: PipelineConfig, execution_name: str, raw_data_uri: s
         "TransformOutputUri": f"{run}/batch-score/",
         "SampleSubmissionUri": f"{raw}sample_submission.csv",
         "SubmissionUri": f"{run}/submission.csv",
+        "ConfigHash": config_hash(config),  # lineage of the registered model version
+        "SourceCommit": source_commit(),
     }
+
+
+def config_hash(config: PipelineConfig) -> str:
+    """The first 16 hex digits of the SHA-256 of the effective configuration, as JSON."""
+    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
+
+
+def source_commit() -> str:
+    """The git commit this code is checked out at (with "+dirty" for local changes), or "unknown"."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
+                               text=True, timeout=10).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (commit + ("+dirty" if dirty else "")) if commit else "unknown"

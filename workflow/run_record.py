@@ -43,14 +43,18 @@ class GateDecision:
     decision: str  # passed | rejected | not reached
 
 
-def _ends_in_failure(states: dict[str, Any], name: str | None) -> bool:
-    """Following `Next` from `name` (through anything but a Choice) reaches a Fail state."""
-    seen: set[str] = set()
+def _ends_in_failure(states: dict[str, Any], name: str | None, seen: set[str] | None = None) -> bool:
+    """Following `Next` from `name` reaches a Fail state (through a Choice only when every
+    branch of it does, like the decision path's CandidateRegistered)."""
+    seen = set() if seen is None else seen
     while name is not None and name not in seen:
         seen.add(name)
         state = states.get(name) or {}
         if state.get("Type") == "Fail":
             return True
+        if state.get("Type") == "Choice":
+            branches = [rule.get("Next") for rule in state.get("Choices") or ()] + [state.get("Default")]
+            return all(_ends_in_failure(states, branch, set(seen)) for branch in branches)
         name = state.get("Next")
     return False
 
@@ -60,7 +64,8 @@ def gates(definition: dict[str, Any]) -> list[Gate]:
     states = definition.get("States") or {}
     found = []
     for name, state in states.items():
-        if state.get("Type") == "Choice" and _ends_in_failure(states, state.get("Default")):
+        # a gate's Default fails the run and some rule does not (CandidateRegistered's both do: no gate)
+        if state.get("Type") == "Choice" and _ends_in_failure(states, state.get("Default")) and not _ends_in_failure(states, name):
             rules = tuple(state.get("Choices") or ())
             found.append(Gate(name, tuple(rule["Next"] for rule in rules if "Next" in rule), state["Default"], rules))
     return found

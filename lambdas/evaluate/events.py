@@ -3,7 +3,7 @@
     {"endpoint_name": "ddcicd-staging-20261124",
      "data_uri": "s3://ddcicd/processed",                       # manifest.json + validation.rec
      "output_uri": "s3://ddcicd/runs/<id>/evaluation.json",      # PNG goes beside it
-     "production_metrics_uri": "s3://ddcicd/production/evaluation.json",   # may not exist yet
+     "production_metrics_uri": "s3://ddcicd/runs/<champion>/evaluation.json",   # null: no champion yet
      "max_concurrency": 8, "max_failure_share": 0.05}
 """
 from __future__ import annotations
@@ -19,7 +19,9 @@ class EvaluateEvent(Event):
     endpoint_name: EndpointName
     data_uri: S3Uri  # prefix holding manifest.json and validation.rec
     output_uri: S3Uri  # where the result JSON goes; the confusion-matrix PNG is written beside it
-    production_metrics_uri: S3Uri | None = None  # the champion's stored result; absent = no champion yet
+    # The champion's evaluation document: the ModelMetrics.ModelQuality.Statistics URI of the
+    # newest approved model version, which the state machine looks up (FindChampion); None = no champion yet.
+    production_metrics_uri: S3Uri | None = None
     max_concurrency: int = Field(8, ge=1, le=64)  # invocations in flight
     max_failure_share: float = Field(0.05, ge=0, le=1)  # failed / all images above this fails the evaluation
     max_images: int | None = Field(None, ge=1)  # evaluate only the first N images (quick runs)

@@ -63,11 +63,12 @@ def test_happy_path_follows_the_design(asl: dict[str, Any]) -> None:
     path = _walk(asl, "Process")
     expected_order = [
         "Process", "ReadManifest", "SummariseDataset", "Train", "CreateModel", "CreateStagingEndpointConfig", "CreateStagingEndpoint",
-        "StartStagingPolls", "DescribeStagingEndpoint", "IsStagingEndpointInService", "Evaluate", "QualityGate",
+        "StartStagingPolls", "DescribeStagingEndpoint", "IsStagingEndpointInService", "FindChampion", "HasChampion",
+        "DescribeChampion", "Evaluate", "QualityGate", "CreateModelPackageGroup", "HashManifest", "RegisterCandidate",
         "PrepareLoadTest", "LoadTest", "MergeLoadTest", "SloGate", "CreateProductionEndpointConfig",
         "FindProductionEndpoint", "ProductionEndpointExists", "UpdateProductionEndpoint", "StartProductionPolls",
         "DescribeProductionEndpoint", "IsProductionEndpointInService", "RecordProductionMetrics",
-        "DeleteStagingEndpoint", "PipelineSucceeded",
+        "ApproveCandidate", "DeleteStagingEndpoint", "PipelineSucceeded",
     ]  # fmt: skip
     assert path == expected_order
 
@@ -82,7 +83,10 @@ def test_no_fault_is_caught_so_a_redrive_resumes_where_it_broke(asl: dict[str, A
     creates = {name: {"SageMaker.AmazonSageMakerException"} for name in
                ("CreateModel", "CreateStagingEndpointConfig", "CreateStagingEndpoint", "CreateProductionEndpointConfig")}
     assert caught == {**creates, "UpdateProductionEndpoint": {"SageMaker.AmazonSageMakerException"},
-                      "DecisionCleanUp": {"States.ALL"}}
+                      "CreateModelPackageGroup": {"SageMaker.SageMakerException"},  # exists already: described instead
+                      "DecisionCleanUp": {"States.ALL"}, "RejectCandidate": {"States.ALL"}}
+    assert asl["States"]["CreateModelPackageGroup"]["Catch"][0]["Next"] == "DescribeModelPackageGroup"
+    assert "Catch" not in asl["States"]["DescribeModelPackageGroup"]
     assert asl["States"]["DecisionCleanUp"]["Next"] == "PipelineFailed"
     assert asl["States"]["PipelineFailed"] == {"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"}
 
@@ -127,8 +131,12 @@ def test_decisions_clean_up_staging_and_name_their_error(asl: dict[str, Any]) ->
         "StagingEndpointTooSlow": "StagingEndpointNotInService", "ProductionEndpointFailed": "ProductionEndpointFailed",
         "ProductionEndpointTooSlow": "ProductionEndpointNotInService", "ProductionUpdateRolledBack": "ProductionUpdateRolledBack",
     }  # fmt: skip
-    for name in decisions:
-        assert asl["States"][name]["Next"] == "DecisionCleanUp"
+    for name in decisions:  # a registered candidate is Rejected with the decision's error first
+        assert asl["States"][name]["Next"] == "CandidateRegistered"
+    registered = asl["States"]["CandidateRegistered"]
+    assert registered["Choices"] == [{"Variable": "$.candidate.arn", "IsPresent": True, "Next": "RejectCandidate"}]
+    assert registered["Default"] == asl["States"]["RejectCandidate"]["Next"] == "DecisionCleanUp"
+    assert asl["States"]["RejectCandidate"]["Parameters"]["ModelApprovalStatus"] == "Rejected"
     assert asl["States"]["DecisionCleanUp"]["Parameters"] == {"EndpointName.$": "$$.Execution.Input['StagingEndpointName']"}
     assert asl["States"]["QualityGate"]["Default"] == "ModelRejected"
     assert asl["States"]["SloGate"]["Default"] == "SloNotMet"
@@ -157,7 +165,7 @@ def test_approval_waits_for_a_token_before_promotion() -> None:
     assert message["load_test"]["p99_ms.$"] == "$.load_test.Payload.p99_ms"
     assert "ddcicd approve" in message["commands"]["approve.$"]
     catchers = {tuple(catcher["ErrorEquals"]): catcher["Next"] for catcher in request["Catch"]}
-    assert catchers == {("ApprovalRejected",): "DecisionCleanUp", ("States.Timeout",): "ApprovalTimedOut"}
+    assert catchers == {("ApprovalRejected",): "CandidateRegistered", ("States.Timeout",): "ApprovalTimedOut"}
     assert asl["States"]["ApprovalTimedOut"]["Result"]["Error"] == "ApprovalTimedOut"
     assert "RequestApproval" not in render_definition(load_config())["States"]
     topic = "arn:aws:sns:eu-west-1:123456789012:approvals"
@@ -197,7 +205,8 @@ def test_every_execution_input_the_definition_reads_is_generated(asl: dict[str, 
 
 def test_batch_scoring_is_optional() -> None:
     asl = render_definition(load_config(None, ["batch_score.enabled=true"]))
-    assert asl["States"]["RecordProductionMetrics"]["Next"] == "BatchScore"
+    assert asl["States"]["RecordProductionMetrics"]["Next"] == "ApproveCandidate"
+    assert asl["States"]["ApproveCandidate"]["Next"] == "BatchScore"
     assert asl["States"]["BatchScore"]["Resource"] == "arn:aws:states:::sagemaker:createTransformJob.sync"
     assert asl["States"]["BatchScore"]["Next"] == "AssembleSubmission"
     assert asl["States"]["AssembleSubmission"]["Next"] == "DeleteStagingEndpoint"

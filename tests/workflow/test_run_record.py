@@ -20,7 +20,7 @@ def test_the_pipeline_definition_yields_its_gates_and_stages(golden: Path) -> No
     definition = json.loads(golden.read_text())
     found = [(gate.name, gate.passed, gate.rejected) for gate in gates(definition)]
     promotion = "RequestApproval" if golden.name.startswith("approval") else "CreateProductionEndpointConfig"
-    assert found == [("QualityGate", ("PrepareLoadTest",), "ModelRejected"), ("SloGate", (promotion,), "SloNotMet")]
+    assert found == [("QualityGate", ("CreateModelPackageGroup",), "ModelRejected"), ("SloGate", (promotion,), "SloNotMet")]
     stages = {key: writers(definition, key) for key in ("processing", "training", "evaluation", "load_test")}
     assert stages == {"processing": ["Process"], "training": ["Train"], "evaluation": ["Evaluate"], "load_test": ["MergeLoadTest"]}
     assert in_service_state(definition, "ddcicd-production") == "RecordProductionMetrics"
@@ -35,6 +35,17 @@ def test_a_choice_whose_default_only_loops_or_continues_is_not_a_gate() -> None:
         "Other": {"Type": "Pass", "Next": "Done"},
         "Done": {"Type": "Succeed"}}}  # fmt: skip
     assert gates(definition) == []
+
+
+def test_a_gate_may_fail_through_a_choice_whose_every_branch_fails_which_is_no_gate() -> None:
+    definition = {"StartAt": "Gate", "States": {
+        "Gate": {"Type": "Choice", "Choices": [{"Variable": "$.ok", "BooleanEquals": True, "Next": "Done"}], "Default": "Rejected"},
+        "Rejected": {"Type": "Pass", "Next": "Registered"},
+        "Registered": {"Type": "Choice", "Choices": [{"Variable": "$.arn", "IsPresent": True, "Next": "Reject"}], "Default": "Failed"},
+        "Reject": {"Type": "Pass", "Next": "Failed"},
+        "Failed": {"Type": "Fail"},
+        "Done": {"Type": "Succeed"}}}  # fmt: skip
+    assert [(gate.name, gate.passed, gate.rejected) for gate in gates(definition)] == [("Gate", ("Done",), "Rejected")]
 
 
 def _boom(event: Any, context: Any) -> Any:

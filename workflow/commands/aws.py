@@ -4,6 +4,7 @@
     ddcicd aws deploy                                     # code, Lambdas, state machine, autoscaling
     ddcicd aws start --dataset state-farm --wait          # one execution, followed to the end
     ddcicd aws status [ID] | aws redrive ID | aws executions | aws approve ID [--reject --reason TEXT]
+    ddcicd aws models list [--json] | aws models describe VERSION   # the Model Registry's versions
 
 Step Functions can be another endpoint (`--stepfunctions-endpoint-url`, config
 aws.stepfunctions_endpoint_url), e.g. `ddcicd engine serve`: the same commands then run
@@ -325,3 +326,32 @@ def _print_failure(failure: Failure, events: list[dict[str, Any]]) -> None:
         details = next((value for key, value in event.items() if key.endswith("EventDetails") and isinstance(value, dict)), {})
         label = details.get("name") or details.get("error") or details.get("resourceType") or ""
         click.echo(f"  {event['timestamp']:%H:%M:%S}  {event['type']:<28} {label}")
+
+
+# ---------------------------------------------------------------- models
+
+
+@aws.group("models")
+def aws_models() -> None:
+    """The pipeline's model versions in SageMaker Model Registry (as `ddcicd models`)."""
+
+
+@aws_models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="The versions as JSON.")
+@_with_context
+def models_list_command(context: AwsContext, as_json: bool) -> None:
+    """Every version, newest first, with its metrics; * marks the one production serves."""
+    from workflow.aws.models import versions
+    from workflow.commands.models import print_versions
+
+    print_versions(versions(context), as_json)
+
+
+@aws_models.command("describe")
+@click.argument("version", type=click.IntRange(min=1))
+@_with_context
+def models_describe_command(context: AwsContext, version: int) -> None:
+    """DescribeModelPackage of VERSION, as JSON."""
+    from workflow.aws.models import describe_version
+
+    click.echo(json.dumps(describe_version(context, version), indent=2, default=str))

@@ -325,6 +325,25 @@ async def approve(request: web.Request) -> web.Response:
     return _json(decision.output())
 
 
+async def models(request: web.Request) -> web.Response:
+    """The pipeline's model versions, newest first (workflow/local/model_versions.py); read-only.
+
+    ?pipeline=NAME reads another pipeline's group (the config's `name`); the production
+    endpoint is the default config's.
+    """
+    from workflow.config import load_config
+    from workflow.definition.registry import model_package_group
+    from workflow.local.model_versions import versions
+
+    name = _optional_query(request, "pipeline")
+    try:
+        config = load_config(None, [f"name={name}"] if name else [])
+    except ValueError as error:
+        raise web.HTTPBadRequest(text=f"pipeline: {str(error)[:200]}") from None
+    found = await asyncio.to_thread(versions, config)
+    return _json({"group": model_package_group(config), "production": config.endpoint.production_name, "versions": found})
+
+
 async def report(request: web.Request) -> web.Response:
     from workflow.console.report import render_report
 
@@ -348,6 +367,7 @@ def create_app(engine: Engine, actions: Callable[[], Engine], token: str, extra_
     app.router.add_get("/api/execution", execution)
     app.router.add_get("/api/history", history)
     app.router.add_get("/api/graph", graph)
+    app.router.add_get("/api/models", models)
     app.router.add_post("/api/start", start)
     app.router.add_post("/api/stop", stop)
     app.router.add_post("/api/redrive", redrive)

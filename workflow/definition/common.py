@@ -50,6 +50,8 @@ EXECUTION_INPUT_SCHEMA: dict[str, type] = {
     "TransformOutputUri": str,
     "SampleSubmissionUri": str,  # RawDataUri + sample_submission.csv: the submission's row order
     "SubmissionUri": str,
+    "ConfigHash": str,  # lineage the model registry records (workflow/definition/registry.py)
+    "SourceCommit": str,
 }
 
 

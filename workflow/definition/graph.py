@@ -9,6 +9,7 @@ from workflow.config import PipelineConfig
 from workflow.contracts.functions import FUNCTIONS
 from workflow.definition.common import EXECUTION_INPUT_SCHEMA, Resources, _partition_of, _quiet_sdk_imports, _set
 from workflow.definition.approval import create_approval_steps
+from workflow.definition.registry import create_approve_step, create_champion_steps, create_register_steps, create_reject_steps
 from workflow.definition.endpoints import (
     create_delete_endpoint_step,
     create_endpoint_config_step,
@@ -85,6 +86,7 @@ def create_graph(config: PipelineConfig, resources: Resources) -> State:
     # left is reaped like a faulted run's (`ddcicd cleanup`).
     clean_up.add_catch(Catch(error_equals=["States.ALL"], next_step=failed, result_path="$.cleanup_error"))
     clean_up.next(failed)
+    clean_up = create_reject_steps(config, clean_up)  # a registered candidate a decision turns down is Rejected
 
     delete_staging = create_delete_endpoint_step(config, "DeleteStagingEndpoint", inputs["StagingEndpointName"])
     delete_staging.next(succeeded)
@@ -96,6 +98,7 @@ def create_graph(config: PipelineConfig, resources: Resources) -> State:
         submission.next(delete_staging)
         after_promotion = batch
 
+    after_promotion = create_approve_step(config, after_promotion)
     promote = create_promote_steps(config, inputs, resources, after_promotion, clean_up)
     if config.approval.required:
         promote = create_approval_steps(config, resources, promote, clean_up)
@@ -105,10 +108,11 @@ def create_graph(config: PipelineConfig, resources: Resources) -> State:
     load_test = create_load_test_steps(config, inputs, resources, slo_gate)
     gate_failed = decision("ModelRejected", "QualityGateFailed", "the model missed a threshold or did not beat production")
     gate_failed.next(clean_up)
-    quality_gate = create_quality_gate(config, load_test, gate_failed)
+    quality_gate = create_quality_gate(config, create_register_steps(config, inputs, load_test), gate_failed)
     evaluate = create_evaluate_step(config, inputs, resources)
     evaluate.next(quality_gate)
-    wait_staging = create_wait_until_in_service(config, "Staging", inputs["StagingEndpointName"], evaluate, clean_up)
+    wait_staging = create_wait_until_in_service(config, "Staging", inputs["StagingEndpointName"],
+                                               create_champion_steps(config, evaluate), clean_up)  # fmt: skip
 
     process = create_process_step(config, inputs)
     train = create_train_step(config, inputs)

@@ -39,7 +39,7 @@ def create_evaluate_step(config: PipelineConfig, inputs: ExecutionInput, resourc
             "endpoint_name": inputs["StagingEndpointName"],
             "data_uri": inputs["ProcessedDataUri"],
             "output_uri": inputs["EvaluationUri"],
-            "production_metrics_uri": resources.production_metrics_uri,
+            "production_metrics_uri.$": "$.champion.metrics_uri",  # the champion's evaluation (registry.py)
             "min_log_loss_improvement": config.quality_gate.min_log_loss_improvement,
             "max_failure_share": config.quality_gate.max_failed_share,
         },

@@ -10,6 +10,7 @@ or the console with exactly the same integrations behind its Task states:
     arn:aws:states:::sagemaker:createModel, ...         sagemaker_control.py (over endpoints.py)
     arn:aws:states:::aws-sdk:s3:copyObject, ...         s3_integration.py
     arn:aws:states:::sns:publish[.waitForTaskToken]      sns_integration.py ($DDCICD_HOME/sns/<topic>/)
+    arn:aws:states:::aws-sdk:sagemaker:*ModelPackage*    model_registry.py ($DDCICD_HOME/model_registry.sqlite3)
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from workflow.engine import Engine, FunctionRegistry, JobIntegration
 from workflow.home import ddcicd_home
 from workflow.local.endpoints import LocalEndpoints
 from workflow.local.runtime import ensure_runtime
+from workflow.local.model_registry import SDK_ACTIONS as REGISTRY_ACTIONS
+from workflow.local.model_registry import ModelRegistry, ModelRegistryIntegration
 from workflow.local.s3 import S3_ROOT_VARIABLE, S3Root
 from workflow.local.s3_integration import ACTIONS as S3_ACTIONS
 from workflow.local.s3_integration import S3Integration
@@ -71,6 +74,9 @@ def register_local_aws(registry: Any, s3: S3Root | None = None, home: Path | Non
     for action in SDK_ACTIONS:
         registry.register(rf"arn:[^:]+:states:::aws-sdk:sagemaker:{action}", control,
                           label=f"arn:aws:states:::aws-sdk:sagemaker:{action}")  # fmt: skip
+    registry.register(rf"arn:[^:]+:states:::aws-sdk:sagemaker:({'|'.join(REGISTRY_ACTIONS)})",
+                      ModelRegistryIntegration(ModelRegistry.default(home)),
+                      label="arn:aws:states:::aws-sdk:sagemaker:*ModelPackage*")  # fmt: skip
     registry.register(rf"arn:[^:]+:states:::aws-sdk:s3:({'|'.join(S3_ACTIONS)})", S3Integration(s3),
                       label=f"arn:aws:states:::aws-sdk:s3:{'|'.join(S3_ACTIONS)}")  # fmt: skip
     registry.register(r"arn:[^:]+:states:::sns:publish(\.waitForTaskToken)?", SnsIntegration(home or ddcicd_home()),

@@ -129,6 +129,12 @@ def test_absent_production_metrics_mean_no_champion(runtime, kit) -> None:
     assert result["has_production"] is False and result["better_than_production"] is True
 
 
+def test_a_null_champion_uri_means_no_champion(runtime, kit) -> None:
+    """What the state machine sends before any model version is approved (NoChampion)."""
+    result = handler(event(kit, kit.write_processed(cases()), production_metrics_uri=None))
+    assert result["has_production"] is False and result["production"] is None
+
+
 def test_unreadable_production_metrics_are_invalid_data(runtime, kit) -> None:
     uri = kit.put("production/evaluation.json", b'{"accuracy": "high"}')
     with pytest.raises(InvalidData, match="production/evaluation.json"):

@@ -34,7 +34,9 @@ from workflow.engine import Engine
 from workflow.engine.history import HistoryStore
 from workflow.local.api_faults import start_experiment, stop_experiment
 from workflow.local.endpoints import LocalEndpoints
+from workflow.local.model_registry import ModelRegistry
 from workflow.local.runtime import stop_runtime
+from workflow.local.s3 import S3Root
 from workflow.local.sns_integration import read_messages
 
 pytestmark = pytest.mark.slow
@@ -42,7 +44,6 @@ pytestmark = pytest.mark.slow
 # Retries of transient AWS errors kept short: a fault should end the run in seconds.
 QUICK_RETRY = ["retry.max_attempts=1", "retry.interval_seconds=1"]
 PRODUCTION = "ddcicd-production"
-PRODUCTION_METRICS = "s3/ddcicd-local/ddcicd/production/metrics.json"
 
 
 def environment(home: Path) -> dict[str, str]:
@@ -95,9 +96,14 @@ def endpoint_names(home: Path) -> list[str]:
 
 
 def make_production_beatable(home: Path) -> None:
-    """Champion/challenger compares with production's stored metrics: make any new model better,
-    so a run's promotion does not depend on which of two 1-epoch models is luckier."""
-    path = home / PRODUCTION_METRICS
+    """Champion/challenger compares with the champion's evaluation (the newest approved model
+    version's ModelMetrics in the registry): make any new model better, so a run's promotion
+    does not depend on which of two 1-epoch models is luckier."""
+    registry = ModelRegistry(home / "model_registry.sqlite3")
+    [champion] = registry.list_model_packages({"ModelPackageGroupName": "ddcicd", "ModelApprovalStatus": "Approved",
+                                               "SortOrder": "Descending", "MaxResults": 1})["ModelPackageSummaryList"]  # fmt: skip
+    described = registry.describe_model_package({"ModelPackageName": champion["ModelPackageArn"]})
+    path = S3Root(home / "s3").path(described["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"])
     document = json.loads(path.read_text())
     document.update(accuracy=0.0, log_loss=1000.0)
     path.write_text(json.dumps(document))

@@ -2,6 +2,7 @@
 //   #/                       all executions
 //   #/machine/<arn>          one state machine: its executions and a Start form
 //   #/execution/<arn>        graph, state details, history, Stop / Redrive / report
+//   #/models                 model versions: metrics, a plot across versions, which one production serves
 "use strict";
 
 const POLL_MS = 1000;
@@ -97,6 +98,7 @@ async function loadMachines(selected) {
   const machines = await api("/api/state-machines");
   list.textContent = "";
   list.append(element("li", {class: selected ? "" : "active"}, element("a", {href: "#/"}, "All executions")));
+  list.append(element("li", {class: selected === "models" ? "active" : ""}, element("a", {href: "#/models", id: "models-link"}, "Models")));
   for (const machine of machines) {
     const meta = machine.latest
       ? [badge(machine.latest.status), ` ${machine.executions} execution${machine.executions === 1 ? "" : "s"}`]
@@ -341,6 +343,79 @@ async function showExecution(arn) {
   poll();
 }
 
+// ---------------------------------------------------------------- models
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attributes, ...children) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attributes || {})) node.setAttribute(key, value);
+  for (const child of children) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  return node;
+}
+
+function fixed(value, digits) { return typeof value === "number" ? value.toFixed(digits) : "–"; }
+
+// One series per metric on its own scale (log loss left axis, p99 right), versions oldest to newest.
+function modelsPlot(versions) {
+  const points = [...versions].reverse();
+  const width = 640, height = 220, left = 56, right = 56, top = 16, bottom = 36;
+  const plot = svg("svg", {id: "models-plot", viewBox: `0 0 ${width} ${height}`, width, height, role: "img",
+    "aria-label": "validation log loss and p99 latency across model versions"});
+  const x = (index) => left + (points.length === 1 ? (width - left - right) / 2 : index * (width - left - right) / (points.length - 1));
+  const series = [
+    {key: "log_loss", label: "validation log loss", cls: "series-loss", axis: left - 6, anchor: "end"},
+    {key: "p99_ms", label: "p99 latency (ms)", cls: "series-p99", axis: width - right + 6, anchor: "start"},
+  ];
+  plot.append(svg("line", {x1: left, y1: height - bottom, x2: width - right, y2: height - bottom, class: "axis"}));
+  points.forEach((item, index) => plot.append(svg("text", {x: x(index), y: height - bottom + 16, "text-anchor": "middle",
+    class: item.in_production ? "tick production" : "tick"}, `v${item.version}`)));
+  for (const line of series) {
+    const values = points.map((item) => item[line.key]).filter((value) => typeof value === "number");
+    if (!values.length) continue;
+    const low = Math.min(...values), high = Math.max(...values), span = high - low || Math.abs(high) || 1;
+    const y = (value) => top + (1 - (value - low) / span) * (height - top - bottom);
+    const path = points.map((item, index) => typeof item[line.key] === "number" ? [x(index), y(item[line.key])] : null).filter(Boolean);
+    plot.append(svg("polyline", {points: path.map((point) => point.join(",")).join(" "), class: `series ${line.cls}`}));
+    for (const [px, py] of path) plot.append(svg("circle", {cx: px, cy: py, r: 4, class: `series ${line.cls}`}));
+    plot.append(svg("text", {x: line.axis, y: y(high) + 4, "text-anchor": line.anchor, class: `tick ${line.cls}`}, fixed(high, line.key === "p99_ms" ? 1 : 3)));
+    if (high !== low) plot.append(svg("text", {x: line.axis, y: y(low) + 4, "text-anchor": line.anchor, class: `tick ${line.cls}`}, fixed(low, line.key === "p99_ms" ? 1 : 3)));
+  }
+  const legend = element("div", {class: "legend"}, series.map((line) => element("span", {class: `key ${line.cls}`}, line.label)));
+  return element("figure", {class: "models-plot"}, plot, legend);
+}
+
+function modelsTable(versions) {
+  return element("table", {class: "executions models"},
+    element("thead", {}, element("tr", {}, ["Version", "Status", "Accuracy", "Log loss", "p99 ms", "Error rate", "Registered", "Execution", "Report", "Reason"]
+      .map((h) => element("th", {}, h)))),
+    element("tbody", {}, versions.map((item) => element("tr", {"data-version": item.version, class: item.in_production ? "in-production" : ""},
+      element("td", {class: "number"}, `v${item.version}`, item.in_production ? element("span", {class: "badge status-succeeded production-mark"}, "production") : null),
+      element("td", {}, element("span", {class: `badge approval-${item.status.toLowerCase()}`}, item.status)),
+      element("td", {class: "number"}, fixed(item.accuracy, 4)),
+      element("td", {class: "number"}, fixed(item.log_loss, 4)),
+      element("td", {class: "number"}, fixed(item.p99_ms, 1)),
+      element("td", {class: "number"}, fixed(item.error_rate, 4)),
+      element("td", {}, new Date(item.created).toLocaleString()),
+      element("td", {}, item.execution_arn ? element("a", {href: `#/execution/${encodeURIComponent(item.execution_arn)}`}, item.execution_name) : "–"),
+      element("td", {}, item.execution_arn ? element("a", {href: `/report?arn=${encodeURIComponent(item.execution_arn)}`, target: "_blank", rel: "noopener"}, "run report") : "–"),
+      element("td", {class: "reason"}, item.approval_description || "")))));
+}
+
+async function showModels() {
+  const current = view;
+  const [models] = await Promise.all([api("/api/models"), loadMachines("models")]);
+  if (current !== view) return;
+  const serving = models.versions.find((item) => item.in_production);
+  const parts = [element("h1", {}, `Models · ${models.group}`),
+    element("p", {id: "production-note"}, serving
+      ? [`Production (${models.production}) serves `, element("strong", {}, `version ${serving.version}`), "."]
+      : `Production (${models.production}) serves none of these versions.`)];
+  if (!models.versions.length) parts.push(element("p", {class: "muted"}, "No model versions yet: a run whose candidate passes the quality gate registers one."));
+  else parts.push(modelsPlot(models.versions), modelsTable(models.versions));
+  document.getElementById("main").replaceChildren(...parts);
+  schedule(showModels, IDLE_POLL_MS);
+}
+
 // ---------------------------------------------------------------- routing
 async function route() {
   view += 1;
@@ -349,6 +424,7 @@ async function route() {
   try {
     if (hash.startsWith("/execution/")) await showExecution(hash.slice("/execution/".length));
     else if (hash.startsWith("/machine/")) await showExecutions(hash.slice("/machine/".length));
+    else if (hash === "/models") await showModels();
     else await showExecutions(null);
   } catch (error) {
     document.getElementById("main").replaceChildren(element("div", {class: "error-box"}, error.message));
