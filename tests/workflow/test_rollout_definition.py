@@ -30,7 +30,7 @@ def test_linear_carries_the_step_and_the_alarms_and_a_rollback_ends_as_promotion
     alarms = states["UpdateProductionEndpoint"]["Parameters"]["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]
     assert alarms == [{"AlarmName": "ddcicd-rollout-errors"}, {"AlarmName": "ddcicd-rollout-p99"}]
     rolled_back = states["PromotionRolledBack"]
-    assert rolled_back["Result"]["Error"] == "PromotionRolledBack" and rolled_back["Next"] == "DecisionCleanUp"
+    assert rolled_back["Result"]["Error"] == "PromotionRolledBack" and rolled_back["Next"] == "CandidateRegistered"  # marks the version Rejected, then cleans up
     choices = states["IsProductionEndpointInService"]["Choices"]
     assert [choice["Next"] for choice in choices][:2] == ["RecordProductionMetrics", "PromotionRolledBack"]
 
