@@ -250,13 +250,19 @@ def deploy_state_machine(context: AwsContext, definition: dict[str, Any]) -> tup
 def deploy(context: AwsContext, zips: dict[str, Path]) -> DeployReport:
     """Code, state machine (built for this account), Lambdas, then autoscaling if it can.
 
+    With a CANARY or LINEAR rollout the stack's alarms must match the config first
+    (workflow/aws/rollout_alarms.py): the definition names them, CloudWatch holds them.
+
     The state machine goes before the Lambdas because the reaper's environment names its ARN,
     which a Step Functions endpoint other than AWS's assigns; Step Functions does not check
     that the functions a definition calls exist yet.
     """
     from workflow.definition import render_definition
 
+    from workflow.aws.rollout_alarms import check_rollout_alarms
+
     report = DeployReport()
+    check_rollout_alarms(context)  # before anything changes: a guarded promotion names them
     report.code_uri = upload_code(context)
     report.definition = render_definition(context.config, context.account)
     report.state_machine_arn, report.state_machine_created = deploy_state_machine(context, report.definition)

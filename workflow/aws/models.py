@@ -1,4 +1,4 @@
-"""`ddcicd aws models list|describe`: the pipeline's model versions in SageMaker Model Registry.
+"""`ddcicd aws models list|describe|deploy`: the pipeline's model versions in SageMaker Model Registry.
 
 The same rows as the local `ddcicd models list` (workflow/local/model_versions.py): each
 version's metrics documents are read from S3, and production is the ModelDataUrl its
@@ -69,4 +69,27 @@ def describe_version(context: AwsContext, version: int) -> dict[str, Any]:
     raise AwsError(f"model package group {group} has no version {version}")
 
 
-__all__ = ["describe_version", "production_model_data_url", "versions"]
+def deploy_version(context: AwsContext, version: int, timeout: float | None = None) -> dict[str, Any]:
+    """Production -> `version`'s model through endpoint.rollout (workflow/model_deploy.py), waiting for the end.
+
+    The stack's rollout alarms are checked against the config first (a guarded update names
+    them); SageMaker's errors reach the caller as botocore's ClientError.
+    """
+    from botocore import xform_name
+
+    from workflow.aws.rollout_alarms import check_rollout_alarms
+    from workflow.model_deploy import DeployError
+    from workflow.model_deploy import deploy_version as deploy
+
+    described = describe_version(context, version)
+    check_rollout_alarms(context)
+    sagemaker = context.client("sagemaker")
+    wait = timeout if timeout is not None else context.config.endpoint.rollout.max_seconds + 900
+    try:
+        return deploy(context.config, described, lambda action, parameters: getattr(sagemaker, xform_name(action))(**parameters),
+                      timeout=wait, poll_seconds=context.config.endpoint.poll_seconds)  # fmt: skip
+    except DeployError as error:
+        raise AwsError(f"model version {version}: {error}") from None
+
+
+__all__ = ["deploy_version", "describe_version", "production_model_data_url", "versions"]

@@ -5,6 +5,8 @@
     ddcicd aws start --dataset state-farm --wait          # one execution, followed to the end
     ddcicd aws status [ID] | aws redrive ID | aws executions | aws approve ID [--reject --reason TEXT]
     ddcicd aws models list [--json] | aws models describe VERSION   # the Model Registry's versions
+    ddcicd aws models deploy VERSION                 # production -> VERSION through endpoint.rollout
+    ddcicd aws stack-parameters                      # infra/pipeline.yaml's overrides from the config
 
 Step Functions can be another endpoint (`--stepfunctions-endpoint-url`, config
 aws.stepfunctions_endpoint_url), e.g. `ddcicd engine serve`: the same commands then run
@@ -138,7 +140,9 @@ def upload_data_command(context: AwsContext, folder: Path, name: str | None, wor
 def deploy_command(context: AwsContext, lambda_zips: Path | None, definition_out: Path | None) -> None:
     """Upload job code, create or update the Lambdas and the state machine, register autoscaling."""
     from workflow.aws.deploy import deploy, lambda_packages
+    from workflow.aws.rollout_alarms import check_rollout_alarms
 
+    check_rollout_alarms(context)  # fail before the minutes of building zips (deploy checks again)
     zips = _lambda_zips(lambda_zips, lambda_packages())
     report = deploy(context, zips)
     click.echo(f"job code      {report.code_uri}steps/")
@@ -355,3 +359,25 @@ def models_describe_command(context: AwsContext, version: int) -> None:
     from workflow.aws.models import describe_version
 
     click.echo(json.dumps(describe_version(context, version), indent=2, default=str))
+
+
+@aws_models.command("deploy")
+@click.argument("version", type=click.IntRange(min=1))
+@click.option("--timeout", type=float, help="Seconds to wait for the end of the rollout [endpoint.rollout.max_seconds + 900].")
+@_with_context
+def models_deploy_command(context: AwsContext, version: int, timeout: float | None) -> None:
+    """Move production to approved VERSION through endpoint.rollout (canary/linear, rolled back by the alarms)."""
+    from workflow.aws.models import deploy_version
+
+    endpoint = deploy_version(context, version, timeout)
+    click.echo(f"production endpoint {endpoint['EndpointName']} serves model version {version} "
+               f"({endpoint['EndpointConfigName']}): {endpoint['EndpointStatus']}")  # fmt: skip
+
+
+@aws.command("stack-parameters")
+@_with_context
+def stack_parameters_command(context: AwsContext) -> None:
+    """infra/pipeline.yaml's --parameter-overrides that match the config (project, prefix, rollout alarms)."""
+    from workflow.aws.rollout_alarms import overrides_text
+
+    click.echo(overrides_text(context.config))

@@ -89,10 +89,11 @@ def describe(version: int, config_path: str | None, settings: tuple[str, ...]) -
 
 @models.command()
 @click.argument("version", type=click.IntRange(min=1))
-@click.option("--timeout", default=300.0, show_default=True, type=float, help="Seconds to wait for InService.")
+@click.option("--timeout", type=float, help="Seconds to wait for the end of the rollout [endpoint.rollout.max_seconds + 300].")
 @_with_config
-def deploy(version: int, timeout: float, config_path: str | None, settings: tuple[str, ...]) -> None:
-    """Move production to approved VERSION (blue/green); newer approved versions become Rejected (rolled back)."""
+def deploy(version: int, timeout: float | None, config_path: str | None, settings: tuple[str, ...]) -> None:
+    """Move production to approved VERSION through endpoint.rollout (canary/linear steps, rolled back by the
+    alarms, as a promotion); newer approved versions become Rejected (rolled back)."""
     from workflow.local.model_versions import VersionError, deploy_version
 
     config = _config(settings, config_path)

@@ -1,28 +1,29 @@
 """The pipeline's model versions as people read them, and moving production to one of them.
 
     versions(config)                  # newest first: status, metrics, lineage, which one production serves
-    deploy_version(config, 3)         # production -> version 3's model (Approved only), blue/green
+    deploy_version(config, 3)         # production -> version 3's model (Approved only), through endpoint.rollout
 
 What `ddcicd models` and the console's Models page show. A version's metrics are its
 registered ModelMetrics documents (evaluation: ModelQuality.Statistics, load test:
 ModelQuality.Constraints), read from the local S3 root. Production serves a version when
 its endpoint's model loads that version's ModelDataUrl.
 
-Deploying keeps the registry's rule that the newest Approved version is the one production
-serves (the champion the pipeline's Evaluate compares with, workflow/definition/registry.py):
-approved versions newer than the deployed one are Rejected, "rolled back to version N".
+Deploying is workflow/model_deploy.py's, shared with `ddcicd aws models deploy`: the same
+guarded rollout as a promotion, and the registry's rule that the newest Approved version is
+the one production serves.
 """
 from __future__ import annotations
 
 import json
-import secrets
-import time
-from datetime import datetime, timezone
+import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
 from workflow.config import PipelineConfig
 from workflow.definition.registry import model_package_group
+from workflow.home import ddcicd_home
+from workflow.local.alarms import put_rollout_alarms
 from workflow.local.endpoints import LocalEndpoints, ValidationError
 from workflow.local.model_registry import ModelRegistry, RegistryError
 from workflow.local.s3 import S3Root
@@ -105,62 +106,43 @@ def describe_version(config: PipelineConfig, version: int, home: Path | None = N
         raise VersionError(f"model version {version}: {error.message}") from None
 
 
-def deploy_version(config: PipelineConfig, version: int, home: Path | None = None, timeout: float = 300.0) -> dict[str, Any]:
-    """Production -> an endpoint config for `version`'s model (created for it), waiting for InService.
+def local_sagemaker(home: Path | None = None) -> Callable[[str, dict[str, Any]], dict[str, Any]]:
+    """SageMaker's API over this home: the registry's operations in SQLite, the rest on the local control plane.
 
-    Only an Approved version deploys. Returns the endpoint's description. Approved versions
-    newer than `version` are Rejected afterwards (rolled back), so the champion stays the
-    version production serves.
+    Refused requests raise VersionError with SageMaker's message, naming the operation.
     """
+    from workflow.local.sagemaker_control import SageMakerControlPlane
+
+    registry = ModelRegistry.default(home)
+    plane = SageMakerControlPlane(LocalEndpoints(home, resolve_uri=S3Root.default().path))
+
+    def call(action: str, parameters: dict[str, Any]) -> dict[str, Any]:
+        method = getattr(registry, re.sub(r"(?<!^)(?=[A-Z])", "_", action).lower(), None)
+        try:
+            return method(parameters) if method is not None else plane.call(action, parameters)
+        except (RegistryError, ValidationError) as error:
+            raise VersionError(f"{action}: {getattr(error, 'message', error)}") from None
+
+    return call
+
+
+def deploy_version(config: PipelineConfig, version: int, home: Path | None = None, timeout: float | None = None) -> dict[str, Any]:
+    """Production -> `version`'s model through endpoint.rollout (workflow/model_deploy.py), waiting for the end.
+
+    The rollout alarms are written from the config first, as `ddcicd run` writes them, so a
+    guarded deployment is judged by the thresholds the pipeline's own promotion uses.
+    """
+    from workflow.model_deploy import DeployError
+    from workflow.model_deploy import deploy_version as deploy
+
+    home = home or ddcicd_home()
     described = describe_version(config, version, home)
-    if described["ModelApprovalStatus"] != "Approved":
-        raise VersionError(f"model version {version} is {described['ModelApprovalStatus']}, not Approved: only an approved "
-                           f"version deploys ({described.get('ApprovalDescription', 'no reason recorded')})")  # fmt: skip
-    s3 = S3Root.default()
-    endpoints = LocalEndpoints(home, resolve_uri=s3.path)
-    container = dict(described["InferenceSpecification"]["Containers"][0])
-    name = f"{model_package_group(config)[:30]}-v{version}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
-    production = config.endpoint.production_name
+    put_rollout_alarms(home, config)
+    wait = timeout if timeout is not None else config.endpoint.rollout.max_seconds + 300
     try:
-        endpoints.create_model(name, primary_container={key: container[key] for key in ("Image", "ModelDataUrl", "Environment")
-                                                        if key in container})  # fmt: skip
-        endpoints.create_endpoint_config(name, [{"VariantName": "AllTraffic", "ModelName": name, "InstanceType": config.endpoint.instance_type,
-                                                 "InitialInstanceCount": config.endpoint.production_instances}])  # fmt: skip
-        if endpoints.state_path(production).exists():
-            endpoints.update_endpoint(production, name)
-        else:
-            endpoints.create_endpoint(production, name)
-    except ValidationError as error:
-        raise VersionError(f"deploying model version {version}: {error.message}") from None
-    described_endpoint = _wait_in_service(endpoints, production, name, timeout)
-    _record_deployment(ModelRegistry.default(home), described, version)
-    return described_endpoint
+        return deploy(config, described, local_sagemaker(home), timeout=wait)
+    except DeployError as error:
+        raise VersionError(f"model version {version}: {error}") from None
 
 
-def _wait_in_service(endpoints: LocalEndpoints, production: str, config_name: str, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        endpoint = endpoints.describe_endpoint(production)
-        status = endpoint["EndpointStatus"]
-        if status == "Failed" or (status == "InService" and endpoint.get("FailureReason")):
-            raise VersionError(f"endpoint {production}: {endpoint.get('FailureReason', 'Failed')}; production is unchanged")
-        if status == "InService" and endpoint["EndpointConfigName"] == config_name:
-            return endpoint
-        if time.monotonic() > deadline:
-            raise VersionError(f"endpoint {production} is not InService on {config_name} after {timeout:g} s (it is {status})")
-        time.sleep(0.2)
-
-
-def _record_deployment(registry: ModelRegistry, described: dict[str, Any], version: int) -> None:
-    group = described["ModelPackageGroupName"]
-    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    registry.update_model_package({"ModelPackageArn": described["ModelPackageArn"],
-                                   "ApprovalDescription": f"deployed to production by ddcicd models deploy at {stamp}"})  # fmt: skip
-    newer = registry.list_model_packages({"ModelPackageGroupName": group, "ModelApprovalStatus": "Approved"})
-    for item in newer["ModelPackageSummaryList"]:
-        if item["ModelPackageVersion"] > version:
-            registry.update_model_package({"ModelPackageArn": item["ModelPackageArn"], "ModelApprovalStatus": "Rejected",
-                                           "ApprovalDescription": f"rolled back to version {version} at {stamp}"})  # fmt: skip
-
-
-__all__ = ["VersionError", "deploy_version", "describe_version", "production_model_data_url", "version_summary", "versions"]
+__all__ = ["VersionError", "deploy_version", "local_sagemaker", "describe_version", "production_model_data_url", "version_summary", "versions"]

@@ -49,6 +49,14 @@ class SageMakerControlPlane:
                 raise unmodelled_error(str(error)) from error
             raise sagemaker_error("ValidationException", str(error)) from error
 
+    def call(self, action: str, parameters: Json) -> Json:
+        """One action by its API name (`UpdateEndpoint`), outside any execution: what the CLI's commands
+        use. A refused request raises ValidationError with SageMaker's message."""
+        handler = getattr(self, f"_{_snake(action)}", None)
+        if handler is None:
+            raise ValidationError(f"the local SageMaker does not implement {action}")
+        return handler(parameters)
+
     def _create_model(self, parameters: Json) -> Json:
         return self.endpoints.create_model(required(parameters, "ModelName"), primary_container=parameters.get("PrimaryContainer"))
 

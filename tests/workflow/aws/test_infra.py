@@ -82,21 +82,30 @@ CALL_TO_ACTION = {
     "s3:UploadPart": "s3:PutObject",
     "s3:CompleteMultipartUpload": "s3:PutObject",
     "sts:GetCallerIdentity": None,  # needs no permission
+    "monitoring:DescribeAlarms": "cloudwatch:DescribeAlarms",  # CloudWatch signs as "monitoring"
 }
 
 
-def test_codebuild_role_allows_every_call_the_build_makes(context: Any, lambda_zips: dict[str, Path]) -> None:
-    """Record each AWS call of `deploy`, `start` and a status read, as CodeBuild runs them, under moto."""
+def test_codebuild_role_allows_every_call_the_build_makes(overrides: list[str], lambda_zips: dict[str, Path]) -> None:
+    """Record each AWS call of `deploy`, `start` and a status read, as CodeBuild runs them, under moto,
+    with a guarded promotion (its alarms are checked first)."""
+    from workflow.aws.clients import AwsContext
+    from workflow.config import load_config
     from workflow.aws.autoscaling import register_autoscaling
     from workflow.aws.deploy import deploy
     from workflow.aws.executions import find_failure, list_executions, start_execution, wait_for_execution
+    from workflow.definition.endpoints import rollout_alarms
 
     calls: set[str] = set()
 
     def record(model: Any, **_: Any) -> None:
         calls.add(f"{model.service_model.signing_name}:{model.name}")
 
-    context.session.events.register("before-call", record)
+    context = AwsContext.from_config(load_config(None, [*overrides, "endpoint.rollout.mode=CANARY"]))
+    context.session.events.register("before-call", record)  # before any client: each copies the session's events
+    for alarm in rollout_alarms(context.config):
+        context.client("cloudwatch").put_metric_alarm(**alarm)  # the stack's, as infra/pipeline.yaml makes them
+    calls.clear()
     deploy(context, lambda_zips)
     deploy(context, lambda_zips)  # the update path
     started = start_execution(context, f"s3://{context.config.aws.bucket}/pipeline/datasets/kaggle/")
@@ -115,7 +124,8 @@ def test_codebuild_role_allows_every_call_the_build_makes(context: Any, lambda_z
     template, _ = decode(str(TEMPLATES[0]))
     allowed = role_actions(template, "CodeBuildRole")
     needed = {CALL_TO_ACTION.get(call, call) for call in calls} - {None}
-    assert {"lambda:CreateFunction", "states:UpdateStateMachine", "application-autoscaling:PutScalingPolicy"} <= needed
+    assert {"lambda:CreateFunction", "states:UpdateStateMachine", "application-autoscaling:PutScalingPolicy",
+            "cloudwatch:DescribeAlarms"} <= needed
     assert needed - allowed == set(), sorted(needed - allowed)
 
 
