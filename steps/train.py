@@ -32,6 +32,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -45,6 +46,7 @@ from steps.training_data import DataError, RecordImageDataset, RecordIndex, make
 from steps.atomic import write_atomically
 from steps.container_layout import TrainingLayout
 from steps.export import MODEL_FILES, write_model_dir
+from steps.inference import CODE_FOLDER, write_serving_code
 from steps.quantize import CALIBRATION_IMAGES
 from steps.hyperparameters import HyperparameterError, TrainConfig, parse_hyperparameters
 from steps.model import ModelError, ResNet, ResNetConfig, find_weights, load_pretrained, read_state_dict
@@ -264,6 +266,8 @@ def main(config: TrainConfig, paths: TrainingLayout) -> dict[str, Any]:
     calibration = calibration_images(train_index, config)
     write_model_dir(model, paths.model, config.image_shape, classes, config.hyperparameters(), metrics["final"],
                     calibration, f"{len(calibration)} training images, a seeded sample of the train channel")
+    if config.extra.get("sagemaker_program"):  # script mode: served by a framework image that imports code/
+        write_serving_code(paths.model)
     write_atomically(paths.metrics, (json.dumps(metrics, indent=2) + "\n").encode())
     log.info("best epoch %d: validation accuracy %.4f, log loss %.4f", best["epoch"], best["accuracy"], best["log_loss"])
     return metrics
@@ -415,6 +419,7 @@ def run(argv: list[str] | None = None) -> int:
         log.exception("AlgorithmError")
         for name in MODEL_FILES:  # never leave a partial model behind
             (paths.model / name).unlink(missing_ok=True)
+        shutil.rmtree(paths.model / CODE_FOLDER, ignore_errors=True)
         write_failure(paths, f"AlgorithmError: {type(error).__name__}: {error}")
         return 1
     return 0
