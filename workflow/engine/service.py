@@ -21,6 +21,7 @@ import os
 import re
 import threading
 import uuid
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -45,6 +46,14 @@ _RUNNING_LOCK = threading.Lock()
 _NAME = re.compile(r"^[A-Za-z0-9_<>\-]{1,80}$")
 
 
+def _stop_signal(key: tuple[str, str]) -> StopSignal:
+    """The stop signal of a run of this process, made on first use (under _RUNNING_LOCK)."""
+    signal = _RUNNING.get(key)
+    if signal is None:
+        signal = _RUNNING[key] = StopSignal()
+    return signal
+
+
 def _datetime(epoch: float | None) -> datetime | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, tz=timezone.utc)
 
@@ -65,6 +74,7 @@ class Engine:
         self._done: dict[str, threading.Event] = {}  # background runs of this engine -> set when they end
         self._lock = threading.Lock()
         self._definitions: dict[tuple[str, int], StateMachineDefinition] = {}
+        self._machines: dict[str, tuple[str, str, str]] = {}  # ARN or name -> (ARN, name, type): _machine
         self._store_key = str(self.store.path.resolve())
 
     def _key(self, execution_arn: str) -> tuple[str, str]:
@@ -135,40 +145,62 @@ class Engine:
         return self._definitions[key]
 
     # ------------------------------------------------------------------ executions
-    def _new_execution(self, state_machine: str, execution_input: Json, name: str | None) -> tuple[ExecutionRecord, dict[str, Json], Recorder | None]:
-        """(the new execution, its state machine, its recorder); recorder None: the same start again (see below)."""
-        machine = self.store.state_machine(state_machine)
+    def _machine(self, state_machine: str, fresh: bool = False) -> tuple[str, str, str]:
+        """(ARN, name, type) of a state machine given by ARN or name, kept between starts.
+
+        None of the three changes while the state machine exists; create_execution checks the
+        ARN and type again as it inserts, and a miss there looks again (`fresh`).
+        """
+        known = None if fresh else self._machines.get(state_machine)
+        if known is None:
+            machine = self.store.state_machine(state_machine)
+            if len(self._machines) >= 1000:
+                self._machines.clear()
+            known = self._machines[state_machine] = (machine["arn"], machine["name"], machine["type"])
+        return known
+
+    def _new_execution(self, state_machine: str, execution_input: Json, name: str | None) -> tuple[ExecutionRecord, Recorder | None]:
+        """(the new execution, its recorder); recorder None: the same start again (see below)."""
+        machine_arn, machine_name, machine_type = self._machine(state_machine)
         name = name or str(uuid.uuid4())
         if not _NAME.match(name):
             raise EngineError(f"invalid execution name {name!r}: use 1-80 letters, digits, '-' or '_'")
-        if machine["type"] == "EXPRESS":
-            arn = f"arn:{self.partition}:states:{self.region}:{self.account}:express:{machine['name']}:{name}:{uuid.uuid4()}"
-        else:
-            arn = f"arn:{self.partition}:states:{self.region}:{self.account}:execution:{machine['name']}:{name}"
         input_text = json.dumps(execution_input if execution_input is not None else {})
-        # the row as the store will hold it (the input decoded from its JSON text, as a read would give it)
-        record = ExecutionRecord(arn, name, machine["arn"], machine["version"], ExecutionStatus.RUNNING, json.loads(input_text),
-                                 None, None, None, self.clock.now(), None, 0, None, os.getpid(), os.uname().nodename, None)
-        claimed = self._claim(arn)
-        try:
-            recorder = Recorder.start(self.store, record, input_text, self.clock, machine["role_arn"])
-        except ExecutionAlreadyExists:
-            self._release(arn, claimed)
-            # StartExecution is idempotent while the execution with that name and input is running
-            existing = self.store.execution(arn)
-            if existing.status == ExecutionStatus.RUNNING and existing.input == record.input:
-                return existing, machine, None
-            raise
-        except BaseException:
-            self._release(arn, claimed)
-            raise
-        return record, machine, recorder
+        for may_look_again in (True, False):
+            if machine_type == "EXPRESS":
+                arn = f"arn:{self.partition}:states:{self.region}:{self.account}:express:{machine_name}:{name}:{uuid.uuid4()}"
+            else:
+                arn = f"arn:{self.partition}:states:{self.region}:{self.account}:execution:{machine_name}:{name}"
+            # the row as the store will hold it (the input decoded from its JSON text, as a read would give it)
+            record = ExecutionRecord(arn, name, machine_arn, 0, ExecutionStatus.RUNNING, json.loads(input_text), None, None,
+                                     None, self.clock.now(), None, 0, None, os.getpid(), os.uname().nodename, None)
+            claimed = self._claim(arn)
+            try:
+                created = self.store.create_execution(record, input_text, machine_type)
+            except ExecutionAlreadyExists:
+                self._release(arn, claimed)
+                # StartExecution is idempotent while the execution with that name and input is running
+                existing = self.store.execution(arn)
+                if existing.status == ExecutionStatus.RUNNING and existing.input == record.input:
+                    return existing, None
+                raise
+            except BaseException:
+                self._release(arn, claimed)
+                raise
+            if created is not None:
+                version, role_arn = created
+                record = replace(record, state_machine_version=version, role_arn=role_arn)
+                return record, Recorder.started(self.store, record, self.clock)
+            self._release(arn, claimed)  # deleted, or re-created as the other type, since it was looked up
+            if may_look_again:
+                machine_arn, machine_name, machine_type = self._machine(state_machine, fresh=True)
+        raise StateMachineDoesNotExist(f"state machine {state_machine!r} does not exist in {self.store.path}")
 
     def run_execution(self, state_machine: str, execution_input: Json = None, name: str | None = None) -> dict[str, Json]:
         """Starts an execution and runs it to the end in this thread; returns describe_execution."""
-        record, machine, recorder = self._new_execution(state_machine, execution_input, name)
+        record, recorder = self._new_execution(state_machine, execution_input, name)
         if recorder is not None:
-            self._execute(record, machine["role_arn"], recorder)
+            self._execute(record, record.role_arn or self.role_arn, recorder)
         return self.describe_execution(record.arn)
 
     start_sync_execution = run_execution
@@ -179,16 +211,16 @@ class Engine:
 
     def start(self, state_machine: str, execution_input: Json = None, name: str | None = None) -> ExecutionRecord:
         """start_execution, returning the execution's record (ARN, start date) as it was created, without reading it back."""
-        record, machine, recorder = self._new_execution(state_machine, execution_input, name)
+        record, recorder = self._new_execution(state_machine, execution_input, name)
         if recorder is not None:
-            self._spawn(record, machine["role_arn"], recorder)
+            self._spawn(record, record.role_arn or self.role_arn, recorder)
         return record
 
     def _spawn(self, record: ExecutionRecord, role_arn: str, recorder: Recorder,
                resume: tuple[str, Json, dict[str, Json]] | None = None) -> None:
         """Runs the execution on a worker thread (workers.py); `wait` waits for it."""
         with _RUNNING_LOCK:
-            _RUNNING.setdefault(self._key(record.arn), StopSignal())
+            _stop_signal(self._key(record.arn))
         done = threading.Event()
         with self._lock:  # a long-lived engine (the API server) keeps only the runs not yet ended
             self._done = {arn: ended for arn, ended in self._done.items() if not ended.is_set()}
@@ -225,7 +257,7 @@ class Engine:
                  resume: tuple[str, Json, dict[str, Json]] | None = None) -> None:
         """Runs (or, with `resume`, redrives) an execution to its end; the recorder writes how it ended."""
         with _RUNNING_LOCK:
-            cancel = _RUNNING.setdefault(self._key(record.arn), StopSignal())
+            cancel = _stop_signal(self._key(record.arn))
         definition = self._definition(record.state_machine_arn, record.state_machine_version)
         machine_name = record.state_machine_arn.rsplit(":", 1)[-1]
         info = ExecutionInfo(record.arn, record.name, record.state_machine_arn, machine_name, role_arn, record.start_date,
@@ -261,27 +293,36 @@ class Engine:
 
     # ------------------------------------------------------------------ reading
     def describe_execution(self, execution_arn: str) -> dict[str, Json]:
-        record = self.store.execution(execution_arn)
+        """DescribeExecution as boto3 returns it (dates as datetimes)."""
+        description = self.describe(execution_arn)
+        for key in ("startDate", "stopDate", "redriveDate"):
+            if key in description:
+                description[key] = _datetime(description[key])
+        return description
+
+    def describe(self, execution_arn: str) -> dict[str, Json]:
+        """describe_execution with dates as epoch seconds, as the API sends them; input and output are the stored text."""
+        record = self.store.execution(execution_arn, decode_json=False)
         if record.status == ExecutionStatus.RUNNING and self._reap(record.arn, record.owner_pid, record.owner_host):
-            record = self.store.execution(record.arn)  # its owner process is gone: now ABORTED
+            record = self.store.execution(record.arn, decode_json=False)  # its owner process is gone: now ABORTED
         description: dict[str, Json] = {
             "executionArn": record.arn, "stateMachineArn": record.state_machine_arn, "name": record.name,
-            "status": record.status.value, "startDate": _datetime(record.start_date), "input": json.dumps(record.input),
+            "status": record.status.value, "startDate": record.start_date, "input": record.input,
             "inputDetails": {"included": True}, "redriveCount": record.redrive_count,
             "redriveStatus": "REDRIVABLE" if record.status in REDRIVABLE else "NOT_REDRIVABLE",
             "stateMachineVersion": record.state_machine_version,
         }
         if record.stop_date is not None:
-            description["stopDate"] = _datetime(record.stop_date)
+            description["stopDate"] = record.stop_date
         if record.status == ExecutionStatus.SUCCEEDED:
-            description["output"] = json.dumps(record.output)
+            description["output"] = record.output
             description["outputDetails"] = {"included": True}
         if record.error is not None:
             description["error"] = record.error
         if record.cause is not None:
             description["cause"] = record.cause
         if record.redrive_date is not None:
-            description["redriveDate"] = _datetime(record.redrive_date)
+            description["redriveDate"] = record.redrive_date
         return description
 
     def list_executions(self, state_machine_arn: str | None = None, status_filter: str | None = None,

@@ -11,7 +11,12 @@ a job is a queue put. Workers that idle for `IDLE_SECONDS` end.
 The pool grows as needed (an execution may wait hours for a callback, so there is no cap:
 every submitted job starts at once, as with a thread each). Workers are daemon threads; a
 job submitted from a non-daemon thread (a script's main thread) still keeps the
-interpreter alive at exit until it ends, as its own non-daemon thread did.
+interpreter alive at exit until it ends, as its own non-daemon thread did (`pin=False`
+opts out: the API server's connections, which wait for their clients forever).
+
+A thread can hold what it submits (`holding()`) and start it later (`start_held`): the
+API server holds the execution a StartExecution call starts until the reply is written,
+so the new worker thread does not compete with the reply for the interpreter.
 """
 from __future__ import annotations
 
@@ -20,7 +25,8 @@ import os
 import queue
 import sys
 import threading
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 IDLE_SECONDS = 60.0
 
@@ -38,11 +44,35 @@ class Workers:
         self._lock = threading.Lock()
         self._idle = 0  # workers waiting on the queue that no submitted job has been counted against yet
         self._pinned: set[threading.Event] = set()  # jobs the interpreter's exit waits for
+        self._held = threading.local()  # .jobs: what this thread submits inside holding()
 
-    def submit(self, job: Callable[[], None], name: str) -> None:
-        """Runs `job` on a worker thread named `name` (an idle one, else a new one); returns at once."""
+    @contextmanager
+    def holding(self) -> Iterator[list[tuple[Callable[[], None], str, bool | None]]]:
+        """Within: what this thread submits is kept in the yielded list, not started; see start_held."""
+        jobs: list[tuple[Callable[[], None], str, bool | None]] = []
+        outer = getattr(self._held, "jobs", None)
+        self._held.jobs = jobs
+        try:
+            yield jobs
+        finally:
+            self._held.jobs = outer
+
+    def start_held(self, jobs: list[tuple[Callable[[], None], str, bool | None]]) -> None:
+        """Submits the jobs holding() kept, in order (after the holding() block)."""
+        for job, name, pin in jobs:
+            self.submit(job, name, pin)
+
+    def submit(self, job: Callable[[], None], name: str, pin: bool | None = None) -> None:
+        """Runs `job` on a worker thread named `name` (an idle one, else a new one); returns at once.
+
+        pin: whether the interpreter's exit waits for the job; None: when submitted from a non-daemon thread.
+        """
+        held = getattr(self._held, "jobs", None)
+        if held is not None:
+            held.append((job, name, pin))
+            return
         done = None
-        if not threading.current_thread().daemon:
+        if pin or pin is None and not threading.current_thread().daemon:
             done = threading.Event()
         with self._lock:
             if done is not None:
