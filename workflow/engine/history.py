@@ -95,6 +95,7 @@ CREATE TABLE IF NOT EXISTS executions (
     role_arn TEXT
 );
 CREATE INDEX IF NOT EXISTS executions_by_machine ON executions (state_machine_arn, start_date);
+-- events: keyed by (execution, id) alone, no rowid b-tree beside it (a store made before keeps its rowid table)
 CREATE TABLE IF NOT EXISTS events (
     execution_arn TEXT NOT NULL,
     id INTEGER NOT NULL,
@@ -105,7 +106,7 @@ CREATE TABLE IF NOT EXISTS events (
     scope TEXT NOT NULL DEFAULT '',
     redrive INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (execution_arn, id)
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (
     execution_arn TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -304,12 +305,13 @@ class HistoryStore:
         return [dict(zip(("arn", "name", "type", "version", "created", "updated"), row)) for row in rows]
 
     # ---------------------------------------------------------------- executions
-    def create_execution(self, record: ExecutionRecord, input_text: str, machine_type: str) -> tuple[int, str] | None:
+    def create_execution(self, arn: str, name: str, machine_arn: str, machine_type: str, input_text: str, start_date: float,
+                         owner_pid: int, owner_host: str) -> tuple[int, str] | None:  # fmt: skip
         """Inserts a RUNNING execution (`input_text`: its input as JSON text) of the state machine's current version.
 
         One statement, one commit: the row takes the version and role the state machine has
         at that moment (returned as (version, role ARN)); None if there is no state machine
-        `record.state_machine_arn` of type `machine_type` (deleted, or re-created as the other type).
+        `machine_arn` of type `machine_type` (deleted, or re-created as the other type).
         The row is the execution's ExecutionStarted too: `events` shows it as event 1 (see
         `_started`), so starting writes no event row.
         """
@@ -319,12 +321,11 @@ class HistoryStore:
                     "INSERT INTO executions (arn, name, state_machine_arn, state_machine_version, status, input, start_date,"
                     " owner_pid, owner_host, role_arn) SELECT ?, ?, arn, version, ?, ?, ?, ?, ?, role_arn FROM state_machines"
                     " WHERE arn = ? AND type = ? RETURNING state_machine_version, role_arn",
-                    (record.arn, record.name, ExecutionStatus.RUNNING, input_text, record.start_date, record.owner_pid,
-                     record.owner_host, record.state_machine_arn, machine_type),
+                    (arn, name, ExecutionStatus.RUNNING, input_text, start_date, owner_pid, owner_host, machine_arn, machine_type),
                 ).fetchall()  # to the end: the statement (and so its transaction) is done
                 self._committed()
         except sqlite3.IntegrityError as error:
-            raise ExecutionAlreadyExists(f"an execution named {record.name!r} already exists: {record.arn}") from error
+            raise ExecutionAlreadyExists(f"an execution named {name!r} already exists: {arn}") from error
         return rows[0] if rows else None
 
     def finish_execution(self, arn: str, status: ExecutionStatus, now: float, output: str | None = None,

@@ -152,7 +152,7 @@ class Interpreter:
         before = flow.last_event
         entered = self.emit(flow, f"{state.type}StateEntered",
                             {"input": dumps(raw_input), "inputDetails": {"truncated": False}, "name": state.name})
-        state_context: dict[str, Json] = {"Name": state.name, "EnteredTime": iso_time(self.clock.now())}
+        state_context: dict[str, Json] = {"Name": state.name, "EnteredTime": self.clock.now()}  # epoch: context_object formats it
         if state.type == "Task":
             state_context["RetryCount"] = 0
         try:

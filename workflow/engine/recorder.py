@@ -7,7 +7,7 @@ and the closing event (ExecutionSucceeded, ExecutionFailed, ExecutionTimedOut or
 ExecutionAborted), which also sets the execution's status. Map and Parallel results are
 checkpointed here too, and read back here when a redrive resumes them.
 
-    store.create_execution(record, input_text, machine_type)             # the row, which is ExecutionStarted
+    store.create_execution(arn, name, machine_arn, ...)                  # the row, which is ExecutionStarted
     recorder = Recorder.started(store, record, clock)
     event_id = recorder.emit("PassStateEntered", previous, {"name": "P", ...})
     recorder.succeeded(event_id, output)                                 # ExecutionSucceeded, SUCCEEDED
@@ -22,9 +22,8 @@ from typing import Any
 from workflow.engine.clock import Clock
 from workflow.engine.errors import StatesError
 from workflow.engine.history import ExecutionRecord, ExecutionStatus, HistoryStore
-from workflow.engine.values import Json, dumps
+from workflow.engine.values import Json, ascii_dumps, dumps
 
-_ENCODER = json.JSONEncoder()
 _DETAILS_KEYS: dict[str, str] = {}
 
 
@@ -86,7 +85,7 @@ class Recorder:
             self.last_id += 1
             event_id = self.last_id
             if self.store is not None:
-                payload = None if details is None else _ENCODER.encode({details_key(event_type): details})
+                payload = None if details is None else ascii_dumps({details_key(event_type): details})
                 if not self._events:
                     self._oldest = time.monotonic()
                 self._events.append((self.execution_arn, event_id, previous, event_type,

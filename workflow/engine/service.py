@@ -21,7 +21,6 @@ import os
 import re
 import threading
 import uuid
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -44,6 +43,7 @@ from workflow.engine.workers import WORKERS
 _RUNNING: dict[tuple[str, str], StopSignal] = {}
 _RUNNING_LOCK = threading.Lock()
 _NAME = re.compile(r"^[A-Za-z0-9_<>\-]{1,80}$")
+_HOST = os.uname().nodename  # the owner_host of executions this process runs
 
 
 def _stop_signal(key: tuple[str, str]) -> StopSignal:
@@ -166,22 +166,22 @@ class Engine:
         if not _NAME.match(name):
             raise EngineError(f"invalid execution name {name!r}: use 1-80 letters, digits, '-' or '_'")
         input_text = json.dumps(execution_input if execution_input is not None else {})
+        execution_input = json.loads(input_text)  # as a read of the stored row would give it
+        owner = (os.getpid(), _HOST)
         for may_look_again in (True, False):
             if machine_type == "EXPRESS":
                 arn = f"arn:{self.partition}:states:{self.region}:{self.account}:express:{machine_name}:{name}:{uuid.uuid4()}"
             else:
                 arn = f"arn:{self.partition}:states:{self.region}:{self.account}:execution:{machine_name}:{name}"
-            # the row as the store will hold it (the input decoded from its JSON text, as a read would give it)
-            record = ExecutionRecord(arn, name, machine_arn, 0, ExecutionStatus.RUNNING, json.loads(input_text), None, None,
-                                     None, self.clock.now(), None, 0, None, os.getpid(), os.uname().nodename, None)
+            start_date = self.clock.now()
             claimed = self._claim(arn)
             try:
-                created = self.store.create_execution(record, input_text, machine_type)
+                created = self.store.create_execution(arn, name, machine_arn, machine_type, input_text, start_date, *owner)
             except ExecutionAlreadyExists:
                 self._release(arn, claimed)
                 # StartExecution is idempotent while the execution with that name and input is running
                 existing = self.store.execution(arn)
-                if existing.status == ExecutionStatus.RUNNING and existing.input == record.input:
+                if existing.status == ExecutionStatus.RUNNING and existing.input == execution_input:
                     return existing, None
                 raise
             except BaseException:
@@ -189,7 +189,8 @@ class Engine:
                 raise
             if created is not None:
                 version, role_arn = created
-                record = replace(record, state_machine_version=version, role_arn=role_arn)
+                record = ExecutionRecord(arn, name, machine_arn, version, ExecutionStatus.RUNNING, execution_input, None, None,
+                                         None, start_date, None, 0, None, *owner, None, role_arn)
                 return record, Recorder.started(self.store, record, self.clock)
             self._release(arn, claimed)  # deleted, or re-created as the other type, since it was looked up
             if may_look_again:
@@ -222,14 +223,16 @@ class Engine:
         with _RUNNING_LOCK:
             _stop_signal(self._key(record.arn))
         done = threading.Event()
-        with self._lock:  # a long-lived engine (the API server) keeps only the runs not yet ended
-            self._done = {arn: ended for arn, ended in self._done.items() if not ended.is_set()}
+        with self._lock:
             self._done[record.arn] = done
 
         def run() -> None:
             try:
                 self._execute(record, role_arn, recorder, resume)
             finally:
+                with self._lock:  # a long-lived engine (the API server) keeps only the runs not yet ended
+                    if self._done.get(record.arn) is done:
+                        del self._done[record.arn]
                 done.set()
         WORKERS.submit(run, f"execution-{record.name}")
 

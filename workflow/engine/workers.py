@@ -11,8 +11,7 @@ a job is a queue put. Workers that idle for `IDLE_SECONDS` end.
 The pool grows as needed (an execution may wait hours for a callback, so there is no cap:
 every submitted job starts at once, as with a thread each). Workers are daemon threads; a
 job submitted from a non-daemon thread (a script's main thread) still keeps the
-interpreter alive at exit until it ends, as its own non-daemon thread did (`pin=False`
-opts out: the API server's connections, which wait for their clients forever).
+interpreter alive at exit until it ends, as its own non-daemon thread did.
 
 A thread can hold what it submits (`holding()`) and start it later (`start_held`): the
 API server holds the execution a StartExecution call starts until the reply is written,
@@ -47,9 +46,9 @@ class Workers:
         self._held = threading.local()  # .jobs: what this thread submits inside holding()
 
     @contextmanager
-    def holding(self) -> Iterator[list[tuple[Callable[[], None], str, bool | None]]]:
+    def holding(self) -> Iterator[list[tuple[Callable[[], None], str]]]:
         """Within: what this thread submits is kept in the yielded list, not started; see start_held."""
-        jobs: list[tuple[Callable[[], None], str, bool | None]] = []
+        jobs: list[tuple[Callable[[], None], str]] = []
         outer = getattr(self._held, "jobs", None)
         self._held.jobs = jobs
         try:
@@ -57,22 +56,19 @@ class Workers:
         finally:
             self._held.jobs = outer
 
-    def start_held(self, jobs: list[tuple[Callable[[], None], str, bool | None]]) -> None:
+    def start_held(self, jobs: list[tuple[Callable[[], None], str]]) -> None:
         """Submits the jobs holding() kept, in order (after the holding() block)."""
-        for job, name, pin in jobs:
-            self.submit(job, name, pin)
+        for job, name in jobs:
+            self.submit(job, name)
 
-    def submit(self, job: Callable[[], None], name: str, pin: bool | None = None) -> None:
-        """Runs `job` on a worker thread named `name` (an idle one, else a new one); returns at once.
-
-        pin: whether the interpreter's exit waits for the job; None: when submitted from a non-daemon thread.
-        """
+    def submit(self, job: Callable[[], None], name: str) -> None:
+        """Runs `job` on a worker thread named `name` (an idle one, else a new one); returns at once."""
         held = getattr(self._held, "jobs", None)
         if held is not None:
-            held.append((job, name, pin))
+            held.append((job, name))
             return
         done = None
-        if pin or pin is None and not threading.current_thread().daemon:
+        if not threading.current_thread().daemon:
             done = threading.Event()
         with self._lock:
             if done is not None:
