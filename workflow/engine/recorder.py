@@ -14,7 +14,6 @@ checkpointed here too, and read back here when a redrive resumes them.
 """
 from __future__ import annotations
 
-import json
 import threading
 import time
 from typing import Any

@@ -28,6 +28,7 @@ from workflow.engine.callbacks import TaskTokens, TokenStatus, WaitingTask, chec
 from workflow.engine.clock import Clock, SystemClock
 from workflow.engine.context import ExecutionInfo, Flow, StopSignal
 from workflow.engine.definition import parse_definition
+from workflow.engine.express import check_express
 from workflow.engine.errors import (EngineError, ErrorName, ExecutionAlreadyExists, ExecutionNotRedrivable, ExecutionStopped,
                                     ExecutionTimedOut, StateMachineDoesNotExist, StatesError)
 from workflow.engine.history import REDRIVABLE, ExecutionRecord, ExecutionStatus, HistoryStore
@@ -85,10 +86,17 @@ class Engine:
         """Parses and checks a definition against this engine's integrations; raises DefinitionError."""
         return parse_definition(definition, self.integrations.check)
 
-    def _validated_text(self, definition: str | dict[str, Json]) -> str:
-        """The definition as the store keeps it (JSON text), once it is known to be valid."""
+    def validate_for(self, definition: str | dict[str, Json], kind: str) -> StateMachineDefinition:
+        """validate, and for an EXPRESS state machine no activity, `.sync` or `.waitForTaskToken` (express.py), which
+        is refused as such even where this engine has no integration for the resource."""
+        if kind == "EXPRESS":
+            check_express(parse_definition(definition))
+        return self.validate(definition)
+
+    def _validated_text(self, definition: str | dict[str, Json], kind: str) -> str:
+        """The definition as the store keeps it (JSON text), once it is known to be valid for a `kind` state machine."""
         text = definition if isinstance(definition, str) else json.dumps(definition)
-        self.validate(text)
+        self.validate_for(text, kind)
         return text
 
     def state_machine_arn(self, name: str) -> str:
@@ -99,7 +107,7 @@ class Engine:
         """Registers (or, if the name exists, updates) a state machine; returns its ARN."""
         if not _NAME.match(name):
             raise EngineError(f"invalid state machine name {name!r}: use 1-80 letters, digits, '-' or '_'")
-        text = self._validated_text(definition)
+        text = self._validated_text(definition, type)
         arn = self.state_machine_arn(name)
         self.store.put_state_machine(arn, name, text, role_arn or self.role_arn, type, self.clock.now())
         return arn
@@ -107,7 +115,7 @@ class Engine:
     def update_state_machine(self, arn: str, definition: str | dict[str, Json], role_arn: str | None = None) -> int:
         """Stores a new version of the definition; running executions keep theirs. Returns the version."""
         machine = self.store.state_machine(arn)
-        text = self._validated_text(definition)
+        text = self._validated_text(definition, machine["type"])
         return self.store.put_state_machine(machine["arn"], machine["name"], text, role_arn or machine["role_arn"],
                                             machine["type"], self.clock.now())
 
