@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from workflow.engine import Engine, EngineError, SystemClock, VirtualClock
+from workflow.engine.errors import StateMachineDoesNotExist
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:000000000000:function:{}"
@@ -225,3 +226,17 @@ def test_a_handler_mutating_its_event_cannot_change_the_definition(tmp_path: Pat
     first = json.loads(engine.run_execution(arn)["output"])
     second = json.loads(engine.run_execution(arn)["output"])
     assert first["config"] == second["config"] == {"threshold": 0.8}
+
+
+def test_a_start_follows_the_state_machine_deleted_or_re_created_since_the_last(tmp_path: Path) -> None:
+    """StartExecution keeps each state machine's ARN and type between calls; the insert checks both, so a
+    machine deleted since is StateMachineDoesNotExist, and one re-created as EXPRESS starts express executions."""
+    engine = Engine(tmp_path / "engine.sqlite3")
+    plain = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
+    arn = engine.create_state_machine("m", plain)
+    assert ":execution:m:first" in engine.run_execution(arn, {}, "first")["executionArn"]
+    engine.delete_state_machine(arn)
+    with pytest.raises(StateMachineDoesNotExist):
+        engine.start_execution(arn, {}, "second")
+    engine.create_state_machine("m", plain, type="EXPRESS")
+    assert ":express:m:third:" in engine.run_execution(arn, {}, "third")["executionArn"]
