@@ -22,7 +22,6 @@ import re
 import threading
 import uuid
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Callable
 
 from workflow.engine.callbacks import TaskTokens, TokenStatus, WaitingTask, checked_output
@@ -36,25 +35,15 @@ from workflow.engine.history import REDRIVABLE, ExecutionRecord, ExecutionStatus
 from workflow.engine.integrations import FunctionRegistry, Handler, IntegrationRegistry, default_registry
 from workflow.engine.interpreter import CHEAP_STATES, Interpreter
 from workflow.engine.recorder import Recorder
+from workflow.engine.redrive import resume_point
+from workflow.engine.running import RUNNING, RUNNING_LOCK, alive, stop_signal
 from workflow.engine.states import StateMachineDefinition
 from workflow.engine.values import Json
 from workflow.engine.workers import WORKERS
 
-# Executions running in this process, across Engine instances: (store path, execution ARN) -> stop signal.
-# Orphan detection must not mistake another Engine's run in the same process for a dead one.
-_RUNNING: dict[tuple[str, str], StopSignal] = {}
-_RUNNING_LOCK = threading.Lock()
 _NAME = re.compile(r"^[A-Za-z0-9_<>\-]{1,80}$")
 _HOST = os.uname().nodename  # the owner_host of executions this process runs
 SETTLE_SECONDS = 0.02  # the longest describe waits for a run of this engine to leave its cheap states (see describe)
-
-
-def _stop_signal(key: tuple[str, str]) -> StopSignal:
-    """The stop signal of a run of this process, made on first use (under _RUNNING_LOCK)."""
-    signal = _RUNNING.get(key)
-    if signal is None:
-        signal = _RUNNING[key] = StopSignal()
-    return signal
 
 
 def _datetime(epoch: float | None) -> datetime | None:
@@ -231,8 +220,8 @@ class Engine:
     def _spawn(self, record: ExecutionRecord, role_arn: str, recorder: Recorder,
                resume: tuple[str, Json, dict[str, Json]] | None = None) -> None:
         """Runs the execution on a worker thread (workers.py); `wait` waits for it."""
-        with _RUNNING_LOCK:
-            _stop_signal(self._key(record.arn))
+        with RUNNING_LOCK:
+            stop_signal(self._key(record.arn))
         done = threading.Event()
         with self._lock:
             self._done[record.arn] = done
@@ -260,16 +249,16 @@ class Engine:
 
     def _claim(self, execution_arn: str) -> bool:
         """Registers the execution as run here *before* the store says RUNNING, so reap_orphans never sees a gap."""
-        with _RUNNING_LOCK:
-            if self._key(execution_arn) in _RUNNING:
+        with RUNNING_LOCK:
+            if self._key(execution_arn) in RUNNING:
                 return False
-            _RUNNING[self._key(execution_arn)] = StopSignal()
+            RUNNING[self._key(execution_arn)] = StopSignal()
             return True
 
     def _release(self, execution_arn: str, claimed: bool) -> None:
         if claimed:
-            with _RUNNING_LOCK:
-                _RUNNING.pop(self._key(execution_arn), None)
+            with RUNNING_LOCK:
+                RUNNING.pop(self._key(execution_arn), None)
 
     def wait(self, execution_arn: str, timeout: float | None = None) -> dict[str, Json]:
         """Waits for a background execution of this engine to end; returns describe_execution."""
@@ -281,8 +270,8 @@ class Engine:
     def _execute(self, record: ExecutionRecord, role_arn: str, recorder: Recorder,
                  resume: tuple[str, Json, dict[str, Json]] | None = None, step: Callable[[str], None] | None = None) -> None:
         """Runs (or, with `resume`, redrives) an execution to its end; the recorder writes how it ended."""
-        with _RUNNING_LOCK:
-            cancel = _stop_signal(self._key(record.arn))
+        with RUNNING_LOCK:
+            cancel = stop_signal(self._key(record.arn))
         definition = self._definition(record.state_machine_arn, record.state_machine_version)
         machine_name = record.state_machine_arn.rsplit(":", 1)[-1]
         info = ExecutionInfo(record.arn, record.name, record.state_machine_arn, machine_name, role_arn, record.start_date,
@@ -314,8 +303,8 @@ class Engine:
             recorder.failed(flow.last_event, StatesError(ErrorName.RUNTIME, f"internal engine error: {type(error).__name__}: {error}"))
             raise
         finally:
-            with _RUNNING_LOCK:
-                _RUNNING.pop(self._key(record.arn), None)
+            with RUNNING_LOCK:
+                RUNNING.pop(self._key(record.arn), None)
 
     # ------------------------------------------------------------------ reading
     def describe_execution(self, execution_arn: str) -> dict[str, Json]:
@@ -387,8 +376,8 @@ class Engine:
         record = self.store.execution(execution_arn)
         if record.status != ExecutionStatus.RUNNING:
             raise EngineError(f"execution {record.arn} is {record.status}, not RUNNING")
-        with _RUNNING_LOCK:
-            cancel = _RUNNING.get(self._key(record.arn))
+        with RUNNING_LOCK:
+            cancel = RUNNING.get(self._key(record.arn))
         if cancel is not None:
             cancel.stop(error, cause)
         else:
@@ -407,7 +396,7 @@ class Engine:
         if record.status not in REDRIVABLE:
             raise ExecutionNotRedrivable(f"execution {record.arn} is {record.status}; only FAILED, ABORTED or TIMED_OUT can be redriven")
         definition = self._definition(record.state_machine_arn, record.state_machine_version)
-        resume = _resume_point(self.store, record, definition)
+        resume = resume_point(self.store, record, definition)
         machine = self.store.state_machine(record.state_machine_arn)
         claimed = self._claim(record.arn)
         try:
@@ -457,8 +446,8 @@ class Engine:
 
     def _stopping(self, execution_arn: str) -> bool:
         """Whether StopExecution was called for a run of this process that has not yet noticed."""
-        with _RUNNING_LOCK:
-            signal = _RUNNING.get(self._key(execution_arn))
+        with RUNNING_LOCK:
+            signal = RUNNING.get(self._key(execution_arn))
         return signal is not None and signal.is_set()
 
     def reap_orphans(self) -> list[str]:
@@ -475,11 +464,11 @@ class Engine:
         if owner_host != os.uname().nodename or owner_pid is None:
             return False
         if owner_pid == os.getpid():
-            with _RUNNING_LOCK:  # a run of this process may have ended since the listing: read again
-                if self._key(arn) in _RUNNING:
+            with RUNNING_LOCK:  # a run of this process may have ended since the listing: read again
+                if self._key(arn) in RUNNING:
                     return False
                 record = self.store.execution(arn)
-        elif _alive(owner_pid):
+        elif alive(owner_pid):
             return False
         else:
             record = self.store.execution(arn)
@@ -488,43 +477,3 @@ class Engine:
         cause = f"the engine process (pid {record.owner_pid}) ended while the execution was running"
         Recorder.resume(self.store, record, self.clock).aborted(0, ErrorName.RUNTIME, cause)
         return True
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child (killed but not yet reaped by its parent) is not running anything
-        status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return status != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def _resume_point(store: HistoryStore, record: ExecutionRecord, definition: StateMachineDefinition) -> tuple[str, Json, dict[str, Json]]:
-    """(state to restart, its input, the variables at that point) from the top-level history."""
-    entered: tuple[str, Json] | None = None
-    exited_output: Json = None
-    exited = False
-    variables: dict[str, Json] = {}
-    for event in store.events(record.arn):
-        if event.scope != "" or event.details is None:
-            continue
-        if event.type.endswith("StateEntered"):
-            entered = (event.details["name"], json.loads(event.details["input"]))
-            exited = False
-        elif event.type.endswith("StateExited"):
-            exited = True
-            exited_output = json.loads(event.details["output"])
-            for name, text in (event.details.get("assignedVariables") or {}).items():
-                variables[name] = json.loads(text)
-    if entered is None:
-        return definition.start_at, record.input, variables
-    name, state_input = entered
-    state = definition.states[name]
-    if exited and state.next is not None and state.type != "Choice":
-        return state.next, exited_output, variables
-    return name, state_input, variables
