@@ -9,7 +9,8 @@ The two alternate in rounds, so a busy moment of a shared machine hits both.
 
 Reported: executions per second, p50/p99 latency of one execution (start to SUCCEEDED seen)
 and p50/p99 of one DescribeExecution call. Target: ours >= 10x moto's executions per second
-and p50 DescribeExecution <= 2 ms.
+and p50 DescribeExecution <= 2 ms. Also each server process's CPU time per execution
+(user + system, from /proc; on a shared machine the steadier figure) and the client's.
 
     .venv/bin/python benchmarks/bench_engine_api.py [--rounds 4] [--executions 50]
 
@@ -50,6 +51,15 @@ print("ready", flush=True)
 while True:
     time.sleep(3600)
 """
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far, from /proc; 0.0 where there is no /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -137,9 +147,14 @@ def main() -> None:
             latencies: dict[str, list[float]] = {name: [] for name in servers}
             describes: dict[str, list[float]] = {name: [] for name in servers}
             starts: dict[str, list[float]] = {name: [] for name in servers}
+            server_cpu = {name: 0.0 for name in servers}
+            client_cpu = {name: 0.0 for name in servers}
             for _ in range(args.rounds):
                 for name, client in clients.items():
+                    pid, before, client_before = servers[name][0].pid, cpu_seconds(servers[name][0].pid), time.process_time()
                     seconds, round_latencies = run_round(client, machines[name], args.executions, describes[name], starts[name])
+                    server_cpu[name] += cpu_seconds(pid) - before
+                    client_cpu[name] += time.process_time() - client_before
                     wall[name] += seconds
                     latencies[name] += round_latencies
         finally:
@@ -158,6 +173,9 @@ def main() -> None:
               f" = StartExecution mean {sum(starts[name]) / len(starts[name]) * 1000:5.2f} ms"
               f" + {len(describes[name]) / len(latencies[name]):.2f} DescribeExecution of mean"
               f" {sum(describes[name]) / len(describes[name]) * 1000:5.2f} ms")
+    for name in servers:
+        print(f"{name:5s} CPU per execution: server {server_cpu[name] / len(latencies[name]) * 1000:6.3f} ms,"
+              f" client {client_cpu[name] / len(latencies[name]) * 1000:6.3f} ms")
     ratio = rates["ours"] / rates["moto"]
     describe_p50 = percentile(describes["ours"], 0.5) * 1000
     passed = ratio >= TARGET_RATIO and describe_p50 <= TARGET_DESCRIBE_P50_MS

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from workflow.engine.callbacks import TaskTokens, new_token, wait_for_answer
-from workflow.engine.errors import EngineError, ErrorName, StatesError
+from workflow.engine.errors import EngineError, ErrorName, RuntimeFailure, StatesError
 from workflow.engine.history import HistoryStore
 from workflow.engine.integrations import IntegrationRegistry, TaskContext
 from workflow.engine.values import Json, dumps
@@ -121,8 +121,13 @@ class ActivityIntegration:
     """`arn:aws:states:<region>:<account>:activity:NAME`: queue the input under a new task token, wait for the answer.
 
     The token is one of callbacks.py's (TaskTokens), so SendTaskSuccess/Failure/Heartbeat,
-    TimeoutSeconds and StopExecution behave as for `.waitForTaskToken` tasks. History names
-    the invocation with Task* events (resourceType "activity"), not AWS's Activity* events.
+    TimeoutSeconds and StopExecution behave as for `.waitForTaskToken` tasks. History has
+    AWS's Activity* events: ActivityScheduled here, ActivityStarted (with the worker's name)
+    once a worker has taken the task, then ActivitySucceeded/Failed/TimedOut (task.py).
+    TimeoutSeconds counts from ActivityScheduled; HeartbeatSeconds from ActivityStarted,
+    each SendTaskHeartbeat starting it again (no heartbeat can come before a worker has the
+    token), else States.HeartbeatTimeout. An activity that does not exist fails the
+    execution with States.Runtime before anything is scheduled, as AWS records it.
     """
 
     def invoke(self, resource: str, parameters: Json, context: TaskContext) -> Json:
@@ -131,18 +136,55 @@ class ActivityIntegration:
             raise StatesError(ErrorName.RUNTIME, f"the activity task {context.state_name!r} needs the engine's store")
         activities, tokens = Activities(store), TaskTokens(store)
         if not activities.exists(resource):
-            raise StatesError("ActivityDoesNotExist", f"Activity Does Not Exist: '{resource}'")
+            raise RuntimeFailure(f"The activity {resource} does not exist.")
+        input_text = dumps(parameters)
+        scheduled: dict[str, Json] = {"input": input_text, "inputDetails": {"truncated": False}, "resource": resource}
+        if context.timeout_seconds is not None:
+            scheduled["timeoutInSeconds"] = int(context.timeout_seconds)
+        if context.heartbeat_seconds is not None:
+            scheduled["heartbeatInSeconds"] = int(context.heartbeat_seconds)
+        _record(context, "ActivityScheduled", scheduled)
         token = new_token()
         now = context.clock.now()
         redrive = store.execution(context.execution_arn).redrive_count
-        input_text = dumps(parameters)
         tokens.register(token, context.execution_arn, redrive, context.state_name, resource, input_text, now, context.deadline, None)
         activities.enqueue(resource, token, input_text, now)
+        started = _Started(activities, tokens, token, context)
         try:
-            return wait_for_answer(tokens, token, context.clock, context.cancel, context.on_poll or (lambda: None),
-                                   context.deadline, None)  # fmt: skip
+            return wait_for_answer(tokens, token, context.clock, context.cancel, started.poll, context.deadline,
+                                   context.heartbeat_seconds)  # fmt: skip
         finally:
+            started.look()  # a worker that took the task and answered between two polls: ActivityStarted comes first
             activities.remove_task(token)
+
+
+class _Started:
+    """Notices, while the task waits, that a worker took it: ActivityStarted, and the heartbeat clock starts."""
+
+    def __init__(self, activities: Activities, tokens: TaskTokens, token: str, context: TaskContext) -> None:
+        self.activities, self.tokens, self.token, self.context = activities, tokens, token, context
+        self.seen = False
+
+    def poll(self) -> None:
+        if self.context.on_poll is not None:
+            self.context.on_poll()
+        self.look()
+
+    def look(self) -> None:
+        if self.seen:
+            return
+        task = self.activities.task(self.token)
+        if task is None or task["worker"] is None:
+            return
+        self.seen = True
+        _record(self.context, "ActivityStarted", {"workerName": task["worker"]} if task["worker"] else {})
+        if self.context.heartbeat_seconds is not None:
+            self.tokens.set_heartbeat_deadline(self.token, self.context.clock.now() + self.context.heartbeat_seconds)
+
+
+def _record(context: TaskContext, event_type: str, details: dict[str, Json]) -> None:
+    if context.record is not None:
+        context.record(event_type, details)
 
 
 ACTIVITY_RESOURCE = r"arn:[^:]+:states:[^:]+:\d{12}:activity:[A-Za-z0-9_\-]{1,80}"
@@ -150,4 +192,5 @@ ACTIVITY_RESOURCE = r"arn:[^:]+:states:[^:]+:\d{12}:activity:[A-Za-z0-9_\-]{1,80
 
 def register_activities(registry: IntegrationRegistry) -> None:
     """Lets Task states name activities as their Resource."""
-    registry.register(ACTIVITY_RESOURCE, ActivityIntegration(), label="arn:aws:states:<region>:<account>:activity:<name>")
+    registry.register(ACTIVITY_RESOURCE, ActivityIntegration(), activity_events=True,
+                      label="arn:aws:states:<region>:<account>:activity:<name>")

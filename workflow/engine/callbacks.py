@@ -281,6 +281,8 @@ def wait_for_answer(tokens: TaskTokens, token: str, clock: Clock, cancel: thread
             if heartbeat_seconds is not None and record.beats != beats:
                 beats, heartbeat_deadline = record.beats, now + heartbeat_seconds
                 tokens.set_heartbeat_deadline(token, heartbeat_deadline)
+            elif heartbeat_deadline is None:  # the heartbeat clock may start later (an activity's: when a worker takes it)
+                heartbeat_deadline = record.heartbeat_deadline
             for limit, error in ((deadline, ErrorName.TIMEOUT), (heartbeat_deadline, ErrorName.HEARTBEAT_TIMEOUT)):
                 if limit is not None and now >= limit and tokens.close(token):
                     raise StatesError(error, "")

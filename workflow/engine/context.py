@@ -119,7 +119,7 @@ class StateRun:
     state: State
     input: Json  # the raw state input
     flow: Flow
-    state_context: dict[str, Json]  # $$.State: Name, EnteredTime (and RetryCount for a Task)
+    state_context: dict[str, Json]  # $$.State: Name, EnteredTime (epoch seconds until $$ shows it) and a Task's RetryCount
     task_context: dict[str, Json] | None = None  # $$.Task: {"Token": ...} during an attempt of a callback Task
 
     def in_flow(self, flow: Flow) -> "StateRun":
@@ -135,7 +135,7 @@ class StateRun:
     def context_object(self) -> dict[str, Json]:
         """$$: Execution, StateMachine, State (Task.Token in a callback Task, Map.Item inside a Map iteration)."""
         context = dict(self.interpreter.context_base)
-        context["State"] = self.state_context
+        context["State"] = {**self.state_context, "EnteredTime": iso_time(self.state_context["EnteredTime"])}
         if self.task_context is not None:
             context["Task"] = self.task_context
         if self.flow.map_item is not None:

@@ -10,7 +10,15 @@ Event rows keep AWS's shape: `id`, `previousEventId`, `type`, `timestamp` and on
 `<name>EventDetails` object whose `input`/`output` are JSON text, as GetExecutionHistory
 returns them. Two internal columns ride along: `scope` (where in the machine the event
 happened: "" at the top level, "Map/0" inside iteration 0 of state Map) and `redrive`
-(the redrive generation), which redrive uses to find the states to resume.
+(the redrive generation), which redrive uses to find the states to resume. Event 1,
+ExecutionStarted, is not a row: the execution's own row holds all it says (input, start
+date, role), so starting an execution is one INSERT and one commit; `events` adds it.
+
+Durability: WAL with synchronous=NORMAL. A commit is in the WAL file (written, not yet
+fsynced) before the call that made it returns, so a killed process, even SIGKILL, loses
+nothing it acknowledged: the operating system has the pages. A power cut can lose the
+last commits since the WAL was last synced (at a checkpoint), never the database's
+consistency; synchronous=FULL would fsync every commit (milliseconds each on this disk).
 
 Other engine modules keep their own tables in the same database through `transaction()`
 and `query()` (task tokens: callbacks.py; local SNS/SQS messages: messaging.py).
@@ -28,7 +36,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from workflow.engine.errors import ExecutionAlreadyExists, ExecutionDoesNotExist, StateMachineDoesNotExist
-from workflow.engine.values import Json
+from workflow.engine.values import Json, dumps
 from workflow.engine.workers import WORKERS
 
 
@@ -83,9 +91,11 @@ CREATE TABLE IF NOT EXISTS executions (
     redrive_date REAL,
     owner_pid INTEGER,
     owner_host TEXT,
-    stop_requested TEXT
+    stop_requested TEXT,
+    role_arn TEXT
 );
 CREATE INDEX IF NOT EXISTS executions_by_machine ON executions (state_machine_arn, start_date);
+-- events: keyed by (execution, id) alone, no rowid b-tree beside it (a store made before keeps its rowid table)
 CREATE TABLE IF NOT EXISTS events (
     execution_arn TEXT NOT NULL,
     id INTEGER NOT NULL,
@@ -96,7 +106,7 @@ CREATE TABLE IF NOT EXISTS events (
     scope TEXT NOT NULL DEFAULT '',
     redrive INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (execution_arn, id)
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (
     execution_arn TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -126,6 +136,7 @@ class ExecutionRecord:
     owner_pid: int | None
     owner_host: str | None
     stop_requested: str | None
+    role_arn: str | None = None  # the role it started with (its ExecutionStarted's roleArn); None in stores from before
 
 
 @dataclass(frozen=True)
@@ -161,7 +172,10 @@ class HistoryStore:
         self._write_lock = threading.Lock()
         self._commits, self._checkpointing = 0, False
         with self._write_lock:
-            self._connection().executescript(_SCHEMA)
+            connection = self._connection()
+            connection.executescript(_SCHEMA)
+            if "role_arn" not in {row[1] for row in connection.execute("PRAGMA table_info(executions)")}:
+                connection.execute("ALTER TABLE executions ADD COLUMN role_arn TEXT")  # a store from before the column
 
     def _connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
@@ -291,22 +305,28 @@ class HistoryStore:
         return [dict(zip(("arn", "name", "type", "version", "created", "updated"), row)) for row in rows]
 
     # ---------------------------------------------------------------- executions
-    def create_execution(self, record: ExecutionRecord, input_text: str, events: Sequence[tuple[Any, ...]] = ()) -> None:
-        """Inserts a RUNNING execution (`input_text`: its input as JSON text) and its first events in one transaction.
+    def create_execution(self, arn: str, name: str, machine_arn: str, machine_type: str, input_text: str, start_date: float,
+                         owner_pid: int, owner_host: str) -> tuple[int, str] | None:  # fmt: skip
+        """Inserts a RUNNING execution (`input_text`: its input as JSON text) of the state machine's current version.
 
-        The Recorder (recorder.py) is its only caller, with the execution's ExecutionStarted.
+        One statement, one commit: the row takes the version and role the state machine has
+        at that moment (returned as (version, role ARN)); None if there is no state machine
+        `machine_arn` of type `machine_type` (deleted, or re-created as the other type).
+        The row is the execution's ExecutionStarted too: `events` shows it as event 1 (see
+        `_started`), so starting writes no event row.
         """
         try:
-            with self.transaction() as connection:
-                connection.execute(
+            with self._write_lock:
+                rows = self._connection().execute(
                     "INSERT INTO executions (arn, name, state_machine_arn, state_machine_version, status, input, start_date,"
-                    " owner_pid, owner_host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (record.arn, record.name, record.state_machine_arn, record.state_machine_version, ExecutionStatus.RUNNING,
-                     input_text, record.start_date, record.owner_pid, record.owner_host),
-                )
-                _append(connection, events, [])
+                    " owner_pid, owner_host, role_arn) SELECT ?, ?, arn, version, ?, ?, ?, ?, ?, role_arn FROM state_machines"
+                    " WHERE arn = ? AND type = ? RETURNING state_machine_version, role_arn",
+                    (arn, name, ExecutionStatus.RUNNING, input_text, start_date, owner_pid, owner_host, machine_arn, machine_type),
+                ).fetchall()  # to the end: the statement (and so its transaction) is done
+                self._committed()
         except sqlite3.IntegrityError as error:
-            raise ExecutionAlreadyExists(f"an execution named {record.name!r} already exists: {record.arn}") from error
+            raise ExecutionAlreadyExists(f"an execution named {name!r} already exists: {arn}") from error
+        return rows[0] if rows else None
 
     def finish_execution(self, arn: str, status: ExecutionStatus, now: float, output: str | None = None,
                          error: str | None = None, cause: str | None = None, events: Sequence[tuple[Any, ...]] = (),
@@ -338,16 +358,18 @@ class HistoryStore:
         return json.loads(row[0]) if row and row[0] else None
 
     _EXECUTION_COLUMNS = ("arn, name, state_machine_arn, state_machine_version, status, input, output, error, cause,"
-                          " start_date, stop_date, redrive_count, redrive_date, owner_pid, owner_host, stop_requested")
+                          " start_date, stop_date, redrive_count, redrive_date, owner_pid, owner_host, stop_requested, role_arn")
 
-    def _decode(self, row: tuple[Any, ...]) -> ExecutionRecord:
+    def _decode(self, row: tuple[Any, ...], decode_json: bool = True) -> ExecutionRecord:
         values = list(row)
         values[4] = ExecutionStatus(values[4])
-        values[5] = json.loads(values[5])
-        values[6] = json.loads(values[6]) if values[6] is not None else None
+        if decode_json:
+            values[5] = json.loads(values[5])
+            values[6] = json.loads(values[6]) if values[6] is not None else None
         return ExecutionRecord(*values)
 
-    def execution(self, arn_or_name: str) -> ExecutionRecord:
+    def execution(self, arn_or_name: str, decode_json: bool = True) -> ExecutionRecord:
+        """The execution by ARN (or by name, when that is unambiguous); decode_json=False keeps input and output as JSON text."""
         connection = self._connection()
         row = connection.execute(f"SELECT {self._EXECUTION_COLUMNS} FROM executions WHERE arn = ?", (arn_or_name,)).fetchone()
         if row is None:
@@ -359,7 +381,7 @@ class HistoryStore:
             row = rows[0] if rows else None
         if row is None:
             raise ExecutionDoesNotExist(f"execution {arn_or_name!r} does not exist in {self.path}")
-        return self._decode(row)
+        return self._decode(row, decode_json)
 
     def list_executions(self, state_machine_arn: str | None = None, status: str | None = None, limit: int | None = None) -> list[ExecutionRecord]:
         sql = f"SELECT {self._EXECUTION_COLUMNS} FROM executions"
@@ -387,16 +409,34 @@ class HistoryStore:
             _append(connection, events, checkpoints)
 
     def events(self, execution_arn: str, after_id: int = 0, reverse: bool = False) -> list[EventRecord]:
-        rows = self._connection().execute(
+        """The events after `after_id`, in id order (or reversed); event 1, ExecutionStarted, included (see `_started`)."""
+        connection = self._connection()
+        rows = connection.execute(
             "SELECT id, previous_event_id, type, timestamp, details, scope, redrive FROM events"
             f" WHERE execution_arn = ? AND id > ? ORDER BY id {'DESC' if reverse else 'ASC'}",
             (execution_arn, after_id),
         ).fetchall()
-        return [_event(row) for row in rows]
+        events = [_event(row) for row in rows]
+        edge = (events[-1] if reverse else events[0]) if events else None
+        if after_id < 1 and (edge is None or edge.id != 1):  # a store from before kept ExecutionStarted as a row
+            started = self._started(connection, execution_arn)
+            if started is not None:
+                events = events + [started] if reverse else [started] + events
+        return events
+
+    @staticmethod
+    def _started(connection: sqlite3.Connection, execution_arn: str) -> EventRecord | None:
+        """ExecutionStarted, read from the execution's row (what create_execution wrote instead of an event row)."""
+        row = connection.execute("SELECT input, start_date, role_arn FROM executions WHERE arn = ?", (execution_arn,)).fetchone()
+        if row is None or row[2] is None:
+            return None
+        details = {"input": dumps(json.loads(row[0])), "inputDetails": {"truncated": False}, "roleArn": row[2]}
+        return EventRecord(1, 0, "ExecutionStarted", row[1], "executionStartedEventDetails", details, "", 0)
 
     def last_event_id(self, execution_arn: str) -> int:
+        """The id of the execution's latest event (1, its ExecutionStarted, until it has others)."""
         row = self._connection().execute("SELECT MAX(id) FROM events WHERE execution_arn = ?", (execution_arn,)).fetchone()
-        return row[0] or 0
+        return row[0] or 1
 
     # ---------------------------------------------------------------- checkpoints (Map/Parallel results, for redrive)
     def checkpoints(self, execution_arn: str, prefix: str) -> dict[str, Json]:

@@ -49,10 +49,13 @@ _NO_PROGRESS = object()
 class TaskContext:
     """What an integration may use besides its Parameters.
 
-    `deadline` is the task's TimeoutSeconds (States.Timeout). `heartbeat_seconds` is set
-    for `.sync` tasks with HeartbeatSeconds: the task must show progress (`progress()`)
-    at least that often, else States.HeartbeatTimeout. `store` is the engine's database,
-    for integrations that keep state there (messaging.py).
+    `deadline` is the task's TimeoutSeconds (States.Timeout), `timeout_seconds` the field
+    itself. `heartbeat_seconds` is set for `.sync` tasks and activities with
+    HeartbeatSeconds: a `.sync` task must show progress (`progress()`) at least that often,
+    else States.HeartbeatTimeout (activities.py keeps an activity's own heartbeat clock).
+    `store` is the engine's database, for integrations that keep state there
+    (messaging.py). `record(event_type, details)` writes a history event of the task, for
+    integrations whose events are their own (activities: ActivityScheduled, ActivityStarted).
     """
 
     execution_arn: str
@@ -67,6 +70,8 @@ class TaskContext:
     on_poll: Callable[[], None] | None = None  # raises ExecutionStopped when a stop was requested elsewhere
     heartbeat_seconds: float | None = None
     store: Any = None
+    timeout_seconds: float | None = None
+    record: Callable[[str, dict[str, Json]], None] | None = None
     heartbeat_deadline: float | None = field(default=None, init=False)
     _progress: Any = field(default=_NO_PROGRESS, init=False, repr=False)
 
@@ -149,28 +154,30 @@ class Binding:
     lambda_events: bool
     callback: bool = False
     base_resource: str = ""
+    activity_events: bool = False  # Activity* events, which the integration partly records itself (activities.py)
 
 
 class IntegrationRegistry:
     """Resource ARN patterns (regular expressions over the whole ARN) -> integrations."""
 
     def __init__(self) -> None:
-        self._entries: list[tuple[re.Pattern[str], str, Integration, bool]] = []
+        self._entries: list[tuple[re.Pattern[str], str, Integration, bool, bool]] = []
 
-    def register(self, pattern: str, integration: Integration, *, lambda_events: bool = False, label: str | None = None) -> None:
+    def register(self, pattern: str, integration: Integration, *, lambda_events: bool = False, activity_events: bool = False,
+                 label: str | None = None) -> None:  # fmt: skip
         """Registers an integration for ARNs matching `pattern`; later registrations win."""
-        self._entries.insert(0, (re.compile(pattern), label or pattern, integration, lambda_events))
+        self._entries.insert(0, (re.compile(pattern), label or pattern, integration, lambda_events, activity_events))
 
     def supported(self) -> list[str]:
-        return [label for _, label, _, _ in self._entries]
+        return [entry[1] for entry in self._entries]
 
     def resolve(self, resource: str) -> Binding | None:
         callback = is_callback(resource)
         base = resource.removesuffix(CALLBACK_SUFFIX) if callback else resource
-        for pattern, _, integration, lambda_events in self._entries:
+        for pattern, _, integration, lambda_events, activity_events in self._entries:
             if pattern.fullmatch(base):
                 resource_type, resource_name = _split_resource(resource)
-                return Binding(integration, resource_type, resource_name, lambda_events, callback, base)
+                return Binding(integration, resource_type, resource_name, lambda_events, callback, base, activity_events)
         return None
 
     def check(self, resource: str) -> str | None:

@@ -1,18 +1,19 @@
 """The only writer of an execution's history: event ids, events, checkpoints and how it ended.
 
 Everything that appends to `events` goes through a `Recorder`, so event ids are allocated
-in one place: ExecutionStarted (id 1), the state events of every flow, ExecutionRedriven,
+in one place: the state events of every flow (after ExecutionStarted, id 1, which is the
+execution's row: HistoryStore.create_execution), ExecutionRedriven,
 and the closing event (ExecutionSucceeded, ExecutionFailed, ExecutionTimedOut or
 ExecutionAborted), which also sets the execution's status. Map and Parallel results are
 checkpointed here too, and read back here when a redrive resumes them.
 
-    recorder = Recorder.start(store, record, input_text, clock, role_arn)  # the execution's row, ExecutionStarted
+    store.create_execution(arn, name, machine_arn, ...)                  # the row, which is ExecutionStarted
+    recorder = Recorder.started(store, record, clock)
     event_id = recorder.emit("PassStateEntered", previous, {"name": "P", ...})
     recorder.succeeded(event_id, output)                                 # ExecutionSucceeded, SUCCEEDED
 """
 from __future__ import annotations
 
-import json
 import threading
 import time
 from typing import Any
@@ -20,9 +21,8 @@ from typing import Any
 from workflow.engine.clock import Clock
 from workflow.engine.errors import StatesError
 from workflow.engine.history import ExecutionRecord, ExecutionStatus, HistoryStore
-from workflow.engine.values import Json, dumps
+from workflow.engine.values import Json, ascii_dumps, dumps
 
-_ENCODER = json.JSONEncoder()
 _DETAILS_KEYS: dict[str, str] = {}
 
 
@@ -67,16 +67,9 @@ class Recorder:
         self._oldest = 0.0
 
     @classmethod
-    def start(cls, store: HistoryStore, record: ExecutionRecord, input_text: str, clock: Clock, role_arn: str) -> "Recorder":
-        """The recorder of a new execution, after creating it in the store with its ExecutionStarted (id 1, at the
-        start date), both in one transaction; raises ExecutionAlreadyExists if the ARN is taken."""
-        recorder = cls(store, record.arn, clock)
-        recorder.emit("ExecutionStarted", 0, {"input": dumps(record.input), "inputDetails": {"truncated": False},
-                                              "roleArn": role_arn}, timestamp=record.start_date)
-        with recorder._lock:
-            store.create_execution(record, input_text, recorder._events)
-            recorder._events = []
-        return recorder
+    def started(cls, store: HistoryStore, record: ExecutionRecord, clock: Clock) -> "Recorder":
+        """The recorder of an execution the store has just created: its row is its ExecutionStarted, event 1."""
+        return cls(store, record.arn, clock, last_id=1)
 
     @classmethod
     def resume(cls, store: HistoryStore, record: ExecutionRecord, clock: Clock) -> "Recorder":
@@ -91,7 +84,7 @@ class Recorder:
             self.last_id += 1
             event_id = self.last_id
             if self.store is not None:
-                payload = None if details is None else _ENCODER.encode({details_key(event_type): details})
+                payload = None if details is None else ascii_dumps({details_key(event_type): details})
                 if not self._events:
                     self._oldest = time.monotonic()
                 self._events.append((self.execution_arn, event_id, previous, event_type,
@@ -138,8 +131,9 @@ class Recorder:
         return event_id
 
     def succeeded(self, previous: int, output: Json) -> None:
-        self.emit("ExecutionSucceeded", previous, {"output": dumps(output), "outputDetails": {"truncated": False}})
-        self._close(ExecutionStatus.SUCCEEDED, output=json.dumps(output))
+        text = dumps(output)  # DescribeExecution's output is the same text as the event's
+        self.emit("ExecutionSucceeded", previous, {"output": text, "outputDetails": {"truncated": False}})
+        self._close(ExecutionStatus.SUCCEEDED, output=text)
 
     def failed(self, previous: int, error: StatesError) -> None:
         self.emit("ExecutionFailed", previous, error.to_details())

@@ -22,27 +22,28 @@ import re
 import threading
 import uuid
 from datetime import datetime, timezone
-from pathlib import Path
+from typing import Callable
 
 from workflow.engine.callbacks import TaskTokens, TokenStatus, WaitingTask, checked_output
 from workflow.engine.clock import Clock, SystemClock
 from workflow.engine.context import ExecutionInfo, Flow, StopSignal
 from workflow.engine.definition import parse_definition
+from workflow.engine.express import check_express
 from workflow.engine.errors import (EngineError, ErrorName, ExecutionAlreadyExists, ExecutionNotRedrivable, ExecutionStopped,
                                     ExecutionTimedOut, StateMachineDoesNotExist, StatesError)
 from workflow.engine.history import REDRIVABLE, ExecutionRecord, ExecutionStatus, HistoryStore
 from workflow.engine.integrations import FunctionRegistry, Handler, IntegrationRegistry, default_registry
-from workflow.engine.interpreter import Interpreter
+from workflow.engine.interpreter import CHEAP_STATES, Interpreter
 from workflow.engine.recorder import Recorder
+from workflow.engine.redrive import resume_point
+from workflow.engine.running import RUNNING, RUNNING_LOCK, alive, stop_signal
 from workflow.engine.states import StateMachineDefinition
 from workflow.engine.values import Json
 from workflow.engine.workers import WORKERS
 
-# Executions running in this process, across Engine instances: (store path, execution ARN) -> stop signal.
-# Orphan detection must not mistake another Engine's run in the same process for a dead one.
-_RUNNING: dict[tuple[str, str], StopSignal] = {}
-_RUNNING_LOCK = threading.Lock()
 _NAME = re.compile(r"^[A-Za-z0-9_<>\-]{1,80}$")
+_HOST = os.uname().nodename  # the owner_host of executions this process runs
+SETTLE_SECONDS = 0.02  # the longest describe waits for a run of this engine to leave its cheap states (see describe)
 
 
 def _datetime(epoch: float | None) -> datetime | None:
@@ -65,6 +66,8 @@ class Engine:
         self._done: dict[str, threading.Event] = {}  # background runs of this engine -> set when they end
         self._lock = threading.Lock()
         self._definitions: dict[tuple[str, int], StateMachineDefinition] = {}
+        self._machines: dict[str, tuple[str, str, str]] = {}  # ARN or name -> (ARN, name, type): _machine
+        self._unsettled: dict[str, threading.Event] = {}  # background runs still in cheap states -> set when they settle
         self._store_key = str(self.store.path.resolve())
 
     def _key(self, execution_arn: str) -> tuple[str, str]:
@@ -75,10 +78,17 @@ class Engine:
         """Parses and checks a definition against this engine's integrations; raises DefinitionError."""
         return parse_definition(definition, self.integrations.check)
 
-    def _validated_text(self, definition: str | dict[str, Json]) -> str:
-        """The definition as the store keeps it (JSON text), once it is known to be valid."""
+    def validate_for(self, definition: str | dict[str, Json], kind: str) -> StateMachineDefinition:
+        """validate, and for an EXPRESS state machine no activity, `.sync` or `.waitForTaskToken` (express.py), which
+        is refused as such even where this engine has no integration for the resource."""
+        if kind == "EXPRESS":
+            check_express(parse_definition(definition))
+        return self.validate(definition)
+
+    def _validated_text(self, definition: str | dict[str, Json], kind: str) -> str:
+        """The definition as the store keeps it (JSON text), once it is known to be valid for a `kind` state machine."""
         text = definition if isinstance(definition, str) else json.dumps(definition)
-        self.validate(text)
+        self.validate_for(text, kind)
         return text
 
     def state_machine_arn(self, name: str) -> str:
@@ -89,7 +99,7 @@ class Engine:
         """Registers (or, if the name exists, updates) a state machine; returns its ARN."""
         if not _NAME.match(name):
             raise EngineError(f"invalid state machine name {name!r}: use 1-80 letters, digits, '-' or '_'")
-        text = self._validated_text(definition)
+        text = self._validated_text(definition, type)
         arn = self.state_machine_arn(name)
         self.store.put_state_machine(arn, name, text, role_arn or self.role_arn, type, self.clock.now())
         return arn
@@ -97,7 +107,7 @@ class Engine:
     def update_state_machine(self, arn: str, definition: str | dict[str, Json], role_arn: str | None = None) -> int:
         """Stores a new version of the definition; running executions keep theirs. Returns the version."""
         machine = self.store.state_machine(arn)
-        text = self._validated_text(definition)
+        text = self._validated_text(definition, machine["type"])
         return self.store.put_state_machine(machine["arn"], machine["name"], text, role_arn or machine["role_arn"],
                                             machine["type"], self.clock.now())
 
@@ -135,40 +145,63 @@ class Engine:
         return self._definitions[key]
 
     # ------------------------------------------------------------------ executions
-    def _new_execution(self, state_machine: str, execution_input: Json, name: str | None) -> tuple[ExecutionRecord, dict[str, Json], Recorder | None]:
-        """(the new execution, its state machine, its recorder); recorder None: the same start again (see below)."""
-        machine = self.store.state_machine(state_machine)
+    def _machine(self, state_machine: str, fresh: bool = False) -> tuple[str, str, str]:
+        """(ARN, name, type) of a state machine given by ARN or name, kept between starts.
+
+        None of the three changes while the state machine exists; create_execution checks the
+        ARN and type again as it inserts, and a miss there looks again (`fresh`).
+        """
+        known = None if fresh else self._machines.get(state_machine)
+        if known is None:
+            machine = self.store.state_machine(state_machine)
+            if len(self._machines) >= 1000:
+                self._machines.clear()
+            known = self._machines[state_machine] = (machine["arn"], machine["name"], machine["type"])
+        return known
+
+    def _new_execution(self, state_machine: str, execution_input: Json, name: str | None) -> tuple[ExecutionRecord, Recorder | None]:
+        """(the new execution, its recorder); recorder None: the same start again (see below)."""
+        machine_arn, machine_name, machine_type = self._machine(state_machine)
         name = name or str(uuid.uuid4())
         if not _NAME.match(name):
             raise EngineError(f"invalid execution name {name!r}: use 1-80 letters, digits, '-' or '_'")
-        if machine["type"] == "EXPRESS":
-            arn = f"arn:{self.partition}:states:{self.region}:{self.account}:express:{machine['name']}:{name}:{uuid.uuid4()}"
-        else:
-            arn = f"arn:{self.partition}:states:{self.region}:{self.account}:execution:{machine['name']}:{name}"
         input_text = json.dumps(execution_input if execution_input is not None else {})
-        # the row as the store will hold it (the input decoded from its JSON text, as a read would give it)
-        record = ExecutionRecord(arn, name, machine["arn"], machine["version"], ExecutionStatus.RUNNING, json.loads(input_text),
-                                 None, None, None, self.clock.now(), None, 0, None, os.getpid(), os.uname().nodename, None)
-        claimed = self._claim(arn)
-        try:
-            recorder = Recorder.start(self.store, record, input_text, self.clock, machine["role_arn"])
-        except ExecutionAlreadyExists:
-            self._release(arn, claimed)
-            # StartExecution is idempotent while the execution with that name and input is running
-            existing = self.store.execution(arn)
-            if existing.status == ExecutionStatus.RUNNING and existing.input == record.input:
-                return existing, machine, None
-            raise
-        except BaseException:
-            self._release(arn, claimed)
-            raise
-        return record, machine, recorder
+        execution_input = json.loads(input_text)  # as a read of the stored row would give it
+        owner = (os.getpid(), _HOST)
+        for may_look_again in (True, False):
+            if machine_type == "EXPRESS":
+                arn = f"arn:{self.partition}:states:{self.region}:{self.account}:express:{machine_name}:{name}:{uuid.uuid4()}"
+            else:
+                arn = f"arn:{self.partition}:states:{self.region}:{self.account}:execution:{machine_name}:{name}"
+            start_date = self.clock.now()
+            claimed = self._claim(arn)
+            try:
+                created = self.store.create_execution(arn, name, machine_arn, machine_type, input_text, start_date, *owner)
+            except ExecutionAlreadyExists:
+                self._release(arn, claimed)
+                # StartExecution is idempotent while the execution with that name and input is running
+                existing = self.store.execution(arn)
+                if existing.status == ExecutionStatus.RUNNING and existing.input == execution_input:
+                    return existing, None
+                raise
+            except BaseException:
+                self._release(arn, claimed)
+                raise
+            if created is not None:
+                version, role_arn = created
+                record = ExecutionRecord(arn, name, machine_arn, version, ExecutionStatus.RUNNING, execution_input, None, None,
+                                         None, start_date, None, 0, None, *owner, None, role_arn)
+                return record, Recorder.started(self.store, record, self.clock)
+            self._release(arn, claimed)  # deleted, or re-created as the other type, since it was looked up
+            if may_look_again:
+                machine_arn, machine_name, machine_type = self._machine(state_machine, fresh=True)
+        raise StateMachineDoesNotExist(f"state machine {state_machine!r} does not exist in {self.store.path}")
 
     def run_execution(self, state_machine: str, execution_input: Json = None, name: str | None = None) -> dict[str, Json]:
         """Starts an execution and runs it to the end in this thread; returns describe_execution."""
-        record, machine, recorder = self._new_execution(state_machine, execution_input, name)
+        record, recorder = self._new_execution(state_machine, execution_input, name)
         if recorder is not None:
-            self._execute(record, machine["role_arn"], recorder)
+            self._execute(record, record.role_arn or self.role_arn, recorder)
         return self.describe_execution(record.arn)
 
     start_sync_execution = run_execution
@@ -179,40 +212,53 @@ class Engine:
 
     def start(self, state_machine: str, execution_input: Json = None, name: str | None = None) -> ExecutionRecord:
         """start_execution, returning the execution's record (ARN, start date) as it was created, without reading it back."""
-        record, machine, recorder = self._new_execution(state_machine, execution_input, name)
+        record, recorder = self._new_execution(state_machine, execution_input, name)
         if recorder is not None:
-            self._spawn(record, machine["role_arn"], recorder)
+            self._spawn(record, record.role_arn or self.role_arn, recorder)
         return record
 
     def _spawn(self, record: ExecutionRecord, role_arn: str, recorder: Recorder,
                resume: tuple[str, Json, dict[str, Json]] | None = None) -> None:
         """Runs the execution on a worker thread (workers.py); `wait` waits for it."""
-        with _RUNNING_LOCK:
-            _RUNNING.setdefault(self._key(record.arn), StopSignal())
+        with RUNNING_LOCK:
+            stop_signal(self._key(record.arn))
         done = threading.Event()
-        with self._lock:  # a long-lived engine (the API server) keeps only the runs not yet ended
-            self._done = {arn: ended for arn, ended in self._done.items() if not ended.is_set()}
+        with self._lock:
             self._done[record.arn] = done
+        settled = self._unsettled[record.arn] = threading.Event()
+
+        def settle() -> None:
+            if self._unsettled.get(record.arn) is settled:
+                del self._unsettled[record.arn]
+            settled.set()
+
+        def step(state_type: str) -> None:  # the run enters a state: one that may wait settles it
+            if state_type not in CHEAP_STATES:
+                settle()
 
         def run() -> None:
             try:
-                self._execute(record, role_arn, recorder, resume)
+                self._execute(record, role_arn, recorder, resume, step)
             finally:
+                with self._lock:  # a long-lived engine (the API server) keeps only the runs not yet ended
+                    if self._done.get(record.arn) is done:
+                        del self._done[record.arn]
                 done.set()
+                settle()
         WORKERS.submit(run, f"execution-{record.name}")
 
     def _claim(self, execution_arn: str) -> bool:
         """Registers the execution as run here *before* the store says RUNNING, so reap_orphans never sees a gap."""
-        with _RUNNING_LOCK:
-            if self._key(execution_arn) in _RUNNING:
+        with RUNNING_LOCK:
+            if self._key(execution_arn) in RUNNING:
                 return False
-            _RUNNING[self._key(execution_arn)] = StopSignal()
+            RUNNING[self._key(execution_arn)] = StopSignal()
             return True
 
     def _release(self, execution_arn: str, claimed: bool) -> None:
         if claimed:
-            with _RUNNING_LOCK:
-                _RUNNING.pop(self._key(execution_arn), None)
+            with RUNNING_LOCK:
+                RUNNING.pop(self._key(execution_arn), None)
 
     def wait(self, execution_arn: str, timeout: float | None = None) -> dict[str, Json]:
         """Waits for a background execution of this engine to end; returns describe_execution."""
@@ -222,10 +268,10 @@ class Engine:
         return self.describe_execution(execution_arn)
 
     def _execute(self, record: ExecutionRecord, role_arn: str, recorder: Recorder,
-                 resume: tuple[str, Json, dict[str, Json]] | None = None) -> None:
+                 resume: tuple[str, Json, dict[str, Json]] | None = None, step: Callable[[str], None] | None = None) -> None:
         """Runs (or, with `resume`, redrives) an execution to its end; the recorder writes how it ended."""
-        with _RUNNING_LOCK:
-            cancel = _RUNNING.setdefault(self._key(record.arn), StopSignal())
+        with RUNNING_LOCK:
+            cancel = stop_signal(self._key(record.arn))
         definition = self._definition(record.state_machine_arn, record.state_machine_version)
         machine_name = record.state_machine_arn.rsplit(":", 1)[-1]
         info = ExecutionInfo(record.arn, record.name, record.state_machine_arn, machine_name, role_arn, record.start_date,
@@ -235,6 +281,7 @@ class Engine:
             deadline = self.clock.now() + definition.timeout_seconds
         interpreter = Interpreter(info, self.integrations, self.clock, recorder, cancel,
                                   lambda: self.store.stop_requested(record.arn), deadline)
+        interpreter.on_step = step
         flow = Flow("", 0 if resume is None else recorder.last_id)
         try:
             if resume is None:
@@ -256,32 +303,52 @@ class Engine:
             recorder.failed(flow.last_event, StatesError(ErrorName.RUNTIME, f"internal engine error: {type(error).__name__}: {error}"))
             raise
         finally:
-            with _RUNNING_LOCK:
-                _RUNNING.pop(self._key(record.arn), None)
+            with RUNNING_LOCK:
+                RUNNING.pop(self._key(record.arn), None)
 
     # ------------------------------------------------------------------ reading
     def describe_execution(self, execution_arn: str) -> dict[str, Json]:
-        record = self.store.execution(execution_arn)
-        if record.status == ExecutionStatus.RUNNING and self._reap(record.arn, record.owner_pid, record.owner_host):
-            record = self.store.execution(record.arn)  # its owner process is gone: now ABORTED
+        """DescribeExecution as boto3 returns it (dates as datetimes)."""
+        description = self.describe(execution_arn)
+        for key in ("startDate", "stopDate", "redriveDate"):
+            if key in description:
+                description[key] = _datetime(description[key])
+        return description
+
+    def describe(self, execution_arn: str) -> dict[str, Json]:
+        """describe_execution with dates as epoch seconds, as the API sends them; input and output are the stored text.
+
+        A background run of this engine that is still going through cheap states (Pass,
+        Choice, Succeed, Fail: a fraction of a millisecond each) is described where it
+        settles, when it has ended (and its end is written) or entered a state that may wait
+        (a Task, a Wait, a fan-out), waiting at most SETTLE_SECONDS; not at a step it is
+        about to leave, which would only make a client poll again.
+        """
+        record = self.store.execution(execution_arn, decode_json=False)
+        if record.status == ExecutionStatus.RUNNING:
+            settling = self._unsettled.get(record.arn)
+            if settling is not None and settling.wait(SETTLE_SECONDS):
+                record = self.store.execution(record.arn, decode_json=False)  # ended, or now waiting on something
+            elif self._reap(record.arn, record.owner_pid, record.owner_host):
+                record = self.store.execution(record.arn, decode_json=False)  # its owner process is gone: now ABORTED
         description: dict[str, Json] = {
             "executionArn": record.arn, "stateMachineArn": record.state_machine_arn, "name": record.name,
-            "status": record.status.value, "startDate": _datetime(record.start_date), "input": json.dumps(record.input),
+            "status": record.status.value, "startDate": record.start_date, "input": record.input,
             "inputDetails": {"included": True}, "redriveCount": record.redrive_count,
             "redriveStatus": "REDRIVABLE" if record.status in REDRIVABLE else "NOT_REDRIVABLE",
             "stateMachineVersion": record.state_machine_version,
         }
         if record.stop_date is not None:
-            description["stopDate"] = _datetime(record.stop_date)
+            description["stopDate"] = record.stop_date
         if record.status == ExecutionStatus.SUCCEEDED:
-            description["output"] = json.dumps(record.output)
+            description["output"] = record.output
             description["outputDetails"] = {"included": True}
         if record.error is not None:
             description["error"] = record.error
         if record.cause is not None:
             description["cause"] = record.cause
         if record.redrive_date is not None:
-            description["redriveDate"] = _datetime(record.redrive_date)
+            description["redriveDate"] = record.redrive_date
         return description
 
     def list_executions(self, state_machine_arn: str | None = None, status_filter: str | None = None,
@@ -309,8 +376,8 @@ class Engine:
         record = self.store.execution(execution_arn)
         if record.status != ExecutionStatus.RUNNING:
             raise EngineError(f"execution {record.arn} is {record.status}, not RUNNING")
-        with _RUNNING_LOCK:
-            cancel = _RUNNING.get(self._key(record.arn))
+        with RUNNING_LOCK:
+            cancel = RUNNING.get(self._key(record.arn))
         if cancel is not None:
             cancel.stop(error, cause)
         else:
@@ -329,7 +396,7 @@ class Engine:
         if record.status not in REDRIVABLE:
             raise ExecutionNotRedrivable(f"execution {record.arn} is {record.status}; only FAILED, ABORTED or TIMED_OUT can be redriven")
         definition = self._definition(record.state_machine_arn, record.state_machine_version)
-        resume = _resume_point(self.store, record, definition)
+        resume = resume_point(self.store, record, definition)
         machine = self.store.state_machine(record.state_machine_arn)
         claimed = self._claim(record.arn)
         try:
@@ -379,8 +446,8 @@ class Engine:
 
     def _stopping(self, execution_arn: str) -> bool:
         """Whether StopExecution was called for a run of this process that has not yet noticed."""
-        with _RUNNING_LOCK:
-            signal = _RUNNING.get(self._key(execution_arn))
+        with RUNNING_LOCK:
+            signal = RUNNING.get(self._key(execution_arn))
         return signal is not None and signal.is_set()
 
     def reap_orphans(self) -> list[str]:
@@ -397,11 +464,11 @@ class Engine:
         if owner_host != os.uname().nodename or owner_pid is None:
             return False
         if owner_pid == os.getpid():
-            with _RUNNING_LOCK:  # a run of this process may have ended since the listing: read again
-                if self._key(arn) in _RUNNING:
+            with RUNNING_LOCK:  # a run of this process may have ended since the listing: read again
+                if self._key(arn) in RUNNING:
                     return False
                 record = self.store.execution(arn)
-        elif _alive(owner_pid):
+        elif alive(owner_pid):
             return False
         else:
             record = self.store.execution(arn)
@@ -410,43 +477,3 @@ class Engine:
         cause = f"the engine process (pid {record.owner_pid}) ended while the execution was running"
         Recorder.resume(self.store, record, self.clock).aborted(0, ErrorName.RUNTIME, cause)
         return True
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child (killed but not yet reaped by its parent) is not running anything
-        status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return status != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def _resume_point(store: HistoryStore, record: ExecutionRecord, definition: StateMachineDefinition) -> tuple[str, Json, dict[str, Json]]:
-    """(state to restart, its input, the variables at that point) from the top-level history."""
-    entered: tuple[str, Json] | None = None
-    exited_output: Json = None
-    exited = False
-    variables: dict[str, Json] = {}
-    for event in store.events(record.arn):
-        if event.scope != "" or event.details is None:
-            continue
-        if event.type.endswith("StateEntered"):
-            entered = (event.details["name"], json.loads(event.details["input"]))
-            exited = False
-        elif event.type.endswith("StateExited"):
-            exited = True
-            exited_output = json.loads(event.details["output"])
-            for name, text in (event.details.get("assignedVariables") or {}).items():
-                variables[name] = json.loads(text)
-    if entered is None:
-        return definition.start_at, record.input, variables
-    name, state_input = entered
-    state = definition.states[name]
-    if exited and state.next is not None and state.type != "Choice":
-        return state.next, exited_output, variables
-    return name, state_input, variables

@@ -5,6 +5,9 @@ this module turns the state's fields into that call and records it as AWS does:
 
     Lambda function ARN   LambdaFunctionScheduled, LambdaFunctionStarted,
                           LambdaFunctionSucceeded | LambdaFunctionFailed | LambdaFunctionTimedOut
+    activity ARN          ActivityScheduled, [ActivityStarted (a worker took it)],
+                          ActivitySucceeded | ActivityFailed | ActivityTimedOut (activities.py records
+                          the first two, as only it knows when a worker takes the task)
     anything else         TaskScheduled, TaskStarted, [TaskSubmitted (a .sync job started, or a
                           callback's resource answered)], TaskSucceeded | TaskFailed | TaskTimedOut
 
@@ -104,7 +107,7 @@ def invoke(run: StateRun, binding: Binding, parameters: Json, timeout: float | N
             scheduled["timeoutInSeconds"] = int(timeout)
         run.emit("LambdaFunctionScheduled", scheduled)
         run.emit("LambdaFunctionStarted")
-    else:
+    elif not binding.activity_events:
         scheduled = {"parameters": parameters_text, "region": interpreter.info.region, **resource_fields}
         if timeout is not None:
             scheduled["timeoutInSeconds"] = int(timeout)
@@ -123,9 +126,14 @@ def invoke(run: StateRun, binding: Binding, parameters: Json, timeout: float | N
     def check_stop() -> None:  # StopExecution, the machine's timeout, or a failed sibling branch/iteration
         interpreter.check_flow(run.flow)
 
+    def record(event_type: str, details: dict[str, Json]) -> None:  # an event the integration knows the moment of
+        run.emit(event_type, details)
+        interpreter.recorder.flush()
+
     context = TaskContext(info.execution_arn, state.name, state.resource, clock, interpreter.cancel, deadline,
                           info.region, info.account, submitted, check_stop,
-                          heartbeat if is_sync(state.resource) else None, store)
+                          heartbeat if is_sync(state.resource) or binding.activity_events else None, store,
+                          timeout, record)  # fmt: skip
     interpreter.recorder.flush()
     tokens = None
     if token is not None:
@@ -152,6 +160,8 @@ def invoke(run: StateRun, binding: Binding, parameters: Json, timeout: float | N
         timed_out = error.error in TIMEOUTS
         if binding.lambda_events:
             run.emit("LambdaFunctionTimedOut" if timed_out else "LambdaFunctionFailed", failure)
+        elif binding.activity_events:
+            run.emit("ActivityTimedOut" if timed_out else "ActivityFailed", failure)
         else:
             run.emit("TaskTimedOut" if timed_out else "TaskFailed", {**failure, **resource_fields})
         raise
@@ -161,6 +171,8 @@ def invoke(run: StateRun, binding: Binding, parameters: Json, timeout: float | N
     output = {"output": dumps(result), "outputDetails": {"truncated": False}}
     if binding.lambda_events:
         run.emit("LambdaFunctionSucceeded", output)
+    elif binding.activity_events:
+        run.emit("ActivitySucceeded", output)
     else:
         run.emit("TaskSucceeded", {**output, **resource_fields})
     return result

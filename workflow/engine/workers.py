@@ -12,6 +12,10 @@ The pool grows as needed (an execution may wait hours for a callback, so there i
 every submitted job starts at once, as with a thread each). Workers are daemon threads; a
 job submitted from a non-daemon thread (a script's main thread) still keeps the
 interpreter alive at exit until it ends, as its own non-daemon thread did.
+
+A thread can hold what it submits (`holding()`) and start it later (`start_held`): the
+API server holds the execution a StartExecution call starts until the reply is written,
+so the new worker thread does not compete with the reply for the interpreter.
 """
 from __future__ import annotations
 
@@ -20,7 +24,8 @@ import os
 import queue
 import sys
 import threading
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 IDLE_SECONDS = 60.0
 
@@ -38,9 +43,30 @@ class Workers:
         self._lock = threading.Lock()
         self._idle = 0  # workers waiting on the queue that no submitted job has been counted against yet
         self._pinned: set[threading.Event] = set()  # jobs the interpreter's exit waits for
+        self._held = threading.local()  # .jobs: what this thread submits inside holding()
+
+    @contextmanager
+    def holding(self) -> Iterator[list[tuple[Callable[[], None], str]]]:
+        """Within: what this thread submits is kept in the yielded list, not started; see start_held."""
+        jobs: list[tuple[Callable[[], None], str]] = []
+        outer = getattr(self._held, "jobs", None)
+        self._held.jobs = jobs
+        try:
+            yield jobs
+        finally:
+            self._held.jobs = outer
+
+    def start_held(self, jobs: list[tuple[Callable[[], None], str]]) -> None:
+        """Submits the jobs holding() kept, in order (after the holding() block)."""
+        for job, name in jobs:
+            self.submit(job, name)
 
     def submit(self, job: Callable[[], None], name: str) -> None:
         """Runs `job` on a worker thread named `name` (an idle one, else a new one); returns at once."""
+        held = getattr(self._held, "jobs", None)
+        if held is not None:
+            held.append((job, name))
+            return
         done = None
         if not threading.current_thread().daemon:
             done = threading.Event()

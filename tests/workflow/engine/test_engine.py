@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from workflow.engine import Engine, EngineError, SystemClock, VirtualClock
+from workflow.engine.errors import StateMachineDoesNotExist
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:000000000000:function:{}"
@@ -225,3 +226,40 @@ def test_a_handler_mutating_its_event_cannot_change_the_definition(tmp_path: Pat
     first = json.loads(engine.run_execution(arn)["output"])
     second = json.loads(engine.run_execution(arn)["output"])
     assert first["config"] == second["config"] == {"threshold": 0.8}
+
+
+def test_a_start_follows_the_state_machine_deleted_or_re_created_since_the_last(tmp_path: Path) -> None:
+    """StartExecution keeps each state machine's ARN and type between calls; the insert checks both, so a
+    machine deleted since is StateMachineDoesNotExist, and one re-created as EXPRESS starts express executions."""
+    engine = Engine(tmp_path / "engine.sqlite3")
+    plain = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
+    arn = engine.create_state_machine("m", plain)
+    assert ":execution:m:first" in engine.run_execution(arn, {}, "first")["executionArn"]
+    engine.delete_state_machine(arn)
+    with pytest.raises(StateMachineDoesNotExist):
+        engine.start_execution(arn, {}, "second")
+    engine.create_state_machine("m", plain, type="EXPRESS")
+    assert ":express:m:third:" in engine.run_execution(arn, {}, "third")["executionArn"]
+
+
+def test_describe_shows_a_run_of_cheap_states_where_it_settles_and_never_waits_on_a_wait(tmp_path: Path) -> None:
+    """Right after a start, a run still in Pass/Choice states is described once it has ended (its end written) or
+    reached a state that may wait; one that waits (here a Wait state) is described as RUNNING at once."""
+    engine = Engine(tmp_path / "engine.sqlite3")
+    chain = {f"P{index}": {"Type": "Pass", "Result": index, "ResultPath": f"$.p{index}", "Next": f"P{index + 1}"} for index in range(20)}
+    chain["P20"] = {"Type": "Choice", "Choices": [{"Variable": "$.p0", "NumericEquals": 0, "Next": "Wait"}], "Default": "Done"}
+    chain["Wait"] = {"Type": "Wait", "Seconds": 30, "Next": "Done"}
+    chain["Done"] = {"Type": "Succeed"}
+    waits = engine.create_state_machine("waits", {"StartAt": "P0", "States": chain})
+    chain["P20"]["Choices"][0]["NumericEquals"] = 1  # now the Choice skips the Wait
+    quick = engine.create_state_machine("quick", {"StartAt": "P0", "States": chain})
+    for _ in range(20):
+        assert engine.describe_execution(engine.start_execution(quick, {}))["status"] == "SUCCEEDED"
+    started = time.monotonic()
+    waiting = engine.start_execution(waits, {})
+    assert engine.describe_execution(waiting)["status"] == "RUNNING"
+    assert time.monotonic() - started < 5
+    while [event.type for event in engine.store.events(waiting)][-1] != "WaitStateEntered":  # it is in the Wait
+        assert time.monotonic() - started < 10
+        time.sleep(0.01)
+    engine.stop_execution(waiting)

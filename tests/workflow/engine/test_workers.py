@@ -112,3 +112,14 @@ def test_a_script_that_starts_an_execution_and_returns_exits_only_after_it_ends(
     """)
     subprocess.run([sys.executable, "-c", script], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True, timeout=60)
     assert Engine(store).describe_execution("left-running")["status"] == "SUCCEEDED"
+
+
+def test_jobs_submitted_while_holding_start_only_when_released() -> None:
+    workers = Workers()
+    ran = threading.Event()
+    with workers.holding() as held:
+        workers.submit(ran.set, "execution-held")
+    assert [name for _, name in held] == ["execution-held"]
+    assert not ran.wait(0.2)  # held: nothing started it
+    workers.start_held(held)
+    assert ran.wait(10)

@@ -57,7 +57,7 @@ def stop_execution(backend: Backend, request: Request) -> dict[str, Any]:
 def describe_execution(backend: Backend, request: Request) -> dict[str, Any]:
     arn = request.arn("executionArn", "execution", "express")
     included = request.choice("includedData", INCLUDED_DATA, "ALL_DATA")
-    return shapes.execution_description(backend.engine(request.caller).describe_execution(arn), included)
+    return shapes.execution_description(backend.engine(request.caller).describe(arn), included)
 
 
 def list_executions(backend: Backend, request: Request) -> dict[str, Any]:

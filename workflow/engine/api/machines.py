@@ -16,6 +16,7 @@ from workflow.engine.api.backend import Backend
 from workflow.engine.api.errors import ApiError
 from workflow.engine.api.requests import Request
 from workflow.engine.errors import DefinitionError, StateMachineDoesNotExist
+from workflow.engine.express import pointer
 from workflow.engine.pagination import page
 
 TYPES = ("STANDARD", "EXPRESS")
@@ -112,12 +113,12 @@ def describe_state_machine_for_execution(backend: Backend, request: Request) -> 
 def validate_state_machine_definition(backend: Backend, request: Request) -> dict[str, Any]:
     """result OK, or FAIL with one diagnostic per problem (this engine stops at the first)."""
     text = request.text("definition", True)
-    request.choice("type", TYPES)
+    kind = request.choice("type", TYPES, "STANDARD")
     request.choice("severity", ("ERROR", "WARNING"))
     try:
-        backend.engine(request.caller).validate(text)
+        backend.engine(request.caller).validate_for(text, kind)
     except DefinitionError as error:
-        location = "/" + re.sub(r"\[(\d+)\]", r"/\1", error.location).replace(".", "/") if error.location else None
+        location = pointer(error.location) if error.location else None
         diagnostic = {"severity": "ERROR", "code": "SCHEMA_VALIDATION_FAILED", "message": error.message}
         if location:
             diagnostic["location"] = location

@@ -1,5 +1,7 @@
 """The API server in a thread over a temporary store, a boto3 client on it, and every reply checked against AWS's model.
 
+`quick_server`/`sfn`: the same with GetActivityTask waiting 0.5 s instead of 60 s, for activity workers.
+
 Each reply body the client receives is checked, as it came over the wire, against the
 operation's output shape in botocore's Step Functions service model (member names,
 required members, types, enums): boto3 itself validates nothing it receives.
@@ -126,3 +128,32 @@ def pass_machine(result: Any = None, states: int = 1) -> str:
     chain = {f"P{index}": {"Type": "Pass", "Next": f"P{index + 1}"} for index in range(states - 1)}
     chain[f"P{states - 1}"] = {"Type": "Pass", "End": True, **({"Result": result} if result is not None else {})}
     return json.dumps({"StartAt": "P0", "States": chain})
+
+
+TOKENS: list[str] = []
+
+
+def remember_token(event: Any, context: Any) -> Any:
+    TOKENS.append(event["token"])
+    return {"sent": True}
+
+
+@pytest.fixture
+def quick_server(tmp_path: Path) -> Iterator[ApiServer]:
+    """GetActivityTask waits 0.5 s for work here instead of AWS's 60 s."""
+    def make_engine(store: HistoryStore, region: str, account: str) -> Engine:
+        return Engine(store, region=region, account=account, functions={"remember": remember_token})
+
+    running = ApiServer(Backend(tmp_path / "engine.sqlite3", make_engine, long_poll_seconds=0.5), port=0).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def sfn(quick_server: ApiServer) -> Iterator[Any]:
+    checker = ShapeChecker()
+    made = boto3.client("stepfunctions", endpoint_url=quick_server.url, region_name=REGION, aws_access_key_id=ACCOUNT,
+                        aws_secret_access_key="any", config=Config(read_timeout=70, retries={"max_attempts": 1}))  # fmt: skip
+    made.meta.events.register("after-call.sfn", checker)
+    yield made
+    assert checker.problems == [], checker.problems

@@ -4,47 +4,10 @@ from __future__ import annotations
 import json
 import threading
 import time
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-import boto3
-import pytest
-from botocore.config import Config
-
-from tests.workflow.engine.api.conftest import ACCOUNT, REGION, ROLE, ShapeChecker
+from tests.workflow.engine.api.conftest import ACCOUNT, REGION, ROLE, TOKENS
 from tests.workflow.engine.api.test_boto3 import error_code, wait_done
-from workflow.engine import Engine
-from workflow.engine.api import ApiServer, Backend
-from workflow.engine.history import HistoryStore
-
-TOKENS: list[str] = []
-
-
-def remember_token(event: Any, context: Any) -> Any:
-    TOKENS.append(event["token"])
-    return {"sent": True}
-
-
-@pytest.fixture
-def quick_server(tmp_path: Path) -> Iterator[ApiServer]:
-    """GetActivityTask waits 0.5 s for work here instead of AWS's 60 s."""
-    def make_engine(store: HistoryStore, region: str, account: str) -> Engine:
-        return Engine(store, region=region, account=account, functions={"remember": remember_token})
-
-    running = ApiServer(Backend(tmp_path / "engine.sqlite3", make_engine, long_poll_seconds=0.5), port=0).start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def sfn(quick_server: ApiServer) -> Iterator[Any]:
-    checker = ShapeChecker()
-    made = boto3.client("stepfunctions", endpoint_url=quick_server.url, region_name=REGION, aws_access_key_id=ACCOUNT,
-                        aws_secret_access_key="any", config=Config(read_timeout=70, retries={"max_attempts": 1}))  # fmt: skip
-    made.meta.events.register("after-call.sfn", checker)
-    yield made
-    assert checker.problems == [], checker.problems
-
 
 def worker(client: Any, activity_arn: str, answers: dict[str, Any], polls: int = 40) -> None:
     """A plain boto3 activity worker: poll, then succeed (doubling x) or fail (x < 0)."""
