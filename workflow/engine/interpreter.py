@@ -37,8 +37,6 @@ from workflow.engine.states import QueryLanguage, State, StateMachineDefinition
 from workflow.engine.values import DATA_LIMIT_BYTES, Json, dumps
 
 STOP_POLL_SECONDS = 0.25
-# State types whose work is a little computation on the data, never a wait (service.py: Engine.describe)
-CHEAP_STATES = frozenset({"Pass", "Choice", "Succeed", "Fail"})
 JSONPATH, JSONATA = QueryLanguage.JSONPATH, QueryLanguage.JSONATA
 
 Handler = Callable[[StateRun], Outcome]
@@ -78,7 +76,6 @@ class Interpreter:
         # the first look at the store is a poll interval in (a stop from another process is noticed within one interval)
         self._last_stop_poll = 0.0 if clock.virtual else clock.now()
         self.resume_keys: set[str] = set()  # Map/Parallel states a redrive resumes (their checkpoints count)
-        self.on_step: Callable[[str], None] | None = None  # told each top-level state's type as it is entered
         self.context_base = {
             "Execution": {
                 "Id": info.execution_arn, "Input": info.input, "StartTime": iso_time(info.start_time),
@@ -145,8 +142,6 @@ class Interpreter:
         while True:
             self.check_flow(flow)
             state = machine.states[name]
-            if self.on_step is not None and flow.scope == "":
-                self.on_step(state.type)
             data, next_name = self.run_state(state, data, flow)
             if next_name is None:
                 return data

@@ -22,7 +22,6 @@ import re
 import threading
 import uuid
 from datetime import datetime, timezone
-from typing import Callable
 
 from workflow.engine.callbacks import TaskTokens, TokenStatus, WaitingTask, checked_output
 from workflow.engine.clock import Clock, SystemClock
@@ -33,7 +32,7 @@ from workflow.engine.errors import (EngineError, ErrorName, ExecutionAlreadyExis
                                     ExecutionTimedOut, StateMachineDoesNotExist, StatesError)
 from workflow.engine.history import REDRIVABLE, ExecutionRecord, ExecutionStatus, HistoryStore
 from workflow.engine.integrations import FunctionRegistry, Handler, IntegrationRegistry, default_registry
-from workflow.engine.interpreter import CHEAP_STATES, Interpreter
+from workflow.engine.interpreter import Interpreter
 from workflow.engine.recorder import Recorder
 from workflow.engine.redrive import resume_point
 from workflow.engine.running import RUNNING, RUNNING_LOCK, alive, stop_signal
@@ -43,7 +42,6 @@ from workflow.engine.workers import WORKERS
 
 _NAME = re.compile(r"^[A-Za-z0-9_<>\-]{1,80}$")
 _HOST = os.uname().nodename  # the owner_host of executions this process runs
-SETTLE_SECONDS = 0.02  # the longest describe waits for a run of this engine to leave its cheap states (see describe)
 
 
 def _datetime(epoch: float | None) -> datetime | None:
@@ -67,7 +65,6 @@ class Engine:
         self._lock = threading.Lock()
         self._definitions: dict[tuple[str, int], StateMachineDefinition] = {}
         self._machines: dict[str, tuple[str, str, str]] = {}  # ARN or name -> (ARN, name, type): _machine
-        self._unsettled: dict[str, threading.Event] = {}  # background runs still in cheap states -> set when they settle
         self._store_key = str(self.store.path.resolve())
 
     def _key(self, execution_arn: str) -> tuple[str, str]:
@@ -225,26 +222,15 @@ class Engine:
         done = threading.Event()
         with self._lock:
             self._done[record.arn] = done
-        settled = self._unsettled[record.arn] = threading.Event()
-
-        def settle() -> None:
-            if self._unsettled.get(record.arn) is settled:
-                del self._unsettled[record.arn]
-            settled.set()
-
-        def step(state_type: str) -> None:  # the run enters a state: one that may wait settles it
-            if state_type not in CHEAP_STATES:
-                settle()
 
         def run() -> None:
             try:
-                self._execute(record, role_arn, recorder, resume, step)
+                self._execute(record, role_arn, recorder, resume)
             finally:
                 with self._lock:  # a long-lived engine (the API server) keeps only the runs not yet ended
                     if self._done.get(record.arn) is done:
                         del self._done[record.arn]
                 done.set()
-                settle()
         WORKERS.submit(run, f"execution-{record.name}")
 
     def _claim(self, execution_arn: str) -> bool:
@@ -268,7 +254,7 @@ class Engine:
         return self.describe_execution(execution_arn)
 
     def _execute(self, record: ExecutionRecord, role_arn: str, recorder: Recorder,
-                 resume: tuple[str, Json, dict[str, Json]] | None = None, step: Callable[[str], None] | None = None) -> None:
+                 resume: tuple[str, Json, dict[str, Json]] | None = None) -> None:
         """Runs (or, with `resume`, redrives) an execution to its end; the recorder writes how it ended."""
         with RUNNING_LOCK:
             cancel = stop_signal(self._key(record.arn))
@@ -281,7 +267,6 @@ class Engine:
             deadline = self.clock.now() + definition.timeout_seconds
         interpreter = Interpreter(info, self.integrations, self.clock, recorder, cancel,
                                   lambda: self.store.stop_requested(record.arn), deadline)
-        interpreter.on_step = step
         flow = Flow("", 0 if resume is None else recorder.last_id)
         try:
             if resume is None:
@@ -316,21 +301,10 @@ class Engine:
         return description
 
     def describe(self, execution_arn: str) -> dict[str, Json]:
-        """describe_execution with dates as epoch seconds, as the API sends them; input and output are the stored text.
-
-        A background run of this engine that is still going through cheap states (Pass,
-        Choice, Succeed, Fail: a fraction of a millisecond each) is described where it
-        settles, when it has ended (and its end is written) or entered a state that may wait
-        (a Task, a Wait, a fan-out), waiting at most SETTLE_SECONDS; not at a step it is
-        about to leave, which would only make a client poll again.
-        """
+        """describe_execution with dates as epoch seconds, as the API sends them; input and output are the stored text."""
         record = self.store.execution(execution_arn, decode_json=False)
-        if record.status == ExecutionStatus.RUNNING:
-            settling = self._unsettled.get(record.arn)
-            if settling is not None and settling.wait(SETTLE_SECONDS):
-                record = self.store.execution(record.arn, decode_json=False)  # ended, or now waiting on something
-            elif self._reap(record.arn, record.owner_pid, record.owner_host):
-                record = self.store.execution(record.arn, decode_json=False)  # its owner process is gone: now ABORTED
+        if record.status == ExecutionStatus.RUNNING and self._reap(record.arn, record.owner_pid, record.owner_host):
+            record = self.store.execution(record.arn, decode_json=False)  # its owner process is gone: now ABORTED
         description: dict[str, Json] = {
             "executionArn": record.arn, "stateMachineArn": record.state_machine_arn, "name": record.name,
             "status": record.status.value, "startDate": record.start_date, "input": record.input,

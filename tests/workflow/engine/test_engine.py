@@ -240,26 +240,3 @@ def test_a_start_follows_the_state_machine_deleted_or_re_created_since_the_last(
         engine.start_execution(arn, {}, "second")
     engine.create_state_machine("m", plain, type="EXPRESS")
     assert ":express:m:third:" in engine.run_execution(arn, {}, "third")["executionArn"]
-
-
-def test_describe_shows_a_run_of_cheap_states_where_it_settles_and_never_waits_on_a_wait(tmp_path: Path) -> None:
-    """Right after a start, a run still in Pass/Choice states is described once it has ended (its end written) or
-    reached a state that may wait; one that waits (here a Wait state) is described as RUNNING at once."""
-    engine = Engine(tmp_path / "engine.sqlite3")
-    chain = {f"P{index}": {"Type": "Pass", "Result": index, "ResultPath": f"$.p{index}", "Next": f"P{index + 1}"} for index in range(20)}
-    chain["P20"] = {"Type": "Choice", "Choices": [{"Variable": "$.p0", "NumericEquals": 0, "Next": "Wait"}], "Default": "Done"}
-    chain["Wait"] = {"Type": "Wait", "Seconds": 30, "Next": "Done"}
-    chain["Done"] = {"Type": "Succeed"}
-    waits = engine.create_state_machine("waits", {"StartAt": "P0", "States": chain})
-    chain["P20"]["Choices"][0]["NumericEquals"] = 1  # now the Choice skips the Wait
-    quick = engine.create_state_machine("quick", {"StartAt": "P0", "States": chain})
-    for _ in range(20):
-        assert engine.describe_execution(engine.start_execution(quick, {}))["status"] == "SUCCEEDED"
-    started = time.monotonic()
-    waiting = engine.start_execution(waits, {})
-    assert engine.describe_execution(waiting)["status"] == "RUNNING"
-    assert time.monotonic() - started < 5
-    while [event.type for event in engine.store.events(waiting)][-1] != "WaitStateEntered":  # it is in the Wait
-        assert time.monotonic() - started < 10
-        time.sleep(0.01)
-    engine.stop_execution(waiting)
