@@ -5,7 +5,9 @@ SUCCEEDED, of a 5-state Pass machine, one client, one execution at a time:
   ours  `ddcicd engine serve --port 0` (a real process; SQLite store in a temporary home)
   moto  ThreadedMotoServer (in its own process, so it does not share a GIL with the client),
         with `execute_state_machine` on (its port of LocalStack's interpreter runs Pass states)
-The two alternate in rounds, so a busy moment of a shared machine hits both.
+  floor a server that does no work (canned replies, FLOOR_SERVER below): what the boto3
+        client alone costs per execution on these cores, i.e. the most any server could reach
+The three alternate in rounds, so a busy moment of a shared machine hits all of them.
 
 Reported: executions per second, p50/p99 latency of one execution (start to SUCCEEDED seen)
 and p50/p99 of one DescribeExecution call. Target: ours >= 10x moto's executions per second
@@ -42,6 +44,41 @@ DEFINITION = {"StartAt": "P0", "States": {
     **{f"P{index}": {"Type": "Pass", "Result": {"step": index}, "ResultPath": f"$.p{index}", "Next": f"P{index + 1}"}
        for index in range(4)},
     "P4": {"Type": "Pass", "End": True}}}  # fmt: skip
+# The floor: a server that does no work, so the client's own cost per execution shows. It
+# answers CreateStateMachine, StartExecution and DescribeExecution (SUCCEEDED) with canned
+# JSON over keep-alive HTTP/1.1, parsing only the Content-Length and X-Amz-Target headers.
+FLOOR_SERVER = r"""
+import asyncio, json, sys
+ARN = "arn:aws:states:us-east-1:123456789012:"
+REPLIES = {
+    "CreateStateMachine": {"stateMachineArn": ARN + "stateMachine:bench", "creationDate": 1.0},
+    "StartExecution": {"executionArn": ARN + "execution:bench:x", "startDate": 1.0},
+    "DescribeExecution": {"executionArn": ARN + "execution:bench:x", "stateMachineArn": ARN + "stateMachine:bench",
+                          "name": "x", "status": "SUCCEEDED", "startDate": 1.0, "stopDate": 1.0, "input": "{}", "output": "{}"},
+}
+ENCODED = {target: json.dumps(body).encode() for target, body in REPLIES.items()}
+class Floor(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport, self.buffer = transport, b""
+    def data_received(self, data):
+        self.buffer += data
+        while b"\r\n\r\n" in self.buffer:
+            head, _, rest = self.buffer.partition(b"\r\n\r\n")
+            headers = dict(line.split(b":", 1) for line in head.split(b"\r\n")[1:])
+            headers = {key.strip().lower(): value.strip() for key, value in headers.items()}
+            length = int(headers.get(b"content-length", b"0"))
+            if len(rest) < length:
+                return
+            self.buffer = rest[length:]
+            body = ENCODED[headers[b"x-amz-target"].decode().rsplit(".", 1)[1]]
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: "
+                                 + str(len(body)).encode() + b"\r\n\r\n" + body)
+async def main():
+    server = await asyncio.get_running_loop().create_server(Floor, "127.0.0.1", int(sys.argv[1]))
+    print("ready", flush=True)
+    await server.serve_forever()
+asyncio.run(main())
+"""
 MOTO_SERVER = """
 import sys, time
 from moto.server import ThreadedMotoServer
@@ -94,6 +131,15 @@ def start_moto() -> tuple[subprocess.Popen[str], str]:
     return process, url
 
 
+def start_floor() -> tuple[subprocess.Popen[str], str]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-c", FLOOR_SERVER, str(port)], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    if process.stdout.readline().strip() != "ready":  # type: ignore[union-attr]
+        raise RuntimeError("the floor server did not start")
+    return process, f"http://127.0.0.1:{port}"
+
+
 def client_for(url: str) -> Any:
     return boto3.client("stepfunctions", endpoint_url=url, region_name="us-east-1", aws_access_key_id=ACCOUNT,
                         aws_secret_access_key="bench", config=Config(retries={"max_attempts": 1}))  # fmt: skip
@@ -136,7 +182,7 @@ def main() -> None:
     parser.add_argument("--executions", type=int, default=50, help="executions per round")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-engine-api-") as home:
-        servers = {"ours": start_ours(Path(home)), "moto": start_moto()}
+        servers = {"ours": start_ours(Path(home)), "moto": start_moto(), "floor": start_floor()}
         try:
             clients = {name: client_for(url) for name, (_, url) in servers.items()}
             machines = {name: client.create_state_machine(name="bench", definition=json.dumps(DEFINITION), roleArn=ROLE)["stateMachineArn"]
@@ -177,6 +223,8 @@ def main() -> None:
         print(f"{name:5s} CPU per execution: server {server_cpu[name] / len(latencies[name]) * 1000:6.3f} ms,"
               f" client {client_cpu[name] / len(latencies[name]) * 1000:6.3f} ms")
     ratio = rates["ours"] / rates["moto"]
+    print(f"ceiling: a server that does no work (floor) reaches {rates['floor'] / rates['moto']:.1f}x moto here;"
+          f" ours is {rates['ours'] / rates['floor']:.2f} of it")
     describe_p50 = percentile(describes["ours"], 0.5) * 1000
     passed = ratio >= TARGET_RATIO and describe_p50 <= TARGET_DESCRIBE_P50_MS
     print(f"RESULT engine_api {ratio:.1f}x target {TARGET_RATIO:g}x {'PASS' if passed else 'FAIL'}")
