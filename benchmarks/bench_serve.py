@@ -13,7 +13,13 @@ from data.synth, as JPEG, the same set for every server):
    decoded tensors over batch sizes, for reference.
 2. `python -m steps.serve` as shipped (the precision model.json names, int8 where faster;
    micro-batching on), at concurrency 1, 8 and 32: requests/s, p50/p99 latency, server
-   CPU per request, from a keep-alive HTTP client in this process.
+   CPU per request. The load comes from wrk (Debian's package, `make wrk`; one thread,
+   keep-alive connections, a Lua script cycling POSTs over the image set), as issue 18
+   measured: it runs on the same cores as the server, so its CPU per request is measured
+   on its process and printed. Without wrk, a minimal asyncio client in this process
+   stands in (--client python), whose CPU comes out of the server's share unmeasured.
+   Also the server's CPU for HTTP alone (GET /ping at concurrency 32): with the in-process
+   path and the client's CPU, it bounds what any server on these cores can reach.
 3. the same server with batching off (--max-batch-size 1), and with --precision fp32.
 4. the peer (issue 18): what a user writes in an afternoon, FastAPI + uvicorn, 2 workers,
    one ONNX Runtime thread each, OpenCV decode at 1/4 scale, fp32 (PEER_SOURCE below).
@@ -89,6 +95,8 @@ class Load:
     errors: int
     server_cpu_ms: float = 0.0  # server process CPU time per request: robust to other load
     batch_size: int = 0  # the server's max_batch_size after its cache cap
+    client_cpu_ms: float | None = None  # the load generator's CPU per request (wrk only: measured on its process)
+    requests: int = 0  # answered in the measured time
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -261,13 +269,84 @@ async def _load(port: int, images: list[bytes], concurrency: int, seconds: float
                            for offset in range(concurrency)))
     latencies.sort()
     return Load(concurrency, len(latencies) / seconds, latencies[len(latencies) // 2] * 1000,
-                latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000, len(errors))
+                latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000, len(errors),
+                requests=len(latencies))
+
+
+# wrk (Debian's package; `make wrk` installs it) drives the load when it is on PATH, as issue
+# 18 measured: a C client on one thread takes far less of the two shared cores than a Python
+# one in this process, and what it does take is measured on its own process and printed.
+WRK_SCRIPT = r"""
+-- POST the benchmark's images (the paths after --) in turn, or GET /ping without any;
+-- print a JSON summary at the end.
+function init(args)
+  requests = {}
+  if #args == 0 then requests[1] = wrk.format("GET", "/ping") end
+  for _, path in ipairs(args) do
+    local file = assert(io.open(path, "rb"))
+    local body = file:read("*a")
+    file:close()
+    requests[#requests + 1] = wrk.format("POST", "/invocations",
+      {["Content-Type"] = "application/x-image", ["Accept"] = "application/json"}, body)
+  end
+  index = 0
+end
+
+function request()
+  index = index + 1
+  return requests[index % #requests + 1]
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('WRK {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "errors": %d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.connect + e.read + e.write + e.status + e.timeout))
+end
+"""
+
+
+def wrk_load(port: int, directory: Path, images: list[bytes], concurrency: int, seconds: float) -> Load:
+    """One wrk run (one thread, `concurrency` keep-alive connections) cycling POSTs over
+    `images` (GET /ping when there are none); its own CPU time comes from the kernel's
+    accounting of the reaped process."""
+    script, files = directory / "wrk_post.lua", [directory / f"image-{index}.jpg" for index in range(len(images))]
+    if not script.exists():
+        script.write_text(WRK_SCRIPT)
+        for path, image in zip(files, images):
+            path.write_bytes(image)
+    process = subprocess.Popen(["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",
+                                "-s", str(script), f"http://127.0.0.1:{port}/", "--", *map(str, files)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert process.stdout is not None
+    output = process.stdout.read().decode()
+    process.stdout.close()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    summary = next((line[4:] for line in output.splitlines() if line.startswith("WRK ")), None)
+    if process.returncode or summary is None:
+        raise RuntimeError(f"wrk failed (exit {process.returncode}): {output[-500:]}")
+    result = json.loads(summary)
+    done = max(1, result["requests"])
+    return Load(concurrency, result["requests"] / (result["duration_us"] / 1e6), result["p50_us"] / 1000,
+                result["p99_us"] / 1000, result["errors"],
+                client_cpu_ms=(usage.ru_utime + usage.ru_stime) * 1000 / done, requests=result["requests"])
+
+
+def drive(client: str, port: int, directory: Path, images: list[bytes], concurrency: int, seconds: float) -> Load:
+    """One load level from `client` ("wrk" or "python")."""
+    import uvloop
+
+    if client == "wrk":
+        return wrk_load(port, directory, images, concurrency, seconds)
+    return uvloop.run(_load(port, images, concurrency, seconds))
 
 
 def measure_server(model: Path, directory: Path, images: list[bytes], max_batch_size: int, workers: int,
-                   seconds: float, *extra: str, peer: bool = False) -> list[Load]:
-    import uvloop
-
+                   seconds: float, *extra: str, peer: bool = False, client: str = "python",
+                   http_floor: list[Load] | None = None) -> list[Load]:
+    """The server at each of CONCURRENCY; with `http_floor` (wrk only), also GET /ping at the
+    highest concurrency appended to it: the server's CPU per request for HTTP alone."""
     import urllib.request
 
     if peer:
@@ -279,12 +358,17 @@ def measure_server(model: Path, directory: Path, images: list[bytes], max_batch_
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=10) as response:
             batch_size = json.loads(response.read()).get("max_batch_size", 1)
         for concurrency in CONCURRENCY:
-            uvloop.run(_load(port, images, concurrency, 1.0, warmup=0.0))  # warm-up, not counted
+            drive(client, port, directory, images, concurrency, 1.0)  # warm-up, not counted
             before = process_cpu_seconds(process.pid)
-            load = uvloop.run(_load(port, images, concurrency, seconds, warmup=0.0))
-            load.server_cpu_ms = (process_cpu_seconds(process.pid) - before) * 1000 / max(1, load.requests_per_second * seconds)
+            load = drive(client, port, directory, images, concurrency, seconds)
+            load.server_cpu_ms = (process_cpu_seconds(process.pid) - before) * 1000 / max(1, load.requests)
             load.batch_size = batch_size
             loads.append(load)
+        if http_floor is not None and client == "wrk":
+            before = process_cpu_seconds(process.pid)
+            floor = wrk_load(port, directory, [], CONCURRENCY[-1], min(seconds, 3.0))
+            floor.server_cpu_ms = (process_cpu_seconds(process.pid) - before) * 1000 / max(1, floor.requests)
+            http_floor.append(floor)
         return loads
     finally:
         process.terminate()
@@ -320,7 +404,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per load level")
     parser.add_argument("--cores", type=int, default=default_threads(),
                         help="cores to use: server workers, and threads/streams of the in-process limit")
+    parser.add_argument("--client", choices=("auto", "wrk", "python"), default="auto",
+                        help="load generator: wrk (auto: when on PATH; `make wrk`) or the asyncio client in this process")
     args = parser.parse_args()
+    import shutil
+
+    client = args.client if args.client != "auto" else ("wrk" if shutil.which("wrk") else "python")
 
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as scratch:
         directory = Path(scratch)
@@ -343,25 +432,46 @@ def main() -> int:
         print(f"compute limit ({served}, decoded tensors): {limit:.0f} images/s ({best_setting}); "
               f"single image {single_ms:.2f} ms (faster of 1 and {args.cores} threads)")
 
+        floor: list[Load] = []
         runs = {
-            f"serve {served}": measure_server(model, directory, images, 32, args.cores, args.seconds),
-            f"serve {served}, batching off": measure_server(model, directory, images, 1, args.cores, args.seconds),
+            f"serve {served}": measure_server(model, directory, images, 32, args.cores, args.seconds, client=client,
+                                              http_floor=floor),
+            f"serve {served}, batching off": measure_server(model, directory, images, 1, args.cores, args.seconds,
+                                                            client=client),
         }
         if served != "fp32":
             runs["serve fp32"] = measure_server(model, directory, images, 32, args.cores, args.seconds,
-                                                "--precision", "fp32")
-        runs["peer (FastAPI, fp32)"] = measure_server(model, directory, images, 1, args.cores, args.seconds, peer=True)
+                                                "--precision", "fp32", client=client)
+        runs["peer (FastAPI, fp32)"] = measure_server(model, directory, images, 1, args.cores, args.seconds,
+                                                      peer=True, client=client)
 
     print(f"{'server':<30}{'batch':>6}{'concurrency':>12}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}"
-          f"{'CPU ms/req':>12}")
+          f"{'CPU ms/req':>12}{'client CPU':>12}")
     for label, loads in runs.items():
         for load in loads:
+            client_cpu = "-" if load.client_cpu_ms is None else f"{load.client_cpu_ms:.2f}"
             print(f"{label:<30}{load.batch_size:>6}{load.concurrency:>12}{load.requests_per_second:>10.1f}"
-                  f"{load.p50_ms:>10.2f}{load.p99_ms:>10.2f}{load.errors:>8}{load.server_cpu_ms:>12.2f}")
+                  f"{load.p50_ms:>10.2f}{load.p99_ms:>10.2f}{load.errors:>8}{load.server_cpu_ms:>12.2f}{client_cpu:>12}")
     ours, off, peer = runs[f"serve {served}"], runs[f"serve {served}, batching off"], runs["peer (FastAPI, fp32)"]
     path_ms, ceiling, _ = ceilings[served]
     over_peer = ours[-1].requests_per_second / max(peer[-1].requests_per_second, 1e-9)
     of_ceiling = ours[-1].requests_per_second / ceiling
+    top = ours[-1]
+    if top.client_cpu_ms is None:
+        print("load generator: the asyncio client in this process (wrk not found: `make wrk`), on the same cores "
+              "as the server; its CPU is not measured apart from this process's")
+    else:
+        print(f"load generator: wrk, 1 thread, on the same {args.cores} cores; at c32 it used {top.client_cpu_ms:.3f} ms "
+              f"CPU per request ({top.client_cpu_ms * top.requests_per_second / 10:.1f}% of one core)")
+        if floor:
+            # What no server on these cores escapes: the in-process path, HTTP itself (a GET
+            # /ping costs the server this much: parsing, the event loop, the socket calls)
+            # and the client sharing the cores.
+            http_ms = floor[0].server_cpu_ms
+            bound = args.cores * 1000 / (path_ms + http_ms + top.client_cpu_ms)
+            print(f"CPU per request at c32: server {top.server_cpu_ms:.2f} ms against {path_ms:.2f} in-process; HTTP alone "
+                  f"(GET /ping, c32) {http_ms:.3f} ms; client {top.client_cpu_ms:.3f} ms -> in-process path + HTTP + client "
+                  f"on {args.cores} cores allow {bound:.0f} req/s, {bound / ceiling:.2f} of the ceiling")
     print(f"c32: {ours[-1].requests_per_second:.0f} req/s = {over_peer:.2f}x the peer ({peer[-1].requests_per_second:.0f}), "
           f"{of_ceiling:.2f} of the {served} in-process ceiling ({ceiling:.0f})")
     latency_budget = single_ms + 3.0

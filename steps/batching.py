@@ -22,17 +22,24 @@ given, which runs it on every core: one single-threaded worker would leave the o
 cores idle and make a quiet server's latency one core's worth (measured for ResNet-18 at
 224x224: 45 ms on one thread, 25-28 ms on two). Work that arrives meanwhile still starts
 on a free worker at once rather than waiting for the lone batch: waiting would let two
-clients fall into lockstep, each running alone while the other waits.
+clients fall into lockstep, each running alone while the other waits. Nor is a batch alone
+when more than one request was answered in the last `QUIET_SECONDS`: their clients are
+about to send again (a server under load, between two waves of requests), and a batch
+run on every core then only fights the worker that takes the next one (measured at
+concurrency 32: 0.2 ms more CPU per request).
 """
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+
+QUIET_SECONDS = 0.02  # a batch runs alone only if at most one request was answered this recently
 
 
 class MicroBatcher(Generic[Item, Result]):
@@ -62,6 +69,7 @@ class MicroBatcher(Generic[Item, Result]):
         self._free = asyncio.Semaphore(workers)
         self._task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
+        self._answered: deque[float] = deque()  # loop times of the requests answered in the last QUIET_SECONDS
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
@@ -97,7 +105,9 @@ class MicroBatcher(Generic[Item, Result]):
             self._queue.put_nowait((item, future))
             futures.append(future)
         try:
-            return list(await asyncio.gather(*futures, return_exceptions=True))
+            results = list(await asyncio.gather(*futures, return_exceptions=True))
+            self._answered.append(loop.time())
+            return results
         finally:
             for future in futures:
                 if not future.done():
@@ -129,11 +139,18 @@ class MicroBatcher(Generic[Item, Result]):
                 self._free.release()
                 continue
             alone = (self.run_alone is not None and self._active == 0 and self.arriving == 0
-                     and self._queue.empty())
+                     and self._queue.empty() and self._recently_answered() <= 1)
             self._active += 1
             task = asyncio.get_running_loop().create_task(self._execute(items, alone))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
+
+    def _recently_answered(self) -> int:
+        """Requests answered in the last QUIET_SECONDS (a lone client's previous one is 1)."""
+        horizon = asyncio.get_running_loop().time() - QUIET_SECONDS
+        while self._answered and self._answered[0] < horizon:
+            self._answered.popleft()
+        return len(self._answered)
 
     async def _execute(self, items: list[tuple[Item, asyncio.Future[Result]]], alone: bool) -> None:
         loop = asyncio.get_running_loop()
