@@ -75,8 +75,8 @@ def cli(*arguments: str) -> None:
     subprocess.run([sys.executable, "-m", "workflow.cli", *arguments], check=True, cwd=REPO)
 
 
-def train(case: Case, work: Path) -> tuple[Path, Path, float]:
-    """(model.tar.gz, the processed folder, training seconds), reusing what `work` already holds."""
+def train(case: Case, work: Path) -> tuple[Path, Path]:
+    """(model.tar.gz, the processed folder), reusing what `work` already holds."""
     raw, processed, out = work / "raw", work / "processed", work / "out"
     if not (raw / "driver_imgs_list.csv").exists():
         cli("data", "synth", "--out", str(raw), "--images", str(case.images), "--drivers", str(case.drivers),
@@ -84,13 +84,10 @@ def train(case: Case, work: Path) -> tuple[Path, Path, float]:
     if not (processed / "manifest.json").exists():
         cli("process", "--data", str(raw), "--out", str(processed), "--validation-drivers",
             str(case.validation_drivers), "--resize", case.resize)
-    seconds = 0.0
     if not (out / "model.tar.gz").exists():
-        started = time.monotonic()
         cli("train", "--data", str(processed), "--out", str(out), "--quiet",
             *(f"--hp={name}={value}" for name, value in case.hyperparameters.items()))
-        seconds = time.monotonic() - started
-    return out / "model.tar.gz", processed, seconds
+    return out / "model.tar.gz", processed
 
 
 def validation_set(processed: Path) -> tuple[list[int], list[bytes], list[str]]:
@@ -175,7 +172,7 @@ class Row:
 
 def run_case(case: Case, work: Path) -> Row:
     work.mkdir(parents=True, exist_ok=True)
-    model, processed, seconds = train(case, work)
+    model, processed = train(case, work)
     labels, images, classes = validation_set(processed)
     metrics = json.loads((work / "out" / "metrics.json").read_text()) if (work / "out" / "metrics.json").exists() else {}
     serving = _model_json(model).get("serving", {})
@@ -186,10 +183,11 @@ def run_case(case: Case, work: Path) -> Row:
             raise RuntimeError(f"asked for {precision}, the endpoint served {served}")
         result = classification_metrics(labels, probabilities, classes)
         scores[precision] = {"accuracy": result["accuracy"], "log_loss": result["log_loss"]}
-    final = metrics.get("final", {})
+    final, epochs = metrics.get("final", {}), metrics.get("epochs", [])
+    minutes = sum(epoch.get("seconds", 0.0) for epoch in epochs) / 60
     detail = (f"{len(images)} validation images of {case.validation_drivers} held-out drivers; trained "
-              f"{len(metrics.get('epochs', []))} epochs on {final.get('train_samples', '?')} images"
-              + (f" in {seconds / 60:.1f} min" if seconds else " (reused)")
+              f"{len(epochs)} epochs on {final.get('train_samples', '?')} images in {minutes:.1f} min (best epoch "
+              f"{final.get('epoch', '?')})"
               + f"; int8 calibrated on {serving.get('int8', {}).get('calibration', {}).get('images', '?')} training "
               f"images; export-time single image ms {serving.get('single_image_ms')}")
     return Row(case.name, detail, scores["fp32"], scores["int8"])
@@ -218,7 +216,7 @@ def main() -> int:
     print(f"{'case':<10}{'fp32 acc':>10}{'int8 acc':>10}{'delta pts':>11}{'fp32 loss':>11}{'int8 loss':>11}"
           f"{'delta':>9}  verdict")
     for row in rows:
-        print(f"{row.case:<10}{row.fp32['accuracy']:>10.4f}{row.int8['accuracy']:>10.4f}{-row.accuracy_loss_points:>+11.2f}"
+        print(f"{row.case:<10}{row.fp32['accuracy']:>10.4f}{row.int8['accuracy']:>10.4f}{100 * (row.int8['accuracy'] - row.fp32['accuracy']):>+11.2f}"
               f"{row.fp32['log_loss']:>11.4f}{row.int8['log_loss']:>11.4f}{row.log_loss_rise:>+9.4f}  "
               f"{'ok' if row.passed else 'MISS'}")
     for row in rows:
