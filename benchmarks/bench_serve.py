@@ -21,6 +21,8 @@ from data.synth, as JPEG, the same set for every server):
    Also the server's CPU for HTTP alone (GET /ping at concurrency 32): with the in-process
    path and the client's CPU, it bounds what any server on these cores can reach.
 3. the same server with batching off (--max-batch-size 1), and with --precision fp32.
+   All servers run at once and take turns at each concurrency, the best of --rounds kept,
+   so a comparison meets the same background load on shared cores.
 4. the peer (issue 18): what a user writes in an afternoon, FastAPI + uvicorn, 2 workers,
    one ONNX Runtime thread each, OpenCV decode at 1/4 scale, fp32 (PEER_SOURCE below).
 
@@ -276,47 +278,19 @@ async def _load(port: int, images: list[bytes], concurrency: int, seconds: float
 # wrk (Debian's package; `make wrk` installs it) drives the load when it is on PATH, as issue
 # 18 measured: a C client on one thread takes far less of the two shared cores than a Python
 # one in this process, and what it does take is measured on its own process and printed.
-WRK_SCRIPT = r"""
--- POST the benchmark's images (the paths after --) in turn, or GET /ping without any;
--- print a JSON summary at the end.
-function init(args)
-  requests = {}
-  if #args == 0 then requests[1] = wrk.format("GET", "/ping") end
-  for _, path in ipairs(args) do
-    local file = assert(io.open(path, "rb"))
-    local body = file:read("*a")
-    file:close()
-    requests[#requests + 1] = wrk.format("POST", "/invocations",
-      {["Content-Type"] = "application/x-image", ["Accept"] = "application/json"}, body)
-  end
-  index = 0
-end
-
-function request()
-  index = index + 1
-  return requests[index % #requests + 1]
-end
-
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format('WRK {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "errors": %d}\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    e.connect + e.read + e.write + e.status + e.timeout))
-end
-"""
+WRK_SCRIPT = Path(__file__).with_name("wrk_post.lua")
 
 
 def wrk_load(port: int, directory: Path, images: list[bytes], concurrency: int, seconds: float) -> Load:
     """One wrk run (one thread, `concurrency` keep-alive connections) cycling POSTs over
     `images` (GET /ping when there are none); its own CPU time comes from the kernel's
     accounting of the reaped process."""
-    script, files = directory / "wrk_post.lua", [directory / f"image-{index}.jpg" for index in range(len(images))]
-    if not script.exists():
-        script.write_text(WRK_SCRIPT)
-        for path, image in zip(files, images):
+    files = [directory / f"image-{index}.jpg" for index in range(len(images))]
+    for path, image in zip(files, images):
+        if not path.exists():
             path.write_bytes(image)
     process = subprocess.Popen(["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",
-                                "-s", str(script), f"http://127.0.0.1:{port}/", "--", *map(str, files)],
+                                "-s", str(WRK_SCRIPT), f"http://127.0.0.1:{port}/", "--", *map(str, files)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert process.stdout is not None
     output = process.stdout.read().decode()
@@ -342,37 +316,55 @@ def drive(client: str, port: int, directory: Path, images: list[bytes], concurre
     return uvloop.run(_load(port, images, concurrency, seconds))
 
 
-def measure_server(model: Path, directory: Path, images: list[bytes], max_batch_size: int, workers: int,
-                   seconds: float, *extra: str, peer: bool = False, client: str = "python",
-                   http_floor: list[Load] | None = None) -> list[Load]:
-    """The server at each of CONCURRENCY; with `http_floor` (wrk only), also GET /ping at the
-    highest concurrency appended to it: the server's CPU per request for HTTP alone."""
+@dataclass
+class Server:
+    """One server under test: started once, measured at every concurrency."""
+
+    label: str
+    process: subprocess.Popen[bytes]
+    port: int
+    batch_size: int
+
+
+def launch(label: str, model: Path, directory: Path, max_batch_size: int, workers: int, *extra: str,
+           peer: bool = False) -> Server:
     import urllib.request
 
-    if peer:
-        process, port = start_peer(model, directory, workers)
-    else:
-        process, port = start_server(model, directory, max_batch_size, workers, *extra)
-    loads = []
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=10) as response:
-            batch_size = json.loads(response.read()).get("max_batch_size", 1)
-        for concurrency in CONCURRENCY:
-            drive(client, port, directory, images, concurrency, 1.0)  # warm-up, not counted
-            before = process_cpu_seconds(process.pid)
-            load = drive(client, port, directory, images, concurrency, seconds)
-            load.server_cpu_ms = (process_cpu_seconds(process.pid) - before) * 1000 / max(1, load.requests)
-            load.batch_size = batch_size
-            loads.append(load)
-        if http_floor is not None and client == "wrk":
-            before = process_cpu_seconds(process.pid)
-            floor = wrk_load(port, directory, [], CONCURRENCY[-1], min(seconds, 3.0))
-            floor.server_cpu_ms = (process_cpu_seconds(process.pid) - before) * 1000 / max(1, floor.requests)
-            http_floor.append(floor)
-        return loads
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
+    process, port = (start_peer(model, directory, workers) if peer
+                     else start_server(model, directory, max_batch_size, workers, *extra))
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=10) as response:
+        batch_size = json.loads(response.read()).get("max_batch_size", 1)
+    return Server(label, process, port, batch_size)
+
+
+def measure(server: Server, directory: Path, images: list[bytes], concurrency: int, seconds: float,
+            client: str) -> Load:
+    """One load level after a 1 s warm-up, with the server's CPU per request (GET /ping when
+    `images` is empty, wrk only: the server's CPU for HTTP alone)."""
+    drive(client, server.port, directory, images, concurrency, 1.0)
+    before = process_cpu_seconds(server.process.pid)
+    load = drive(client, server.port, directory, images, concurrency, seconds)
+    load.server_cpu_ms = (process_cpu_seconds(server.process.pid) - before) * 1000 / max(1, load.requests)
+    load.batch_size = server.batch_size
+    return load
+
+
+def measure_servers(servers: list[Server], directory: Path, images: list[bytes], seconds: float, client: str,
+                    rounds: int) -> dict[str, list[Load]]:
+    """Every server at every concurrency. The servers take turns at each level, so that a
+    comparison (batching on against off) meets the same background load, and the best of
+    `rounds` turns is kept: on shared cores, other work only ever slows a run down."""
+    runs: dict[str, list[Load]] = {server.label: [] for server in servers}
+    for concurrency in CONCURRENCY:
+        best: dict[str, Load] = {}
+        for _ in range(rounds):
+            for server in servers:
+                load = measure(server, directory, images, concurrency, seconds, client)
+                if server.label not in best or load.requests_per_second > best[server.label].requests_per_second:
+                    best[server.label] = load
+        for label, load in best.items():
+            runs[label].append(load)
+    return runs
 
 
 # ---------------------------------------------------------------------------- report
@@ -404,6 +396,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per load level")
     parser.add_argument("--cores", type=int, default=default_threads(),
                         help="cores to use: server workers, and threads/streams of the in-process limit")
+    parser.add_argument("--rounds", type=int, default=2, help="turns per server and level; the best is kept")
     parser.add_argument("--client", choices=("auto", "wrk", "python"), default="auto",
                         help="load generator: wrk (auto: when on PATH; `make wrk`) or the asyncio client in this process")
     args = parser.parse_args()
@@ -432,18 +425,20 @@ def main() -> int:
         print(f"compute limit ({served}, decoded tensors): {limit:.0f} images/s ({best_setting}); "
               f"single image {single_ms:.2f} ms (faster of 1 and {args.cores} threads)")
 
-        floor: list[Load] = []
-        runs = {
-            f"serve {served}": measure_server(model, directory, images, 32, args.cores, args.seconds, client=client,
-                                              http_floor=floor),
-            f"serve {served}, batching off": measure_server(model, directory, images, 1, args.cores, args.seconds,
-                                                            client=client),
-        }
-        if served != "fp32":
-            runs["serve fp32"] = measure_server(model, directory, images, 32, args.cores, args.seconds,
-                                                "--precision", "fp32", client=client)
-        runs["peer (FastAPI, fp32)"] = measure_server(model, directory, images, 1, args.cores, args.seconds,
-                                                      peer=True, client=client)
+        servers: list[Server] = []
+        try:
+            servers.append(launch(f"serve {served}", model, directory, 32, args.cores))
+            servers.append(launch(f"serve {served}, batching off", model, directory, 1, args.cores))
+            if served != "fp32":
+                servers.append(launch("serve fp32", model, directory, 32, args.cores, "--precision", "fp32"))
+            servers.append(launch("peer (FastAPI, fp32)", model, directory, 1, args.cores, peer=True))
+            runs = measure_servers(servers, directory, images, args.seconds, client, args.rounds)
+            floor = ([measure(servers[0], directory, [], CONCURRENCY[-1], min(args.seconds, 3.0), client)]
+                     if client == "wrk" else [])
+        finally:
+            for server in servers:
+                server.process.terminate()
+                server.process.wait(timeout=15)
 
     print(f"{'server':<30}{'batch':>6}{'concurrency':>12}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}"
           f"{'CPU ms/req':>12}{'client CPU':>12}")
@@ -471,7 +466,9 @@ def main() -> int:
             bound = args.cores * 1000 / (path_ms + http_ms + top.client_cpu_ms)
             print(f"CPU per request at c32: server {top.server_cpu_ms:.2f} ms against {path_ms:.2f} in-process; HTTP alone "
                   f"(GET /ping, c32) {http_ms:.3f} ms; client {top.client_cpu_ms:.3f} ms -> in-process path + HTTP + client "
-                  f"on {args.cores} cores allow {bound:.0f} req/s, {bound / ceiling:.2f} of the ceiling")
+                  f"on {args.cores} cores allow {bound:.0f} req/s, {bound / ceiling:.2f} of the ceiling; the server got "
+                  f"{top.requests_per_second * top.server_cpu_ms / 1000:.2f} of the {args.cores} cores (load average "
+                  f"{os.getloadavg()[0]:.1f})")
     print(f"c32: {ours[-1].requests_per_second:.0f} req/s = {over_peer:.2f}x the peer ({peer[-1].requests_per_second:.0f}), "
           f"{of_ceiling:.2f} of the {served} in-process ceiling ({ceiling:.0f})")
     latency_budget = single_ms + 3.0
