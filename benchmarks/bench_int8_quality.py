@@ -30,7 +30,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +37,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench_serve import start_server  # noqa: E402  (beside this file)
 from lambdas.evaluate.metrics import classification_metrics  # noqa: E402
 from steps import recordio  # noqa: E402
+from steps.predictor import default_threads  # noqa: E402
 
 ACCURACY_POINTS = 0.5  # int8 may lose at most this many points of accuracy
 LOG_LOSS_RISE = 0.02  # and its log loss may be at most this much higher
@@ -105,24 +106,9 @@ def validation_set(processed: Path) -> tuple[list[int], list[bytes], list[str]]:
 # ---------------------------------------------------------------------------- scoring through HTTP
 
 
-def start_server(model: Path, precision: str, directory: Path) -> tuple[subprocess.Popen[bytes], int]:
-    ready = directory / f"ready-{precision}.json"
-    ready.unlink(missing_ok=True)
-    process = subprocess.Popen([sys.executable, "-m", "steps.serve", "--model", str(model), "--port", "0",
-                                "--precision", precision, "--ready-file", str(ready)],
-                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not ready.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"python -m steps.serve --precision {precision} did not start")
-        time.sleep(0.05)
-    return process, json.loads(ready.read_text())["port"]
-
-
 def score(model: Path, precision: str, images: list[bytes], directory: Path) -> tuple[list[list[float]], str]:
     """Every image's probabilities from a `steps.serve --precision` endpoint, and the precision /ping reports."""
-    process, port = start_server(model, precision, directory)
+    process, port = start_server(model, directory, 32, default_threads(), "--precision", precision)
     try:
         def post_all(shard: list[tuple[int, bytes]]) -> list[tuple[int, list[float]]]:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)

@@ -191,6 +191,7 @@ def single_image_ms(model: Path, tensor: np.ndarray, cores: int, runs: int = 200
 def start_server(model: Path, directory: Path, max_batch_size: int, workers: int,
                  *extra: str) -> tuple[subprocess.Popen[bytes], int]:
     ready = directory / f"ready-{max_batch_size}-{'-'.join(extra)}.json"
+    ready.unlink(missing_ok=True)  # a previous run's would name a dead port
     process = subprocess.Popen([sys.executable, "-m", "steps.serve", "--model", str(model), "--port", "0",
                                 "--workers", str(workers), "--max-batch-size", str(max_batch_size),
                                 "--ready-file", str(ready), *extra], cwd=REPO, stdout=subprocess.DEVNULL)
