@@ -99,12 +99,18 @@ class Load:
     batch_size: int = 0  # the server's max_batch_size after its cache cap
     client_cpu_ms: float | None = None  # the load generator's CPU per request (wrk only: measured on its process)
     requests: int = 0  # answered in the measured time
+    loop_cpu_ms: float | None = None  # of server_cpu_ms, the event loop's (main thread) share; not for the peer
+
+
+def cpu_seconds(stat: str) -> float:
+    """User + system CPU seconds from a /proc/.../stat file."""
+    fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def process_cpu_seconds(pid: int) -> float:
     """CPU seconds of `pid` and its child processes (uvicorn's workers are children)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = cpu_seconds(f"/proc/{pid}/stat")
     children = Path(f"/proc/{pid}/task/{pid}/children")
     for child in (children.read_text().split() if children.exists() else []):
         try:
@@ -234,8 +240,8 @@ def http_request(port: int, body: bytes) -> bytes:
             f"Accept: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
 
 
-async def _client(port: int, requests: list[bytes], warm_until: float, stop_at: float,
-                  latencies: list[float], errors: list[int], offset: int) -> None:
+async def _client(port: int, requests: list[bytes], stop_at: float, latencies: list[float], errors: list[int],
+                  offset: int) -> None:
     """One keep-alive connection sending requests back to back (a minimal client, so the
     load generator costs the shared cores as little as possible)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -254,7 +260,7 @@ async def _client(port: int, requests: list[bytes], warm_until: float, stop_at: 
                     length = int(line[15:])
             await reader.readexactly(length)
             finished = time.perf_counter()
-            if started >= warm_until and finished <= stop_at:
+            if finished <= stop_at:
                 latencies.append(finished - started)
                 if not head.startswith(b"HTTP/1.1 200"):
                     errors.append(1)
@@ -262,14 +268,10 @@ async def _client(port: int, requests: list[bytes], warm_until: float, stop_at: 
         writer.close()
 
 
-async def _load(port: int, images: list[bytes], concurrency: int, seconds: float, warmup: float = 0.0) -> Load:
+async def _load(port: int, images: list[bytes], concurrency: int, seconds: float) -> Load:
     requests = [http_request(port, image) for image in images]
-    now = time.perf_counter()
-    warm_until, stop_at = now + warmup, now + warmup + seconds
-    latencies: list[float] = []
-    errors: list[int] = []
-    await asyncio.gather(*(_client(port, requests, warm_until, stop_at, latencies, errors, offset)
-                           for offset in range(concurrency)))
+    stop_at, latencies, errors = time.perf_counter() + seconds, [], []  # type: ignore[var-annotated]
+    await asyncio.gather(*(_client(port, requests, stop_at, latencies, errors, offset) for offset in range(concurrency)))
     latencies.sort()
     return Load(concurrency, len(latencies) / seconds, latencies[len(latencies) // 2] * 1000,
                 latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000, len(errors),
@@ -325,6 +327,7 @@ class Server:
     process: subprocess.Popen[bytes]
     port: int
     batch_size: int
+    peer: bool = False
 
 
 def launch(label: str, model: Path, directory: Path, max_batch_size: int, workers: int, *extra: str,
@@ -335,7 +338,7 @@ def launch(label: str, model: Path, directory: Path, max_batch_size: int, worker
                      else start_server(model, directory, max_batch_size, workers, *extra))
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=10) as response:
         batch_size = json.loads(response.read()).get("max_batch_size", 1)
-    return Server(label, process, port, batch_size)
+    return Server(label, process, port, batch_size, peer)
 
 
 def measure(server: Server, directory: Path, images: list[bytes], concurrency: int, seconds: float,
@@ -343,9 +346,11 @@ def measure(server: Server, directory: Path, images: list[bytes], concurrency: i
     """One load level after a 1 s warm-up, with the server's CPU per request (GET /ping when
     `images` is empty, wrk only: the server's CPU for HTTP alone)."""
     drive(client, server.port, directory, images, concurrency, 1.0)
-    before = process_cpu_seconds(server.process.pid)
+    pid, loop = server.process.pid, f"/proc/{server.process.pid}/task/{server.process.pid}/stat"
+    before, loop_before = process_cpu_seconds(pid), cpu_seconds(loop)
     load = drive(client, server.port, directory, images, concurrency, seconds)
-    load.server_cpu_ms = (process_cpu_seconds(server.process.pid) - before) * 1000 / max(1, load.requests)
+    load.server_cpu_ms = (process_cpu_seconds(pid) - before) * 1000 / max(1, load.requests)
+    load.loop_cpu_ms = None if server.peer else (cpu_seconds(loop) - loop_before) * 1000 / max(1, load.requests)
     load.batch_size = server.batch_size
     return load
 
@@ -454,22 +459,22 @@ def main() -> int:
     of_ceiling = ours[-1].requests_per_second / ceiling
     top = ours[-1]
     if top.client_cpu_ms is None:
-        print("load generator: the asyncio client in this process (wrk not found: `make wrk`), on the same cores "
+        print("load generator: the asyncio client in this process (--client python, or no wrk: `make wrk`), on the cores "
               "as the server; its CPU is not measured apart from this process's")
     else:
         print(f"load generator: wrk, 1 thread, on the same {args.cores} cores; at c32 it used {top.client_cpu_ms:.3f} ms "
               f"CPU per request ({top.client_cpu_ms * top.requests_per_second / 10:.1f}% of one core)")
         if floor:
-            # What no server on these cores escapes: the in-process path, HTTP itself (a GET
-            # /ping costs the server this much: parsing, the event loop, the socket calls)
-            # and the client sharing the cores.
-            http_ms = floor[0].server_cpu_ms
-            bound = args.cores * 1000 / (path_ms + http_ms + top.client_cpu_ms)
-            print(f"CPU per request at c32: server {top.server_cpu_ms:.2f} ms against {path_ms:.2f} in-process; HTTP alone "
-                  f"(GET /ping, c32) {http_ms:.3f} ms; client {top.client_cpu_ms:.3f} ms -> in-process path + HTTP + client "
-                  f"on {args.cores} cores allow {bound:.0f} req/s, {bound / ceiling:.2f} of the ceiling; the server got "
-                  f"{top.requests_per_second * top.server_cpu_ms / 1000:.2f} of the {args.cores} cores (load average "
-                  f"{os.getloadavg()[0]:.1f})")
+            # The server and the client share the cores: at full use they answer at most
+            # cores / (their CPU per request). HTTP alone (GET /ping) is what no server escapes.
+            shared = args.cores * 1000 / (top.server_cpu_ms + top.client_cpu_ms)
+            bound = args.cores * 1000 / (path_ms + floor[0].server_cpu_ms + top.client_cpu_ms)
+            print(f"CPU per request at c32: server {top.server_cpu_ms:.2f} ms (event loop {top.loop_cpu_ms:.2f}, workers "
+                  f"the rest) against {path_ms:.2f} in-process; HTTP alone (GET /ping) {floor[0].server_cpu_ms:.3f} ms; "
+                  f"client {top.client_cpu_ms:.3f} ms. At full use of the {args.cores} cores this server and client allow "
+                  f"{shared:.0f} req/s, {shared / ceiling:.2f} of the ceiling (in-process path + HTTP alone + client: "
+                  f"{bound / ceiling:.2f}); the server got {top.requests_per_second * top.server_cpu_ms / 1000:.2f} of "
+                  f"the {args.cores} cores (load average {os.getloadavg()[0]:.1f})")
     print(f"c32: {ours[-1].requests_per_second:.0f} req/s = {over_peer:.2f}x the peer ({peer[-1].requests_per_second:.0f}), "
           f"{of_ceiling:.2f} of the {served} in-process ceiling ({ceiling:.0f})")
     latency_budget = single_ms + 3.0
