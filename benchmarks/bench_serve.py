@@ -459,8 +459,8 @@ def main() -> int:
     of_ceiling = ours[-1].requests_per_second / ceiling
     top = ours[-1]
     if top.client_cpu_ms is None:
-        print("load generator: the asyncio client in this process (--client python, or no wrk: `make wrk`), on the cores "
-              "as the server; its CPU is not measured apart from this process's")
+        print("load generator: the asyncio client in this process (--client python, or no wrk: `make wrk`), sharing "
+              "the cores with the server; its CPU is not measured apart from this process's")
     else:
         print(f"load generator: wrk, 1 thread, on the same {args.cores} cores; at c32 it used {top.client_cpu_ms:.3f} ms "
               f"CPU per request ({top.client_cpu_ms * top.requests_per_second / 10:.1f}% of one core)")
