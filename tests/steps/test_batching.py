@@ -195,3 +195,21 @@ def test_a_batch_right_after_a_wave_of_answers_is_not_alone_but_one_after_a_paus
     assert asyncio.run(run()) == 2
     assert wide.sizes == [4, 1]  # the wave (nothing answered before it) and the request after the pause
     assert narrow.sizes == [1]  # the request right after the wave
+
+
+def test_one_client_sending_back_to_back_keeps_running_alone() -> None:
+    """Concurrency 1 at full speed is still one request at a time: each has the cores to itself."""
+    narrow, wide = RecordingModel(), RecordingModel()
+
+    async def run() -> int:
+        batcher = MicroBatcher(narrow, 32, 5.0, workers=2, run_alone=wide)
+        batcher.start()
+        try:
+            for index in range(20):
+                await later(batcher, float(index), 0.0)  # the next request as soon as the last is answered
+            return batcher.alone_batches
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(run()) == 20
+    assert wide.sizes == [1] * 20 and narrow.sizes == []
