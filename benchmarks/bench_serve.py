@@ -199,8 +199,7 @@ def start_server(model: Path, directory: Path, max_batch_size: int, workers: int
     ready = directory / f"ready-{max_batch_size}-{'-'.join(extra)}.json"
     ready.unlink(missing_ok=True)  # a previous run's would name a dead port
     process = subprocess.Popen([sys.executable, "-m", "steps.serve", "--model", str(model), "--port", "0",
-                                *(["--workers", str(workers)] if workers != default_threads() else []),  # else its own
-                                "--max-batch-size", str(max_batch_size),
+                                "--workers", str(workers), "--max-batch-size", str(max_batch_size),
                                 "--ready-file", str(ready), *extra], cwd=REPO, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while not ready.exists():

@@ -27,9 +27,6 @@ parses HTTP: each batch is decoded, resized and run on a worker thread (steps/ba
 one single-threaded worker per core by default. Measured here, a 1-thread ONNX Runtime run
 costs less CPU per image than a 2-thread one (no fork/join per operator) and never leaves
 a thread waiting for a core another process took; two workers keep both cores busy.
-A fast model gets one worker more than the cores (see `default_workers`): its batches are
-so short that a worker often waits for the event loop to hand it the next one, and the
-spare worker fills those gaps.
 A lone request on an idle server is the exception: it runs on every core (--lone-threads),
 because one worker would leave the others idle and double a quiet server's latency. The
 batch size is capped where a batch's biggest layer would outgrow the workers' share of the
@@ -68,7 +65,6 @@ log = logging.getLogger("steps.serve")
 
 IMAGE_TYPES = frozenset({"application/x-image", "image/jpeg", "image/png"})
 DEFAULT_MAX_PAYLOAD = 6 * 1024 * 1024  # bytes; SageMaker's real-time invocation limit
-SPARE_WORKER_MS = 5.0  # a model faster than this per image (model.json, at export) gets a spare worker
 
 
 @dataclass(frozen=True)
@@ -92,7 +88,7 @@ class ServerSettings:
     # only 127.0.0.1, localhost and [::1] with the bound port (see steps/serve_requests.py).
     allow_any_host: bool = field(default_factory=lambda: os.environ.get("DDCICD_ALLOW_ANY_HOST", "") == "1")
     threads: int = 1  # ONNX Runtime intra-op threads per batch
-    workers: int = 0  # batches decoded and run at once, one thread each; 0 = default_workers()
+    workers: int = 0  # batches decoded and run at once, one thread each; 0 = the usable cores
     lone_threads: int = 0  # threads for a batch alone on an idle server; 0 = the usable cores, 1 = off
     precision: str | None = None  # "fp32" or "int8"; None: what model.json's "serving" says (int8 where faster)
 
@@ -198,29 +194,14 @@ class InferenceApp:
 INFERENCE = web.AppKey("inference", InferenceApp)
 
 
-def default_workers(predictor: Predictor, threads: int) -> int:
-    """One worker of `threads` per usable core, and one more when model.json's export-time
-    single-image time of the served graph is under SPARE_WORKER_MS.
-
-    Measured at concurrency 32 on 2 cores: the default ResNet-20 (int8, 0.9 ms an image)
-    left 19-20% of the machine idle with 2 workers, 9% with 3, and answered 970-985
-    requests/s instead of 805-856 at the same CPU per request; ResNet-18 at 224x224 (int8,
-    10 ms) kept the cores busy with 2 (5% idle), and a third only cost 4% more CPU per image.
-    """
-    workers = max(1, default_threads() // threads)
-    timings = (predictor.spec.metadata.get("serving") or {}).get("single_image_ms") or {}
-    single_ms = timings.get(predictor.precision) if isinstance(timings, dict) else None
-    return workers + 1 if isinstance(single_ms, (int, float)) and single_ms < SPARE_WORKER_MS else workers
-
-
 def create_app(model: str | os.PathLike[str], settings: ServerSettings | None = None) -> web.Application:
     """Load the model and return the aiohttp application (for tests and embedding)."""
     settings = settings or ServerSettings()
+    if not settings.workers:
+        settings = dataclasses.replace(settings, workers=max(1, default_threads() // settings.threads))
     predictor = Predictor(model, threads=settings.threads, max_pixels=settings.max_pixels,
                           lone_threads=settings.lone_threads or default_threads(),
                           max_decode_bytes=settings.max_decode_bytes, precision=settings.precision)
-    if not settings.workers:
-        settings = dataclasses.replace(settings, workers=default_workers(predictor, settings.threads))
     if settings.cache_cap and settings.max_batch_size > 1:
         # Every core may be running a batch (ours, or a sibling instance's on a local endpoint),
         # and they all share the last-level cache.
@@ -300,8 +281,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=ServerSettings.threads,
                         help="ONNX Runtime threads per batch (default 1: cores are used by --workers instead)")
     parser.add_argument("--workers", type=int, default=ServerSettings.workers,
-                        help="batches decoded and run at once (default: usable cores / --threads, one more "
-                             "for a model under 5 ms an image)")
+                        help="batches decoded and run at once (default: usable cores / --threads)")
     parser.add_argument("--lone-threads", type=int, default=ServerSettings.lone_threads,
                         help="ONNX Runtime threads for a batch alone on an idle server (default 0: the usable "
                              "cores; 1 turns it off)")

@@ -233,20 +233,3 @@ def test_the_server_refuses_a_missing_model_with_exit_code_2(tmp_path: Path) -> 
     result = subprocess.run([sys.executable, "-m", "steps.serve", "--model", str(tmp_path / "none.tar.gz"),
                              "--port", "0"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "does not exist" in result.stderr
-
-
-def test_a_model_fast_per_image_gets_a_spare_worker(archive: Path, tmp_path: Path, server: Server) -> None:
-    """model.json's export-time single-image time decides; an archive without one gets a worker per core."""
-    import tarfile
-
-    from steps.serve import SPARE_WORKER_MS, default_workers
-
-    with tarfile.open(archive) as packed:
-        packed.extractall(tmp_path / "model", filter="data")
-    document_path = tmp_path / "model" / "model.json"
-    document = json.loads(document_path.read_text())
-    assert server.request("GET", "/ping")[1]["workers"] == default_threads() == default_workers(Predictor(archive), 1)
-    for single_ms, spare in ((0.9, 1), (SPARE_WORKER_MS * 2, 0)):
-        document["serving"] = {"served": "fp32", "single_image_ms": {"fp32": single_ms}}
-        document_path.write_text(json.dumps(document))
-        assert default_workers(Predictor(tmp_path / "model"), 1) == default_threads() + spare
