@@ -13,8 +13,16 @@ from data.synth, as JPEG, the same set for every server):
    decoded tensors over batch sizes, for reference.
 2. `python -m steps.serve` as shipped (the precision model.json names, int8 where faster;
    micro-batching on), at concurrency 1, 8 and 32: requests/s, p50/p99 latency, server
-   CPU per request, from a keep-alive HTTP client in this process.
+   CPU per request. The load comes from wrk (Debian's package, `make wrk`; one thread,
+   keep-alive connections, a Lua script cycling POSTs over the image set), as issue 18
+   measured: it runs on the same cores as the server, so its CPU per request is measured
+   on its process and printed. Without wrk, a minimal asyncio client in this process
+   stands in (--client python), whose CPU comes out of the server's share unmeasured.
+   Also the server's CPU for HTTP alone (GET /ping at concurrency 32): with the in-process
+   path and the client's CPU, it bounds what any server on these cores can reach.
 3. the same server with batching off (--max-batch-size 1), and with --precision fp32.
+   All servers run at once and take turns at each concurrency, the best of --rounds kept,
+   so a comparison meets the same background load on shared cores.
 4. the peer (issue 18): what a user writes in an afternoon, FastAPI + uvicorn, 2 workers,
    one ONNX Runtime thread each, OpenCV decode at 1/4 scale, fp32 (PEER_SOURCE below).
 
@@ -89,12 +97,20 @@ class Load:
     errors: int
     server_cpu_ms: float = 0.0  # server process CPU time per request: robust to other load
     batch_size: int = 0  # the server's max_batch_size after its cache cap
+    client_cpu_ms: float | None = None  # the load generator's CPU per request (wrk only: measured on its process)
+    requests: int = 0  # answered in the measured time
+    loop_cpu_ms: float | None = None  # of server_cpu_ms, the event loop's (main thread) share; not for the peer
+
+
+def cpu_seconds(stat: str) -> float:
+    """User + system CPU seconds from a /proc/.../stat file."""
+    fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def process_cpu_seconds(pid: int) -> float:
     """CPU seconds of `pid` and its child processes (uvicorn's workers are children)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = cpu_seconds(f"/proc/{pid}/stat")
     children = Path(f"/proc/{pid}/task/{pid}/children")
     for child in (children.read_text().split() if children.exists() else []):
         try:
@@ -181,6 +197,7 @@ def single_image_ms(model: Path, tensor: np.ndarray, cores: int, runs: int = 200
 def start_server(model: Path, directory: Path, max_batch_size: int, workers: int,
                  *extra: str) -> tuple[subprocess.Popen[bytes], int]:
     ready = directory / f"ready-{max_batch_size}-{'-'.join(extra)}.json"
+    ready.unlink(missing_ok=True)  # a previous run's would name a dead port
     process = subprocess.Popen([sys.executable, "-m", "steps.serve", "--model", str(model), "--port", "0",
                                 "--workers", str(workers), "--max-batch-size", str(max_batch_size),
                                 "--ready-file", str(ready), *extra], cwd=REPO, stdout=subprocess.DEVNULL)
@@ -223,8 +240,8 @@ def http_request(port: int, body: bytes) -> bytes:
             f"Accept: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
 
 
-async def _client(port: int, requests: list[bytes], warm_until: float, stop_at: float,
-                  latencies: list[float], errors: list[int], offset: int) -> None:
+async def _client(port: int, requests: list[bytes], stop_at: float, latencies: list[float], errors: list[int],
+                  offset: int) -> None:
     """One keep-alive connection sending requests back to back (a minimal client, so the
     load generator costs the shared cores as little as possible)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -243,7 +260,7 @@ async def _client(port: int, requests: list[bytes], warm_until: float, stop_at: 
                     length = int(line[15:])
             await reader.readexactly(length)
             finished = time.perf_counter()
-            if started >= warm_until and finished <= stop_at:
+            if finished <= stop_at:
                 latencies.append(finished - started)
                 if not head.startswith(b"HTTP/1.1 200"):
                     errors.append(1)
@@ -251,44 +268,109 @@ async def _client(port: int, requests: list[bytes], warm_until: float, stop_at: 
         writer.close()
 
 
-async def _load(port: int, images: list[bytes], concurrency: int, seconds: float, warmup: float = 0.0) -> Load:
+async def _load(port: int, images: list[bytes], concurrency: int, seconds: float) -> Load:
     requests = [http_request(port, image) for image in images]
-    now = time.perf_counter()
-    warm_until, stop_at = now + warmup, now + warmup + seconds
-    latencies: list[float] = []
-    errors: list[int] = []
-    await asyncio.gather(*(_client(port, requests, warm_until, stop_at, latencies, errors, offset)
-                           for offset in range(concurrency)))
+    stop_at, latencies, errors = time.perf_counter() + seconds, [], []  # type: ignore[var-annotated]
+    await asyncio.gather(*(_client(port, requests, stop_at, latencies, errors, offset) for offset in range(concurrency)))
     latencies.sort()
     return Load(concurrency, len(latencies) / seconds, latencies[len(latencies) // 2] * 1000,
-                latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000, len(errors))
+                latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000, len(errors),
+                requests=len(latencies))
 
 
-def measure_server(model: Path, directory: Path, images: list[bytes], max_batch_size: int, workers: int,
-                   seconds: float, *extra: str, peer: bool = False) -> list[Load]:
+# wrk (Debian's package; `make wrk` installs it) drives the load when it is on PATH, as issue
+# 18 measured: a C client on one thread takes far less of the two shared cores than a Python
+# one in this process, and what it does take is measured on its own process and printed.
+WRK_SCRIPT = Path(__file__).with_name("wrk_post.lua")
+
+
+def wrk_load(port: int, directory: Path, images: list[bytes], concurrency: int, seconds: float) -> Load:
+    """One wrk run (one thread, `concurrency` keep-alive connections) cycling POSTs over
+    `images` (GET /ping when there are none); its own CPU time comes from the kernel's
+    accounting of the reaped process."""
+    files = [directory / f"image-{index}.jpg" for index in range(len(images))]
+    for path, image in zip(files, images):
+        if not path.exists():
+            path.write_bytes(image)
+    process = subprocess.Popen(["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",
+                                "-s", str(WRK_SCRIPT), f"http://127.0.0.1:{port}/", "--", *map(str, files)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert process.stdout is not None
+    output = process.stdout.read().decode()
+    process.stdout.close()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    summary = next((line[4:] for line in output.splitlines() if line.startswith("WRK ")), None)
+    if process.returncode or summary is None:
+        raise RuntimeError(f"wrk failed (exit {process.returncode}): {output[-500:]}")
+    result = json.loads(summary)
+    done = max(1, result["requests"])
+    return Load(concurrency, result["requests"] / (result["duration_us"] / 1e6), result["p50_us"] / 1000,
+                result["p99_us"] / 1000, result["errors"],
+                client_cpu_ms=(usage.ru_utime + usage.ru_stime) * 1000 / done, requests=result["requests"])
+
+
+def drive(client: str, port: int, directory: Path, images: list[bytes], concurrency: int, seconds: float) -> Load:
+    """One load level from `client` ("wrk" or "python")."""
     import uvloop
 
+    if client == "wrk":
+        return wrk_load(port, directory, images, concurrency, seconds)
+    return uvloop.run(_load(port, images, concurrency, seconds))
+
+
+@dataclass
+class Server:
+    """One server under test: started once, measured at every concurrency."""
+
+    label: str
+    process: subprocess.Popen[bytes]
+    port: int
+    batch_size: int
+    peer: bool = False
+
+
+def launch(label: str, model: Path, directory: Path, max_batch_size: int, workers: int, *extra: str,
+           peer: bool = False) -> Server:
     import urllib.request
 
-    if peer:
-        process, port = start_peer(model, directory, workers)
-    else:
-        process, port = start_server(model, directory, max_batch_size, workers, *extra)
-    loads = []
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=10) as response:
-            batch_size = json.loads(response.read()).get("max_batch_size", 1)
-        for concurrency in CONCURRENCY:
-            uvloop.run(_load(port, images, concurrency, 1.0, warmup=0.0))  # warm-up, not counted
-            before = process_cpu_seconds(process.pid)
-            load = uvloop.run(_load(port, images, concurrency, seconds, warmup=0.0))
-            load.server_cpu_ms = (process_cpu_seconds(process.pid) - before) * 1000 / max(1, load.requests_per_second * seconds)
-            load.batch_size = batch_size
-            loads.append(load)
-        return loads
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
+    process, port = (start_peer(model, directory, workers) if peer
+                     else start_server(model, directory, max_batch_size, workers, *extra))
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=10) as response:
+        batch_size = json.loads(response.read()).get("max_batch_size", 1)
+    return Server(label, process, port, batch_size, peer)
+
+
+def measure(server: Server, directory: Path, images: list[bytes], concurrency: int, seconds: float,
+            client: str) -> Load:
+    """One load level after a 1 s warm-up, with the server's CPU per request (GET /ping when
+    `images` is empty, wrk only: the server's CPU for HTTP alone)."""
+    drive(client, server.port, directory, images, concurrency, 1.0)
+    pid, loop = server.process.pid, f"/proc/{server.process.pid}/task/{server.process.pid}/stat"
+    before, loop_before = process_cpu_seconds(pid), cpu_seconds(loop)
+    load = drive(client, server.port, directory, images, concurrency, seconds)
+    load.server_cpu_ms = (process_cpu_seconds(pid) - before) * 1000 / max(1, load.requests)
+    load.loop_cpu_ms = None if server.peer else (cpu_seconds(loop) - loop_before) * 1000 / max(1, load.requests)
+    load.batch_size = server.batch_size
+    return load
+
+
+def measure_servers(servers: list[Server], directory: Path, images: list[bytes], seconds: float, client: str,
+                    rounds: int) -> dict[str, list[Load]]:
+    """Every server at every concurrency. The servers take turns at each level, so that a
+    comparison (batching on against off) meets the same background load, and the best of
+    `rounds` turns is kept: on shared cores, other work only ever slows a run down."""
+    runs: dict[str, list[Load]] = {server.label: [] for server in servers}
+    for concurrency in CONCURRENCY:
+        best: dict[str, Load] = {}
+        for _ in range(rounds):
+            for server in servers:
+                load = measure(server, directory, images, concurrency, seconds, client)
+                if server.label not in best or load.requests_per_second > best[server.label].requests_per_second:
+                    best[server.label] = load
+        for label, load in best.items():
+            runs[label].append(load)
+    return runs
 
 
 # ---------------------------------------------------------------------------- report
@@ -320,7 +402,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per load level")
     parser.add_argument("--cores", type=int, default=default_threads(),
                         help="cores to use: server workers, and threads/streams of the in-process limit")
+    parser.add_argument("--rounds", type=int, default=2, help="turns per server and level; the best is kept")
+    parser.add_argument("--client", choices=("auto", "wrk", "python"), default="auto",
+                        help="load generator: wrk (auto: when on PATH; `make wrk`) or the asyncio client in this process")
     args = parser.parse_args()
+    import shutil
+
+    client = args.client if args.client != "auto" else ("wrk" if shutil.which("wrk") else "python")
 
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as scratch:
         directory = Path(scratch)
@@ -343,25 +431,50 @@ def main() -> int:
         print(f"compute limit ({served}, decoded tensors): {limit:.0f} images/s ({best_setting}); "
               f"single image {single_ms:.2f} ms (faster of 1 and {args.cores} threads)")
 
-        runs = {
-            f"serve {served}": measure_server(model, directory, images, 32, args.cores, args.seconds),
-            f"serve {served}, batching off": measure_server(model, directory, images, 1, args.cores, args.seconds),
-        }
-        if served != "fp32":
-            runs["serve fp32"] = measure_server(model, directory, images, 32, args.cores, args.seconds,
-                                                "--precision", "fp32")
-        runs["peer (FastAPI, fp32)"] = measure_server(model, directory, images, 1, args.cores, args.seconds, peer=True)
+        servers: list[Server] = []
+        try:
+            servers.append(launch(f"serve {served}", model, directory, 32, args.cores))
+            servers.append(launch(f"serve {served}, batching off", model, directory, 1, args.cores))
+            if served != "fp32":
+                servers.append(launch("serve fp32", model, directory, 32, args.cores, "--precision", "fp32"))
+            servers.append(launch("peer (FastAPI, fp32)", model, directory, 1, args.cores, peer=True))
+            runs = measure_servers(servers, directory, images, args.seconds, client, args.rounds)
+            floor = ([measure(servers[0], directory, [], CONCURRENCY[-1], min(args.seconds, 3.0), client)]
+                     if client == "wrk" else [])
+        finally:
+            for server in servers:
+                server.process.terminate()
+                server.process.wait(timeout=15)
 
     print(f"{'server':<30}{'batch':>6}{'concurrency':>12}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}"
-          f"{'CPU ms/req':>12}")
+          f"{'CPU ms/req':>12}{'client CPU':>12}")
     for label, loads in runs.items():
         for load in loads:
+            client_cpu = "-" if load.client_cpu_ms is None else f"{load.client_cpu_ms:.2f}"
             print(f"{label:<30}{load.batch_size:>6}{load.concurrency:>12}{load.requests_per_second:>10.1f}"
-                  f"{load.p50_ms:>10.2f}{load.p99_ms:>10.2f}{load.errors:>8}{load.server_cpu_ms:>12.2f}")
+                  f"{load.p50_ms:>10.2f}{load.p99_ms:>10.2f}{load.errors:>8}{load.server_cpu_ms:>12.2f}{client_cpu:>12}")
     ours, off, peer = runs[f"serve {served}"], runs[f"serve {served}, batching off"], runs["peer (FastAPI, fp32)"]
     path_ms, ceiling, _ = ceilings[served]
     over_peer = ours[-1].requests_per_second / max(peer[-1].requests_per_second, 1e-9)
     of_ceiling = ours[-1].requests_per_second / ceiling
+    top = ours[-1]
+    if top.client_cpu_ms is None:
+        print("load generator: the asyncio client in this process (--client python, or no wrk: `make wrk`), sharing "
+              "the cores with the server; its CPU is not measured apart from this process's")
+    else:
+        print(f"load generator: wrk, 1 thread, on the same {args.cores} cores; at c32 it used {top.client_cpu_ms:.3f} ms "
+              f"CPU per request ({top.client_cpu_ms * top.requests_per_second / 10:.1f}% of one core)")
+        if floor:
+            # The server and the client share the cores: at full use they answer at most
+            # cores / (their CPU per request). HTTP alone (GET /ping) is what no server escapes.
+            shared = args.cores * 1000 / (top.server_cpu_ms + top.client_cpu_ms)
+            bound = args.cores * 1000 / (path_ms + floor[0].server_cpu_ms + top.client_cpu_ms)
+            print(f"CPU per request at c32: server {top.server_cpu_ms:.2f} ms (event loop {top.loop_cpu_ms:.2f}, workers "
+                  f"the rest) against {path_ms:.2f} in-process; HTTP alone (GET /ping) {floor[0].server_cpu_ms:.3f} ms; "
+                  f"client {top.client_cpu_ms:.3f} ms. At full use of the {args.cores} cores this server and client allow "
+                  f"{shared:.0f} req/s, {shared / ceiling:.2f} of the ceiling (in-process path + HTTP alone + client: "
+                  f"{bound / ceiling:.2f}); the server got {top.requests_per_second * top.server_cpu_ms / 1000:.2f} of "
+                  f"the {args.cores} cores (load average {os.getloadavg()[0]:.1f})")
     print(f"c32: {ours[-1].requests_per_second:.0f} req/s = {over_peer:.2f}x the peer ({peer[-1].requests_per_second:.0f}), "
           f"{of_ceiling:.2f} of the {served} in-process ceiling ({ceiling:.0f})")
     latency_budget = single_ms + 3.0

@@ -173,3 +173,43 @@ def test_work_arriving_during_a_lone_batch_starts_at_once_on_a_free_worker() -> 
     second, alone_batches = asyncio.run(run())
     assert slow_alone.sizes == [1] and narrow.sizes == [1] and alone_batches == 1
     assert second < 0.4  # it ran beside the 0.5 s lone batch, not after it
+
+
+def test_a_batch_right_after_a_wave_of_answers_is_not_alone_but_one_after_a_pause_is() -> None:
+    """Under load the server is idle only between two waves: running on every core then would
+    fight the worker that takes the rest of the wave."""
+    narrow, wide = RecordingModel(), RecordingModel()
+
+    async def run() -> int:
+        batcher = MicroBatcher(narrow, 32, 0.0, workers=2, run_alone=wide)
+        batcher.start()
+        try:
+            await asyncio.gather(*(batcher.infer(float(index)) for index in range(4)))  # a wave: 4 answered
+            await batcher.infer(5.0)  # comes back at once: not alone
+            await asyncio.sleep(0.05)  # past QUIET_SECONDS: the server is quiet again
+            await batcher.infer(6.0)
+            return batcher.alone_batches
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(run()) == 2
+    assert wide.sizes == [4, 1]  # the wave (nothing answered before it) and the request after the pause
+    assert narrow.sizes == [1]  # the request right after the wave
+
+
+def test_one_client_sending_back_to_back_keeps_running_alone() -> None:
+    """Concurrency 1 at full speed is still one request at a time: each has the cores to itself."""
+    narrow, wide = RecordingModel(), RecordingModel()
+
+    async def run() -> int:
+        batcher = MicroBatcher(narrow, 32, 5.0, workers=2, run_alone=wide)
+        batcher.start()
+        try:
+            for index in range(20):
+                await later(batcher, float(index), 0.0)  # the next request as soon as the last is answered
+            return batcher.alone_batches
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(run()) == 20
+    assert wide.sizes == [1] * 20 and narrow.sizes == []
