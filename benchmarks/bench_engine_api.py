@@ -182,8 +182,10 @@ def main() -> None:
     parser.add_argument("--executions", type=int, default=50, help="executions per round")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-engine-api-") as home:
-        servers = {"ours": start_ours(Path(home)), "moto": start_moto(), "floor": start_floor()}
+        servers: dict[str, tuple[subprocess.Popen[str], str]] = {}
         try:
+            for name, start in (("ours", lambda: start_ours(Path(home))), ("moto", start_moto), ("floor", start_floor)):
+                servers[name] = start()  # one by one: a server that fails to start still stops the others
             clients = {name: client_for(url) for name, (_, url) in servers.items()}
             machines = {name: client.create_state_machine(name="bench", definition=json.dumps(DEFINITION), roleArn=ROLE)["stateMachineArn"]
                         for name, client in clients.items()}  # fmt: skip
