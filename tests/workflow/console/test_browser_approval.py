@@ -6,6 +6,7 @@ carried, and its buttons go through workflow/approval.py as `ddcicd approve` doe
 """
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -50,8 +51,8 @@ def test_approve_from_the_console(setup: Any, console: str, page: Any) -> None:
     page.click("#approve-button")
     page.wait_for_selector("h1 .badge.status-succeeded")
     assert page.is_hidden("#approval")
-    output = setup.engine.describe_execution(arn)["output"]
-    assert '"decision": "approved"' in output and '"by": "console"' in output
+    approval = json.loads(setup.engine.describe_execution(arn)["output"])["approval"]
+    assert approval["decision"] == "approved" and approval["by"] == "console"
 
 
 def test_reject_with_a_reason_from_the_console(setup: Any, console: str, page: Any) -> None:
