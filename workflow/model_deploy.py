@@ -39,8 +39,8 @@ class RolledBack(DeployError):
     """The alarms rolled the deployment back: production still serves the previous config."""
 
 
-def endpoint_name_for(config: PipelineConfig, version: int) -> str:
-    """A fresh model and endpoint config name for `version` (63 characters at most, as SageMaker allows)."""
+def version_resource_name(config: PipelineConfig, version: int) -> str:
+    """A fresh name for `version`'s model and endpoint config (63 characters at most, as SageMaker allows)."""
     stamp = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
     return f"{model_package_group(config)[:30]}-v{version}-{stamp}"
 
@@ -57,7 +57,7 @@ def deploy_version(config: PipelineConfig, described: dict[str, Any], sagemaker:
         raise DeployError(f"model version {version} is {described['ModelApprovalStatus']}, not Approved: only an approved "
                           f"version deploys ({described.get('ApprovalDescription') or 'no reason recorded'})")  # fmt: skip
     production = config.endpoint.production_name
-    name = endpoint_name_for(config, version)
+    name = version_resource_name(config, version)
     container = described["InferenceSpecification"]["Containers"][0]
     sagemaker("CreateModel", {
         "ModelName": name,
