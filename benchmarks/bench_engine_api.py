@@ -115,13 +115,18 @@ def start_ours(home: Path) -> tuple[subprocess.Popen[str], str]:
     return process, url
 
 
-def start_moto() -> tuple[subprocess.Popen[str], str]:
+def start_script(source: str, what: str) -> tuple[subprocess.Popen[str], str]:
+    """Runs `source` with a free port as its argument; it prints "ready" once it listens."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-c", MOTO_SERVER, str(port)], stdout=subprocess.PIPE,
+    process = subprocess.Popen([sys.executable, "-c", source, str(port)], stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL, text=True)  # fmt: skip
     if process.stdout.readline().strip() != "ready":  # type: ignore[union-attr]
-        raise RuntimeError("moto did not start")
-    url = f"http://127.0.0.1:{port}"
+        raise RuntimeError(f"{what} did not start")
+    return process, f"http://127.0.0.1:{port}"
+
+
+def start_moto() -> tuple[subprocess.Popen[str], str]:
+    process, url = start_script(MOTO_SERVER, "moto")
     for _ in range(100):
         try:
             requests.post(f"{url}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}}, timeout=5)
@@ -129,15 +134,6 @@ def start_moto() -> tuple[subprocess.Popen[str], str]:
         except requests.ConnectionError:
             time.sleep(0.05)
     return process, url
-
-
-def start_floor() -> tuple[subprocess.Popen[str], str]:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-c", FLOOR_SERVER, str(port)], stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True)  # fmt: skip
-    if process.stdout.readline().strip() != "ready":  # type: ignore[union-attr]
-        raise RuntimeError("the floor server did not start")
-    return process, f"http://127.0.0.1:{port}"
 
 
 def client_for(url: str) -> Any:
@@ -184,7 +180,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-engine-api-") as home:
         servers: dict[str, tuple[subprocess.Popen[str], str]] = {}
         try:
-            for name, start in (("ours", lambda: start_ours(Path(home))), ("moto", start_moto), ("floor", start_floor)):
+            for name, start in (("ours", lambda: start_ours(Path(home))), ("moto", start_moto), ("floor", lambda: start_script(FLOOR_SERVER, "the floor server"))):
                 servers[name] = start()  # one by one: a server that fails to start still stops the others
             clients = {name: client_for(url) for name, (_, url) in servers.items()}
             machines = {name: client.create_state_machine(name="bench", definition=json.dumps(DEFINITION), roleArn=ROLE)["stateMachineArn"]
