@@ -26,7 +26,10 @@ clients fall into lockstep, each running alone while the other waits. Nor is a b
 when more requests were in flight at once in the last `QUIET_SECONDS` than it holds: the
 server is busy, merely between two waves of requests whose clients are about to send
 again, and a batch run on every core would fight the worker that takes the next ones
-(at concurrency 32 on 2 cores, 5% of the batches ran alone before this rule).
+(at concurrency 32 on 2 cores, 5% of the batches ran alone before this rule). When the
+server runs as several processes (steps/serve_processes.py), "the server" is all of them:
+each publishes what it is doing on a shared board (steps/server_board.py), and a batch runs
+alone only while every other process is idle too.
 """
 from __future__ import annotations
 
@@ -35,6 +38,8 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
+
+from steps.server_board import BoardRow, Field, ServerBoard
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -49,7 +54,8 @@ class MicroBatcher(Generic[Item, Result]):
 
     def __init__(self, run_batch: Callable[[list[Item]], Sequence[Result | BaseException]],
                  max_batch_size: int = 32, max_wait_ms: float = 5.0, workers: int = 1,
-                 run_alone: Callable[[list[Item]], Sequence[Result | BaseException]] | None = None) -> None:
+                 run_alone: Callable[[list[Item]], Sequence[Result | BaseException]] | None = None,
+                 board: BoardRow | None = None) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size {max_batch_size} must be at least 1")
         if max_wait_ms < 0:
@@ -61,10 +67,10 @@ class MicroBatcher(Generic[Item, Result]):
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000.0
         self.workers = workers
-        self.arriving = 0  # requests announced (expecting) and not yet submitted
-        self.batches = 0
-        self.items = 0
-        self.alone_batches = 0  # of `batches`, how many ran through run_alone
+        # This process's row of the server's board: the counters /ping reports and what the
+        # server's other processes read before running a batch alone.
+        self.board = board if board is not None else ServerBoard(1).row(0)
+        self._arriving = 0  # requests announced (expecting) and not yet submitted
         self._active = 0  # batches running now
         self._queue: asyncio.Queue[tuple[Item, asyncio.Future[Result]]] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inference")
@@ -74,6 +80,29 @@ class MicroBatcher(Generic[Item, Result]):
         self._in_flight = 0  # requests queued or running (infer_many not yet returned)
         self._peak = 0  # the most requests in flight or arriving at once, lately
         self._peak_until = 0.0  # time.monotonic() when `_peak` is forgotten
+
+    @property
+    def batches(self) -> int:
+        return self.board.get(Field.BATCHES)
+
+    @property
+    def items(self) -> int:
+        return self.board.get(Field.ITEMS)
+
+    @property
+    def alone_batches(self) -> int:
+        """Of `batches`, how many ran through run_alone."""
+        return self.board.get(Field.ALONE_BATCHES)
+
+    @property
+    def arriving(self) -> int:
+        """Requests announced (`expecting`) and not yet submitted."""
+        return self._arriving
+
+    @arriving.setter
+    def arriving(self, value: int) -> None:
+        self._arriving = value
+        self.board.set(Field.IN_FLIGHT, self._in_flight + value)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
@@ -90,9 +119,11 @@ class MicroBatcher(Generic[Item, Result]):
 
     def _note_load(self) -> None:
         """Called as a request arrives: remember the most requests at once for QUIET_SECONDS."""
-        load, now = self._in_flight + self.arriving, time.monotonic()
+        load, now = self._in_flight + self._arriving, time.monotonic()
         if load >= self._peak or now >= self._peak_until:
             self._peak, self._peak_until = load, now + QUIET_SECONDS
+        self.board.set(Field.IN_FLIGHT, load)
+        self.board.set(Field.BUSY_UNTIL_NS, time.monotonic_ns() + int(QUIET_SECONDS * 1e9))
 
     def expecting(self) -> _Expecting:
         """`with batcher.expecting():` around reading a request: a batch about to start may
@@ -120,6 +151,7 @@ class MicroBatcher(Generic[Item, Result]):
             return list(await asyncio.gather(*futures, return_exceptions=True))
         finally:
             self._in_flight -= 1
+            self.board.set(Field.IN_FLIGHT, self._in_flight + self._arriving)
             for future in futures:
                 if not future.done():
                     future.cancel()  # the batcher skips cancelled items
@@ -132,7 +164,7 @@ class MicroBatcher(Generic[Item, Result]):
             while len(items) < self.max_batch_size and not self._queue.empty():
                 items.append(self._queue.get_nowait())
             remaining = deadline - loop.time()
-            if len(items) >= self.max_batch_size or self.arriving == 0 or remaining <= 0:
+            if len(items) >= self.max_batch_size or self._arriving == 0 or remaining <= 0:
                 break
             try:
                 items.append(await asyncio.wait_for(self._queue.get(), remaining))
@@ -149,9 +181,11 @@ class MicroBatcher(Generic[Item, Result]):
             if not items:
                 self._free.release()
                 continue
-            alone = (self.run_alone is not None and self._active == 0 and self.arriving == 0
-                     and self._queue.empty() and (len(items) >= self._peak or time.monotonic() >= self._peak_until))
+            alone = (self.run_alone is not None and self._active == 0 and self._arriving == 0
+                     and self._queue.empty() and (len(items) >= self._peak or time.monotonic() >= self._peak_until)
+                     and self.board.others_idle())
             self._active += 1
+            self.board.set(Field.ACTIVE, self._active)
             task = asyncio.get_running_loop().create_task(self._execute(items, alone))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
@@ -165,10 +199,11 @@ class MicroBatcher(Generic[Item, Result]):
             results = [error] * len(items)
         finally:
             self._active -= 1
+            self.board.set(Field.ACTIVE, self._active)
             self._free.release()
-        self.batches += 1
-        self.alone_batches += alone
-        self.items += len(items)
+        self.board.add(Field.BATCHES)
+        self.board.add(Field.ALONE_BATCHES, int(alone))
+        self.board.add(Field.ITEMS, len(items))
         for result, (_, future) in zip(results, items, strict=True):
             if future.done():
                 continue

@@ -24,9 +24,11 @@ where it was faster when exported, fp32 otherwise or with --precision fp32; /pin
 
 aiohttp on uvloop was the fastest stack measured on this machine kind. The event loop only
 parses HTTP: each batch is decoded, resized and run on a worker thread (steps/batching.py),
-one single-threaded worker per core by default. Measured here, a 1-thread ONNX Runtime run
-costs less CPU per image than a 2-thread one (no fork/join per operator) and never leaves
-a thread waiting for a core another process took; two workers keep both cores busy.
+one single-threaded worker per core by default, each in a process of its own
+(steps/serve_processes.py: one process per core keeps the cores busy where one process's
+event loop and workers would take turns with the GIL). Measured here, a 1-thread ONNX
+Runtime run costs less CPU per image than a 2-thread one (no fork/join per operator) and
+never leaves a thread waiting for a core another process took.
 A lone request on an idle server is the exception: it runs on every core (--lone-threads),
 because one worker would leave the others idle and double a quiet server's latency. The
 batch size is capped where a batch's biggest layer would outgrow the workers' share of the
@@ -57,6 +59,8 @@ from steps.imaging import DEFAULT_MAX_DECODE_BYTES
 from steps.model_archive import read_model_archive
 from steps.predictor import (DEFAULT_MAX_PIXELS, InvalidImage, ModelArchiveError, Predictor, cache_bound_batch_size,
                              default_threads, largest_activation_bytes, last_level_cache_bytes)
+from steps.server_board import BoardRow, Field, ServerBoard
+from steps.serve_processes import Prefork, StartupError, listening_socket
 from steps.serve_requests import (DEFAULT_MAX_INSTANCES, JSON_TYPE, RequestError, allowed_hosts, check_accept,
                                   check_host, error_response, is_loopback, json_response, media_type, parse_instances,
                                   read_body)
@@ -88,9 +92,20 @@ class ServerSettings:
     # only 127.0.0.1, localhost and [::1] with the bound port (see steps/serve_requests.py).
     allow_any_host: bool = field(default_factory=lambda: os.environ.get("DDCICD_ALLOW_ANY_HOST", "") == "1")
     threads: int = 1  # ONNX Runtime intra-op threads per batch
-    workers: int = 0  # batches decoded and run at once, one thread each; 0 = the usable cores
+    workers: int = 0  # batches decoded and run at once, one thread each; 0 = the usable cores / threads
+    processes: int = 0  # server processes sharing the port, the workers split among them; 0 = one per worker
     lone_threads: int = 0  # threads for a batch alone on an idle server; 0 = the usable cores, 1 = off
     precision: str | None = None  # "fp32" or "int8"; None: what model.json's "serving" says (int8 where faster)
+
+    def resolved(self) -> ServerSettings:
+        """workers and processes made explicit (processes never more than workers)."""
+        workers = self.workers or max(1, default_threads() // self.threads)
+        processes = min(self.processes or workers, workers)
+        return dataclasses.replace(self, workers=workers, processes=processes)
+
+    @property
+    def workers_per_process(self) -> int:
+        return max(1, self.workers // max(1, self.processes))
 
 
 # ---------------------------------------------------------------------------- the application
@@ -99,30 +114,37 @@ class ServerSettings:
 class InferenceApp:
     """Owns the predictor and the batcher for one server process."""
 
-    def __init__(self, predictor: Predictor, settings: ServerSettings) -> None:
+    def __init__(self, predictor: Predictor, settings: ServerSettings, board: BoardRow | None = None) -> None:
         self.predictor = predictor
         self.settings = settings
         self.allowed_hosts: frozenset[str] | None = None  # set by `serve` once the port is bound
         run_alone = predictor.run_batch_alone if predictor.lone_threads > predictor.threads else None
+        self.board = board if board is not None else ServerBoard(1).row(0)
+        self.board.reset_activity()
         self.batcher: MicroBatcher[bytes, np.ndarray] = MicroBatcher(
-            predictor.run_batch, settings.max_batch_size, settings.max_wait_ms, settings.workers, run_alone)
-        self.requests = 0
-        self.errors = 0
+            predictor.run_batch, settings.max_batch_size, settings.max_wait_ms, settings.workers_per_process,
+            run_alone, self.board)
+        self.requests = 0  # this process's, for fail_every; /ping reports the whole server's
         # Fault injection for rollout tests (the model's container Environment sets it): every
         # Nth invocation answers 500, as a model that breaks on a share of its inputs would.
         self.fail_every = int(os.environ.get("DDCICD_SERVE_FAIL_EVERY", "0") or 0)
 
     async def ping(self, request: web.Request) -> web.Response:
-        """Healthy, plus counters for operators: how many requests, errors and batches so far."""
+        """Healthy, plus counters for operators: how many requests, errors and batches so far,
+        over all the server's processes."""
+        totals = self.board.board.totals()
         return json_response({"status": "healthy", "classes": len(self.predictor.classes),
                               "precision": self.predictor.precision,
-                              "requests": self.requests, "errors": self.errors,
-                              "batches": self.batcher.batches, "batched_images": self.batcher.items,
-                              "alone_batches": self.batcher.alone_batches,
-                              "workers": self.batcher.workers, "max_batch_size": self.batcher.max_batch_size})
+                              "requests": totals["requests"], "errors": totals["errors"],
+                              "batches": totals["batches"], "batched_images": totals["items"],
+                              "alone_batches": totals["alone_batches"],
+                              "processes": self.settings.processes, "pid": os.getpid(),  # the one answering
+                              "workers": self.settings.workers_per_process * self.settings.processes,
+                              "max_batch_size": self.batcher.max_batch_size})
 
     async def invocations(self, request: web.Request) -> web.Response:
         self.requests += 1
+        self.board.add(Field.REQUESTS)
         if self.fail_every and self.requests % self.fail_every == 0:
             raise RequestError(500, "InjectedFault", f"DDCICD_SERVE_FAIL_EVERY={self.fail_every}: request {self.requests} fails")
         check_accept(request.headers.get("Accept"))
@@ -162,15 +184,15 @@ class InferenceApp:
                 check_host(request.headers.get("Host"), self.allowed_hosts)
             return await handler(request)
         except RequestError as error:
-            self.errors += 1
+            self.board.add(Field.ERRORS)
             return error_response(error.status, error.error, error.message)
         except web.HTTPException as error:
-            self.errors += 1
+            self.board.add(Field.ERRORS)
             return error_response(error.status, error.reason.replace(" ", ""), f"{request.method} {request.path}: {error.reason}")
         except (asyncio.CancelledError, ConnectionResetError):
             raise
         except Exception as error:  # noqa: BLE001 - one bad request must not stop the server
-            self.errors += 1
+            self.board.add(Field.ERRORS)
             log.exception("invocation failed")
             return error_response(500, "InternalError", f"{type(error).__name__}: {error}")
 
@@ -194,11 +216,11 @@ class InferenceApp:
 INFERENCE = web.AppKey("inference", InferenceApp)
 
 
-def create_app(model: str | os.PathLike[str], settings: ServerSettings | None = None) -> web.Application:
-    """Load the model and return the aiohttp application (for tests and embedding)."""
-    settings = settings or ServerSettings()
-    if not settings.workers:
-        settings = dataclasses.replace(settings, workers=max(1, default_threads() // settings.threads))
+def create_app(model: str | os.PathLike[str], settings: ServerSettings | None = None,
+               board: BoardRow | None = None) -> web.Application:
+    """Load the model and return the aiohttp application for one process (`board`: its row of
+    the server's shared counters; a board of its own by default)."""
+    settings = (settings or ServerSettings()).resolved()
     predictor = Predictor(model, threads=settings.threads, max_pixels=settings.max_pixels,
                           lone_threads=settings.lone_threads or default_threads(),
                           max_decode_bytes=settings.max_decode_bytes, precision=settings.precision)
@@ -212,7 +234,7 @@ def create_app(model: str | os.PathLike[str], settings: ServerSettings | None = 
             log.info("batch size %d, not %d: a bigger batch of this model outgrows the CPU cache", size,
                      settings.max_batch_size)
         settings = dataclasses.replace(settings, max_batch_size=size)
-    return InferenceApp(predictor, settings).build()
+    return InferenceApp(predictor, settings, board).build()
 
 
 # ---------------------------------------------------------------------------- running it
@@ -231,24 +253,59 @@ async def _watch_lifeline(path: Path, stop: asyncio.Event) -> None:
     stop.set()
 
 
-async def serve(model: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8080,
-                settings: ServerSettings | None = None, ready_file: Path | None = None,
-                lifeline: Path | None = None, on_ready: Callable[[int], None] | None = None) -> None:
-    """Run until SIGTERM/SIGINT, then finish in-flight requests (graceful, for blue/green)."""
-    settings = settings or ServerSettings()
-    app = create_app(model, settings)
+def run(model: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8080,
+        settings: ServerSettings | None = None, ready_file: Path | None = None,
+        lifeline: Path | None = None, on_ready: Callable[[int], None] | None = None) -> None:
+    """Serve until SIGTERM/SIGINT or until `lifeline` disappears, then finish in-flight requests
+    (graceful, for blue/green): in this process, or as settings.processes forked ones on one
+    port (steps/serve_processes.py). Once every process serves, the ready file is written
+    (with this process's pid: the one to signal) and on_ready(port) is called.
+
+    Raises ModelArchiveError or StartupError when the model cannot be served, OSError when
+    the address cannot be bound."""
+    settings = (settings or ServerSettings()).resolved()
+    board = ServerBoard(settings.processes)
+
+    def ready(bound_port: int) -> None:
+        log.info("serving %s on http://%s:%d (%d process%s)", model, host, bound_port, settings.processes,
+                 "" if settings.processes == 1 else "es")
+        if ready_file is not None:
+            _write_ready_file(ready_file, host, bound_port)
+        if on_ready is not None:
+            on_ready(bound_port)
+
+    if settings.processes == 1:
+        _run_loop(serve_socket(listening_socket(host, port), model, host, settings, board.row(0), ready, lifeline))
+        return
+
+    def child(index: int, sock: socket.socket, child_ready: Callable[[], None]) -> None:
+        _run_loop(serve_socket(sock, model, host, settings, board.row(index), lambda _: child_ready()))
+
+    Prefork(host, port, settings.processes, lifeline).run(child, ready)
+
+
+def _run_loop(running: Awaitable[None]) -> None:
+    try:
+        import uvloop
+    except ImportError:  # uvloop is Linux/macOS only; asyncio's own loop still works
+        asyncio.run(running)  # type: ignore[arg-type]
+    else:
+        uvloop.run(running)  # type: ignore[arg-type]
+
+
+async def serve_socket(sock: socket.socket, model: str | os.PathLike[str], host: str, settings: ServerSettings,
+                       board: BoardRow, on_ready: Callable[[int], None], lifeline: Path | None = None) -> None:
+    """One process serving on the listening socket `sock` until SIGTERM/SIGINT (or `lifeline` goes)."""
+    app = create_app(model, settings, board)
     # lingering_time: after a 408 or 413 the unread rest of a body is drained (so the client
     # reads the answer instead of a reset) for 2 s, not aiohttp's 10, then the connection closes.
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=10.0,
                            keepalive_timeout=settings.header_timeout, lingering_time=2.0)
     await runner.setup()
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
     bound_port = sock.getsockname()[1]
     if not settings.allow_any_host:
         app[INFERENCE].allowed_hosts = allowed_hosts(host, bound_port)
-        if not is_loopback(host):
+        if not is_loopback(host) and board.index == 0:
             log.warning("serving %s without --allow-any-host: only requests naming %s are answered", host,
                         ", ".join(sorted(app[INFERENCE].allowed_hosts)))
     site = web.SockSite(runner, sock, backlog=1024)
@@ -258,11 +315,7 @@ async def serve(model: str | os.PathLike[str], host: str = "127.0.0.1", port: in
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     watcher = asyncio.ensure_future(_watch_lifeline(lifeline, stop)) if lifeline else None
-    log.info("serving %s on http://%s:%d", model, host, bound_port)
-    if ready_file is not None:
-        _write_ready_file(ready_file, host, bound_port)
-    if on_ready is not None:
-        on_ready(bound_port)
+    on_ready(bound_port)
     try:
         await stop.wait()
     finally:
@@ -282,6 +335,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="ONNX Runtime threads per batch (default 1: cores are used by --workers instead)")
     parser.add_argument("--workers", type=int, default=ServerSettings.workers,
                         help="batches decoded and run at once (default: usable cores / --threads)")
+    parser.add_argument("--processes", type=int, default=ServerSettings.processes,
+                        help="server processes sharing the port, the workers split among them (default: one "
+                             "per worker; 1 serves in this process)")
     parser.add_argument("--lone-threads", type=int, default=ServerSettings.lone_threads,
                         help="ONNX Runtime threads for a batch alone on an idle server (default 0: the usable "
                              "cores; 1 turns it off)")
@@ -320,19 +376,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = ServerSettings(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
                               max_payload=args.max_payload, body_timeout=args.body_timeout, threads=args.threads,
-                              workers=args.workers, lone_threads=args.lone_threads, cache_cap=args.cache_cap,
+                              workers=args.workers, processes=args.processes, lone_threads=args.lone_threads,
+                              cache_cap=args.cache_cap,
                               header_timeout=args.header_timeout, max_instances=args.max_instances,
                               max_pixels=args.max_pixels, max_decode_bytes=args.max_decode_bytes,
                               allow_any_host=args.allow_any_host, precision=args.precision)
-    running = serve(args.model, args.host, args.port, settings, args.ready_file, args.lifeline)
     try:
-        try:
-            import uvloop
-        except ImportError:  # uvloop is Linux/macOS only; asyncio's own loop still works
-            asyncio.run(running)
-        else:
-            uvloop.run(running)
-    except ModelArchiveError as error:
+        run(args.model, args.host, args.port, settings, args.ready_file, args.lifeline)
+    except (ModelArchiveError, StartupError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # the port is taken or the address is not ours

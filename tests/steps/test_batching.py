@@ -8,6 +8,7 @@ import time
 import pytest
 
 from steps.batching import MicroBatcher
+from steps.server_board import Field, ServerBoard
 
 
 class RecordingModel:
@@ -213,3 +214,26 @@ def test_one_client_sending_back_to_back_keeps_running_alone() -> None:
 
     assert asyncio.run(run()) == 20
     assert wide.sizes == [1] * 20 and narrow.sizes == []
+
+
+def test_a_batch_is_not_alone_while_another_process_of_the_server_has_work() -> None:
+    """Several processes serve one port (steps/serve_processes.py): a lone request in this one
+    must not take every core while a sibling is running a batch, and its row says what it does."""
+    narrow, wide = RecordingModel(), RecordingModel()
+    board = ServerBoard(2)
+
+    async def run() -> tuple[int, int]:
+        batcher = MicroBatcher(narrow, 32, 0.0, workers=1, run_alone=wide, board=board.row(0))
+        batcher.start()
+        try:
+            board.row(1).set(Field.ACTIVE, 1)  # the sibling is running a batch
+            await batcher.infer(1.0)
+            board.row(1).set(Field.ACTIVE, 0)  # and now it is idle
+            await batcher.infer(2.0)
+            return batcher.alone_batches, board.totals()["items"]
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(run()) == (1, 2)
+    assert narrow.sizes == [1] and wide.sizes == [1]
+    assert board.row(0).get(Field.IN_FLIGHT) == 0 and board.row(0).get(Field.ACTIVE) == 0

@@ -49,11 +49,20 @@ class Server:
     def invoke(self, body: bytes, content_type: str = "application/x-image", **headers: str) -> tuple[int, Any]:
         return self.request("POST", "/invocations", body, {"Content-Type": content_type, **headers})
 
+    def processes(self) -> list[int]:
+        """The pids that serve: the server's forked children (steps/serve_processes.py), or the
+        server itself when it serves alone."""
+        pid = self.process.pid
+        children = [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        return children or [pid]
+
     def rss_kb(self) -> int:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise AssertionError("no VmRSS")
+        """Resident memory of the serving processes, summed."""
+        total = 0
+        for pid in self.processes():
+            total += next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                          if line.startswith("VmRSS:"))
+        return total
 
 
 @pytest.fixture(scope="session")

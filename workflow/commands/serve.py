@@ -17,6 +17,9 @@ from workflow.errors import CliError
               help="Images per forward pass at most; 1 turns micro-batching off.")
 @click.option("--cache-cap/--no-cache-cap", default=True, show_default=True,
               help="Lower --max-batch-size to what fits in the CPU cache.")
+@click.option("--processes", default=0, type=click.IntRange(min=0),
+              help="Server processes sharing the port, the workers split among them [default: one per worker; "
+                   "1 serves in this process].")
 @click.option("--lone-threads", default=0, type=click.IntRange(min=0),
               help="Threads for a request alone on an idle server [default: the usable cores; 1 turns it off].")
 @click.option("--max-wait-ms", default=5.0, show_default=True, type=click.FloatRange(min=0),
@@ -26,25 +29,24 @@ from workflow.errors import CliError
 @click.option("--allow-any-host", is_flag=True, envvar="DDCICD_ALLOW_ANY_HOST",
               help="Answer whatever the Host header (a non-loopback --host on purpose, e.g. a container); "
                    "by default only 127.0.0.1, localhost and [::1] with the bound port (403 otherwise).")
-def serve(model: str, host: str, port: int, workers: int, max_batch_size: int, cache_cap: bool, lone_threads: int,
-          max_wait_ms: float, precision: str | None, allow_any_host: bool) -> None:
+def serve(model: str, host: str, port: int, workers: int, max_batch_size: int, cache_cap: bool, processes: int,
+          lone_threads: int, max_wait_ms: float, precision: str | None, allow_any_host: bool) -> None:
     """Serve MODEL: GET /ping, POST /invocations (image in, class probabilities out) until Ctrl-C."""
-    import uvloop
-
     from steps.predictor import ModelArchiveError
-    from steps.serve import ServerSettings, serve as run_server
+    from steps.serve import ServerSettings, run as run_server
+    from steps.serve_processes import StartupError
 
     settings = ServerSettings(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, workers=workers,
-                              cache_cap=cache_cap, lone_threads=lone_threads, precision=precision,
-                              allow_any_host=allow_any_host)
+                              processes=processes, cache_cap=cache_cap, lone_threads=lone_threads,
+                              precision=precision, allow_any_host=allow_any_host)
 
     def announce(bound: int) -> None:
         click.echo(f"serving {model} on http://{host}:{bound} (POST /invocations, GET /ping); Ctrl-C stops",
                    err=True)
 
     try:
-        uvloop.run(run_server(model, host, port, settings, on_ready=announce))
-    except ModelArchiveError as error:
+        run_server(model, host, port, settings, on_ready=announce)
+    except (ModelArchiveError, StartupError) as error:
         raise CliError(str(error)) from None
     except OSError as error:
         raise CliError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None

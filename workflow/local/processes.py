@@ -118,7 +118,9 @@ def _describe(pid: int, arguments: list[str], home: Path) -> list[_Found]:
             return [(f"runtime router (pid {pid})", pid, 2, False)]
     elif module == SERVER_MODULE:
         where = _under(_option(arguments, "--lifeline"), home / "endpoints" / "endpoints")
-        if where is not None and len(where.parts) == 2:
+        # A server's own worker processes (forked, so with its command line) go with it: the
+        # server stops them, and they die with it (steps/serve_processes.py).
+        if where is not None and len(where.parts) == 2 and _arguments(_parent(pid)) != arguments:
             endpoint, instance = where.parts
             return [(f"endpoint {endpoint} instance {instance} (pid {pid})", pid, 1, False)]
     elif module == SUPERVISOR_MODULE and arguments:
@@ -131,6 +133,15 @@ def _describe(pid: int, arguments: list[str], home: Path) -> list[_Found]:
                 found.append((f"{kind} job {name} process group (pid {child})", child, 0, True))
             return found
     return []
+
+
+def _parent(pid: int) -> int:
+    """The parent's pid (0 when `pid` is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat[stat.rindex(")") + 2:].split()[1])
 
 
 def _job_process(supervisor: int) -> int | None:
