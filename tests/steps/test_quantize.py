@@ -51,6 +51,27 @@ def test_the_archive_holds_both_graphs_and_says_which_is_served_and_how_int8_was
     assert int8["class_agreement_with_fp32"] >= 0.9
 
 
+def test_the_first_convolution_and_the_classifier_head_stay_float_and_the_rest_is_int8(quantized: Path) -> None:
+    import onnx
+
+    with tarfile.open(quantized) as tar:
+        graph = onnx.load_from_string(tar.extractfile("model.int8.onnx").read()).graph
+    made_by = {output: node for node in graph.node for output in node.output}
+    initializers = {tensor.name for tensor in graph.initializer}
+
+    def weight_is_int8(node: onnx.NodeProto) -> bool:  # its weight comes through a DequantizeLinear
+        producer = made_by.get(node.input[1])
+        return producer is not None and producer.op_type == "DequantizeLinear"
+
+    convolutions = [node for node in graph.node if node.op_type == "Conv"]
+    first = convolutions[0]  # ONNX lists nodes in topological order
+    assert first.input[1] in initializers and not weight_is_int8(first)  # float weights
+    assert made_by[first.input[0]].op_type != "DequantizeLinear"  # and float pixels in
+    assert all(weight_is_int8(node) for node in convolutions if node is not first)
+    assert [node.op_type for node in graph.node if node.op_type in ("Gemm", "Softmax")] == ["Gemm", "Softmax"]
+    assert not any(weight_is_int8(node) for node in graph.node if node.op_type == "Gemm")
+
+
 def test_the_predictor_serves_what_model_json_names_and_fp32_when_asked(quantized: Path) -> None:
     served = json.loads(tarfile.open(quantized).extractfile("model.json").read())["serving"]["served"]
     assert Predictor(quantized, threads=1).precision == served

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from steps.export import pack_model_dir
+from steps.quantize import CALIBRATION_IMAGES
 from steps.model import ResNet, ResNetConfig
 from steps.train import run
 
@@ -72,7 +73,10 @@ def test_model_dir_holds_onnx_json_and_a_weights_only_state_dict(trained: tuple[
     assert serving["served"] == ("int8" if serving["single_image_ms"]["int8"] <= 0.95 * serving["single_image_ms"]["fp32"]
                                  else "fp32")
     calibration = serving["int8"]["calibration"]
-    assert calibration["images"] == 128 and "training images" in calibration["source"] and calibration["method"] == "MinMax"
+    train_images = len((trained[0] / "input" / "data" / "train" / "train.idx").read_text().splitlines())
+    assert calibration["images"] == min(CALIBRATION_IMAGES, train_images) and calibration["method"] == "MinMax"
+    assert f"{calibration['images']} training images" in calibration["source"]
+    assert "first convolution" in serving["int8"]["kept_in_float"]
     assert serving["int8"]["format"] == "QDQ" and "per output channel" in serving["int8"]["weights"]
     assert document["classes"] == ["c0", "c1", "c2", "c3"] and document["image_shape"] == "3,24,32"
     assert document["num_layers"] == 20 and document["hyperparameters"]["mini_batch_size"] == "16"

@@ -26,6 +26,7 @@ import numpy as np
 from lambdas import runtime as runtime_module
 from lambdas.evaluate.app import handler as evaluate
 from steps.export import pack_model_dir
+from steps.quantize import CALIBRATION_IMAGES
 from steps.recordio import IndexedRecordIO, IRHeader, pack_img
 from workflow.config import DEFAULT_HYPERPARAMETERS
 from workflow.local.endpoints import LocalEndpoints
@@ -90,7 +91,7 @@ def test_int8_scores_like_fp32_on_the_validation_set_through_the_staging_endpoin
     processed = write_discs(tmp_path / "s3" / "ddcicd" / "processed", train=480, validation=400)
     model_dir = _train(processed, tmp_path / "job")
     serving = json.loads((model_dir / "model.json").read_text())["serving"]
-    assert serving["int8"]["calibration"]["images"] == 128
+    assert serving["int8"]["calibration"]["images"] == min(CALIBRATION_IMAGES, 480)
 
     endpoints = LocalEndpoints(tmp_path / "home", cpu_count=2)
     names = {}
