@@ -1,6 +1,7 @@
 """Server processes behind local endpoints: start, health-check, identify and stop them.
 
-An instance is one `python -m steps.serve` process, started in its own session so it
+An instance is one `python -m steps.serve` process (with the serving processes it forks,
+one per worker: signalling it reaches them), started in its own session so it
 outlives the command that created it (as an AWS endpoint outlives the API call). Its
 directory holds its log and the ready file the server writes once its port is open. Its
 identity is (pid, start time): a pid alone may be reused by an unrelated process after
