@@ -99,10 +99,8 @@ class MicroBatcher(Generic[Item, Result]):
         """Requests announced (`expecting`) and not yet submitted."""
         return self._arriving
 
-    @arriving.setter
-    def arriving(self, value: int) -> None:
-        self._arriving = value
-        self.board.set(Field.IN_FLIGHT, self._in_flight + value)
+    def _publish_in_flight(self) -> None:
+        self.board.set(Field.IN_FLIGHT, self._in_flight + self._arriving)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
@@ -122,7 +120,7 @@ class MicroBatcher(Generic[Item, Result]):
         load, now = self._in_flight + self._arriving, time.monotonic()
         if load >= self._peak or now >= self._peak_until:
             self._peak, self._peak_until = load, now + QUIET_SECONDS
-        self.board.set(Field.IN_FLIGHT, load)
+        self._publish_in_flight()
         self.board.set(Field.BUSY_UNTIL_NS, time.monotonic_ns() + int(QUIET_SECONDS * 1e9))
 
     def expecting(self) -> _Expecting:
@@ -151,7 +149,7 @@ class MicroBatcher(Generic[Item, Result]):
             return list(await asyncio.gather(*futures, return_exceptions=True))
         finally:
             self._in_flight -= 1
-            self.board.set(Field.IN_FLIGHT, self._in_flight + self._arriving)
+            self._publish_in_flight()
             for future in futures:
                 if not future.done():
                     future.cancel()  # the batcher skips cancelled items
@@ -218,8 +216,9 @@ class _Expecting:
         self.batcher = batcher
 
     def __enter__(self) -> None:
-        self.batcher.arriving += 1
+        self.batcher._arriving += 1
         self.batcher._note_load()
 
     def __exit__(self, *exc_info: object) -> None:
-        self.batcher.arriving -= 1
+        self.batcher._arriving -= 1
+        self.batcher._publish_in_flight()

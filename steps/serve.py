@@ -60,7 +60,7 @@ from steps.model_archive import read_model_archive
 from steps.predictor import (DEFAULT_MAX_PIXELS, InvalidImage, ModelArchiveError, Predictor, cache_bound_batch_size,
                              default_threads, largest_activation_bytes, last_level_cache_bytes)
 from steps.server_board import BoardRow, Field, ServerBoard
-from steps.serve_processes import Prefork, StartupError, listening_socket
+from steps.serve_processes import Prefork, StartupError, bound_socket
 from steps.serve_requests import (DEFAULT_MAX_INSTANCES, JSON_TYPE, RequestError, allowed_hosts, check_accept,
                                   check_host, error_response, is_loopback, json_response, media_type, parse_instances,
                                   read_body)
@@ -275,7 +275,7 @@ def run(model: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8080
             on_ready(bound_port)
 
     if settings.processes == 1:
-        _run_loop(serve_socket(listening_socket(host, port), model, host, settings, board.row(0), ready, lifeline))
+        _run_loop(serve_socket(bound_socket(host, port), model, host, settings, board.row(0), ready, lifeline))
         return
 
     def child(index: int, sock: socket.socket, child_ready: Callable[[], None]) -> None:
@@ -295,7 +295,8 @@ def _run_loop(running: Awaitable[None]) -> None:
 
 async def serve_socket(sock: socket.socket, model: str | os.PathLike[str], host: str, settings: ServerSettings,
                        board: BoardRow, on_ready: Callable[[int], None], lifeline: Path | None = None) -> None:
-    """One process serving on the listening socket `sock` until SIGTERM/SIGINT (or `lifeline` goes)."""
+    """One process serving on the bound socket `sock` (it listens once the model is loaded)
+    until SIGTERM/SIGINT (or `lifeline` goes)."""
     app = create_app(model, settings, board)
     # lingering_time: after a 408 or 413 the unread rest of a body is drained (so the client
     # reads the answer instead of a reset) for 2 s, not aiohttp's 10, then the connection closes.

@@ -11,9 +11,9 @@ How:
 - the parent binds the port (so port 0 resolves once, to one port) on a socket it never
   listens on: it keeps the port reserved while a child restarts; it checks first that no
   one holds the port, since SO_REUSEPORT would otherwise share it with another such server;
-- it forks the children before any ONNX Runtime session or event loop exists; each opens its
-  own SO_REUSEPORT listening socket on that port, so the kernel spreads new connections
-  over them, then loads the model and serves;
+- it forks the children before any ONNX Runtime session or event loop exists; each binds its
+  own SO_REUSEPORT socket to that port, loads the model, then listens: the kernel spreads
+  new connections over the listening ones;
 - the server is ready when every child has said so on its pipe; a child that fails to start
   fails the server with its error; a child that dies later is replaced;
 - SIGTERM or SIGINT (or the lifeline file disappearing) stops the children gracefully
@@ -40,7 +40,7 @@ PR_SET_PDEATHSIG = 1
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 LIFELINE_SECONDS = 2.0  # how often the lifeline file is looked for
 
-# child(index, listening socket, ready): serve until SIGTERM; call ready() once serving.
+# child(index, bound socket, ready): serve until SIGTERM; call ready() once serving.
 Child = Callable[[int, socket.socket, Callable[[], None]], None]
 
 
@@ -48,15 +48,15 @@ class StartupError(RuntimeError):
     """A process of the server could not start (its own error message)."""
 
 
-def listening_socket(host: str, port: int, reuse_port: bool = False, listen: bool = True) -> socket.socket:
+def bound_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    """A TCP socket bound to (host, port), not listening yet: the server listens once its model
+    is loaded (aiohttp's site calls listen), so nobody connects to a port that cannot answer."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
-        if listen:
-            sock.listen(1024)
     except OSError:
         sock.close()
         raise
@@ -84,9 +84,9 @@ class Prefork:
         self.start_timeout = start_timeout
         # SO_REUSEPORT would let this server share a port with another pre-fork server (same
         # user) without a word: bind once without it first, which fails if the port is taken.
-        with listening_socket(host, port, listen=False) as probe:
+        with bound_socket(host, port) as probe:
             self.port: int = probe.getsockname()[1]
-        self._reserved = listening_socket(host, self.port, reuse_port=True, listen=False)
+        self._reserved = bound_socket(host, self.port, reuse_port=True)
         self._children: dict[int, _Running] = {}  # pid -> child
 
     def run(self, child: Child, on_ready: Callable[[int], None]) -> None:
@@ -150,7 +150,7 @@ class Prefork:
             if os.getppid() != parent:  # the parent died before prctl took effect
                 os._exit(1)
             self._reserved.close()
-            sock = listening_socket(self.host, self.port, reuse_port=True)
+            sock = bound_socket(self.host, self.port, reuse_port=True)
             child(index, sock, lambda: os.write(pipe, b"ready"))
         except BaseException as error:  # noqa: BLE001 - reported to the parent, which decides
             code = 2
