@@ -16,9 +16,9 @@ from data.synth, as JPEG, the same set for every server):
    once, at the start, made the ratio depend on when it happened to be taken.
 2. `python -m steps.serve` as shipped (the precision model.json names, int8 where faster;
    micro-batching on; one process per core), at concurrency 1, 8 and 32: requests/s,
-   p50/p99 latency, server CPU per request (all its processes). The load comes from wrk (Debian's package, `make wrk`; one thread,
-   keep-alive connections, a Lua script cycling POSTs over the image set), as issue 18
-   measured: it runs on the same cores as the server, so its CPU per request is measured
+   p50/p99 latency, server CPU per request (all its processes). The load comes from wrk
+   (Debian's package, `make wrk`; one thread, keep-alive connections, a Lua script cycling
+   POSTs over the image set), as issue 18 measured: it runs on the same cores as the server, so its CPU per request is measured
    on its process and printed. Without wrk, a minimal asyncio client in this process
    stands in (--client python), whose CPU comes out of the server's share unmeasured.
    Also the server's CPU for HTTP alone (GET /ping at concurrency 32): with the in-process
@@ -98,13 +98,16 @@ def cpu_seconds(stat: str) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def child_pids(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in children.read_text().split()] if children.exists() else []
+
+
 def loop_cpu_seconds(pid: int) -> float:
     """CPU seconds of the event loops: the main thread of each of `pid`'s child processes
     (a multi-process server), or of `pid` itself when it has none."""
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    serving = [int(child) for child in children.read_text().split()] if children.exists() else []
     total = 0.0
-    for process in serving or [pid]:
+    for process in child_pids(pid) or [pid]:
         try:
             total += cpu_seconds(f"/proc/{process}/task/{process}/stat")
         except FileNotFoundError:
@@ -115,10 +118,9 @@ def loop_cpu_seconds(pid: int) -> float:
 def process_cpu_seconds(pid: int) -> float:
     """CPU seconds of `pid` and its child processes (uvicorn's workers are children)."""
     total = cpu_seconds(f"/proc/{pid}/stat")
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    for child in (children.read_text().split() if children.exists() else []):
+    for child in child_pids(pid):
         try:
-            total += process_cpu_seconds(int(child))
+            total += process_cpu_seconds(child)
         except FileNotFoundError:
             pass
     return total

@@ -97,6 +97,13 @@ def tiny_hyperparameters() -> dict[str, str]:
 REPO = Path(__file__).resolve().parents[2]
 
 
+def serving_pids(pid: int) -> list[int]:
+    """The pids that serve for server `pid`: its forked children (steps/serve_processes.py), or
+    the server itself when it serves alone."""
+    children = [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return children or [pid]
+
+
 def _serve_process(archive: Path, tmp: Path, *args: str) -> tuple[subprocess.Popen[bytes], int]:
     ready = tmp / "ready.json"
     process = subprocess.Popen([sys.executable, "-m", "steps.serve", "--model", str(archive), "--port", "0",

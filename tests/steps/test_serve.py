@@ -19,6 +19,7 @@ import pytest
 from steps.model_archive import read_model_archive
 from steps.predictor import (Predictor, cache_bound_batch_size, default_threads, largest_activation_bytes,
                              last_level_cache_bytes)
+from tests.steps.conftest import serving_pids
 
 CLASSES = [f"c{index}" for index in range(10)]  # as the conftest's `archive` has them
 REPO = Path(__file__).resolve().parents[2]
@@ -50,11 +51,7 @@ class Server:
         return self.request("POST", "/invocations", body, {"Content-Type": content_type, **headers})
 
     def processes(self) -> list[int]:
-        """The pids that serve: the server's forked children (steps/serve_processes.py), or the
-        server itself when it serves alone."""
-        pid = self.process.pid
-        children = [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-        return children or [pid]
+        return serving_pids(self.process.pid)
 
     def rss_kb(self) -> int:
         """Resident memory of the serving processes, summed."""

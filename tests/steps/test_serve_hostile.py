@@ -34,6 +34,7 @@ from PIL import Image
 
 from steps.imaging import DEFAULT_MAX_DECODE_BYTES
 from steps.serve import parse_args
+from tests.steps.conftest import serving_pids
 
 MB = 1024 * 1024
 REFUSED_BOUND = 64 * MB
@@ -101,10 +102,7 @@ class Served:
         return self.call("POST", "/invocations", body, {"Content-Type": content_type}, **kwargs)
 
     def processes(self) -> list[int]:
-        """The pids that serve: the server's forked children, or the server itself when it has none."""
-        pid = self.process.pid
-        children = [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-        return children or [pid]
+        return serving_pids(self.process.pid)
 
     @staticmethod
     def status(pid: int, key: str) -> int:

@@ -56,15 +56,21 @@ class Instance:
         return f"http://127.0.0.1:{self.port}"
 
 
-def proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state letter, start time in clock ticks) of a process, or None if there is none."""
+def stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat from field 3 (state) on, or None if there is no such process: index 0
+    is the state, 1 the parent's pid, 2 the process group, 19 the start time in clock ticks."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
+    except OSError:
         return None
     # The command name (field 2) is in parentheses and may contain spaces: split after it.
-    fields = raw[raw.rindex(")") + 2:].split()
-    return fields[0], int(fields[19])
+    return raw[raw.rindex(")") + 2:].split()
+
+
+def proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time in clock ticks) of a process, or None if there is none."""
+    fields = stat_fields(pid)
+    return None if fields is None else (fields[0], int(fields[19]))
 
 
 def _reap(pid: int) -> None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from workflow.local.instances import proc_stat
+from workflow.local.instances import proc_stat, stat_fields
 
 ROUTER_MODULE = "workflow.local.router"
 SERVER_MODULE = "steps.serve"
@@ -137,11 +137,8 @@ def _describe(pid: int, arguments: list[str], home: Path) -> list[_Found]:
 
 def _parent(pid: int) -> int:
     """The parent's pid (0 when `pid` is gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0
-    return int(stat[stat.rindex(")") + 2:].split()[1])
+    fields = stat_fields(pid)
+    return 0 if fields is None else int(fields[1])
 
 
 def _job_process(supervisor: int) -> int | None:
@@ -153,12 +150,8 @@ def _job_process(supervisor: int) -> int | None:
     except OSError:
         return None
     for child in map(int, children):
-        try:
-            stat = Path(f"/proc/{child}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[2]) == child:  # process group id == pid: a group leader
+        fields = stat_fields(child)
+        if fields is not None and int(fields[2]) == child:  # process group id == pid: a group leader
             return child
     return None
 
